@@ -1,0 +1,100 @@
+//! # skiff-raft: the Raft protocol core
+//!
+//! Raft (Ongaro and Ousterhout, "In Search of an Understandable Consensus Algorithm", 2014, and
+//! Ongaro's thesis, 2014) keeps a log identical on a cluster of nodes, so that each node can
+//! apply the same commands in the same order to its own copy of a state machine. A **leader**,
+//! elected for a **term** by a **quorum** (a majority of voters), accepts commands, appends them
+//! to its log and replicates them to **followers**; once a quorum holds an entry of the leader's
+//! term durably, the entry and every entry before it are **committed** and may be applied. If the
+//! leader is lost, a follower whose **election timeout** fires campaigns for the next term.
+//!
+//! This crate is the protocol and nothing else: no I/O, no clock, no threads, no async, no
+//! unseeded randomness. A [`Node`] takes inputs — [`Node::tick`], [`Node::step`] (a message),
+//! [`Node::propose`], and the driver's reports [`Node::persisted`] and [`Node::entries_read`] —
+//! and answers with a batch of [`Action`]s from [`Node::take_actions`]. The same core is driven
+//! by the simulator (crates/sim) on a simulated network and disk, and by the server
+//! (crates/server) on TCP and files; neither re-implements any protocol logic. One seed and one
+//! sequence of inputs always produce the same actions.
+//!
+//! ## The story in files
+//! - `node.rs`: state, inputs, the term rules of Raft §5.1, role transitions, the action batch.
+//! - `election.rs`: timeouts, pre-vote (thesis §9.6), votes (§5.2, §5.4.1), check-quorum.
+//! - `replication.rs`: `Append`s and their answers (§5.3), fast backtracking, commit (§5.4.2).
+//! - `progress.rs`: the leader's view of each follower: probe / replicate, the inflight window.
+//! - `log.rs`: the core's view of the log: term runs, the tail cache, durable and commit indexes.
+//! - `quorum.rs`: majority arithmetic, the one place that knows what a quorum is.
+//! - `testkit.rs`: an in-memory driver for a whole cluster, for tests, examples and benchmarks.
+//!
+//! ## The driver's contract
+//! After any inputs, call [`Node::take_actions`] and perform the batch:
+//! 1. [`Action::PersistHardState`] (term and vote) must be durable **before** any
+//!    [`Action::Send`] after it in the same batch leaves the node. This is what makes a vote
+//!    binding across a crash (one vote per term, Raft §5.2). It comes first in every batch.
+//! 2. [`Action::PersistEntries`] may be written **in parallel** with the sends: the leader's own
+//!    disk write overlaps replication. Writes must complete in the order handed over; after a
+//!    write completes, call [`Node::persisted`] with the index and term of its last entry. The
+//!    core counts the leader toward a quorum, and lets a follower acknowledge, only entries
+//!    reported durable — so never report a write before it is on disk (after fsync).
+//!    A write whose first index is not past the stored log supersedes the stored suffix from
+//!    that index (a truncation; it never reaches committed entries).
+//! 3. [`Action::Send`] may be delivered late, out of order, twice, or never: the protocol
+//!    tolerates all of it. Messages to one peer should be sent in order for efficiency.
+//! 4. [`Action::ReadEntries`] asks for durable entries the core no longer holds in memory (for a
+//!    follower far behind, or for applying after a restart). Read them in the background and hand
+//!    them back with [`Node::entries_read`]; the core checks their terms against its own log.
+//! 5. [`Action::Apply`] entries are committed and durable here: apply them in order, after
+//!    everything applied before. Applying may run in parallel with everything else.
+//! 6. [`Action::Event`]s are for observation (logs, metrics, dashboards) and need no action.
+//! 7. Call [`Node::tick`] at a steady rate; election timeouts and heartbeats are in ticks. Feed
+//!    one node's inputs from one thread; [`Node::take_actions`] may follow many inputs, and
+//!    batching them is how the core sends fewer, larger messages and writes.
+//!
+//! ## The log, when it is larger than memory
+//! The log lives in the driver's storage. The core keeps the term of every entry in compressed
+//! form (one `(first index, term)` pair per term), every entry not yet durable, and a byte-bounded
+//! cache of the newest durable ones; anything older is asked for with a bounded
+//! [`Action::ReadEntries`]. We chose asking over a storage trait the core calls, because a read
+//! then never blocks the core's thread on a disk (heartbeats and other followers keep flowing
+//! while a far-behind follower's entries are read), and the core stays free of I/O by
+//! construction rather than by convention. Catching up a follower millions of entries behind
+//! costs one bounded read and one `Append` per batch: time linear in the entries sent.
+//!
+//! ## Invariants, asserted where they could break
+//! - At most one leader per term (a leader that receives an `Append` of its own term panics);
+//!   at most one vote per term.
+//! - Terms and commit indexes never decrease; committed entries are never truncated.
+//! - Appended indexes have no gaps; terms never decrease along the log.
+//! - Nothing is applied beyond the commit index, and applies are gap-free and in order.
+//! - Only entries of the current term are committed by counting replicas (§5.4.2, Figure 8).
+//!
+//! Bad input from the network is an error ([`StepError`]), never a panic: messages to another
+//! node, from a non-member, or with inconsistent entries are refused and change nothing.
+//!
+//! ## Left out for now, with room made for it
+//! Snapshots and InstallSnapshot (the log already has a first index and a compaction term);
+//! membership changes with joint consensus and learners (quorum arithmetic lives in one module
+//! for a joint configuration to combine two majorities); leadership transfer ([`Node::campaign`]
+//! is the TimeoutNow hook); ReadIndex and lease reads (heartbeats are separate messages that a
+//! read context can ride on).
+
+pub mod action;
+pub mod config;
+mod election;
+pub mod error;
+pub mod log;
+pub mod message;
+pub mod node;
+pub mod progress;
+pub mod quorum;
+mod replication;
+pub mod rng;
+pub mod testkit;
+pub mod types;
+
+pub use action::{Action, Event, ReadPurpose, ReadRequest, RoleKind};
+pub use config::Config;
+pub use error::{ConfigError, ProposeError, ReportError, RestoreError, StepError};
+pub use log::LogState;
+pub use message::{AppendOutcome, Body, Message};
+pub use node::{NewNodeError, Node, Restored, Status};
+pub use types::{Entry, HardState, Index, NodeId, Payload, Term};

@@ -1,0 +1,554 @@
+//! The core's view of the replicated log: enough to decide everything, without holding it all.
+//!
+//! The log itself lives in the driver's storage and may be far larger than memory. The core
+//! keeps only:
+//! - the **term runs**: for every term that has entries, the index of its first entry. Terms
+//!   change rarely, so this is tiny, and it answers `term(i)` for any index in O(log terms) —
+//!   all that vote checks, `Append` consistency checks and conflict hints need;
+//! - the **tail cache**: the newest entries, in memory. Every entry that is not yet durable is
+//!   in it (the driver may not be able to read those back yet), plus recently durable ones up to
+//!   a byte budget, so a leader in steady state sends and applies without reading storage;
+//! - the **durable index** and the **commit index**.
+//!
+//! Older entries are read on request ([`ReadRequest`](crate::ReadRequest)): a read is one
+//! bounded batch, so catching up a follower costs time linear in the entries sent.
+//!
+//! Invariants (checked by `assert!` where they could break):
+//! - indexes are consecutive from `first_index` to `last_index`; terms never decrease along the
+//!   log; term runs are strictly increasing in both index and term;
+//! - `commit <= last_index` and never decreases; nothing at or below `commit` is ever
+//!   truncated (Raft §5.4: committed entries are permanent);
+//! - `durable <= last_index`, and `log[..=durable]` is durable in the driver's storage;
+//! - every entry above `durable` is in the cache.
+
+use std::collections::VecDeque;
+
+use crate::error::RestoreError;
+use crate::types::{Entry, Index, Term};
+
+/// What a restarting node's storage holds, in summary: the driver computes it while opening its
+/// log (every record is read at open anyway).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogState {
+    /// The index of the first entry in storage; 1 for a log that was never compacted.
+    pub first_index: Index,
+    /// The index of the last entry in storage; `first_index - 1` when empty.
+    pub last_index: Index,
+    /// The term of the entry just before `first_index` (0 for a log never compacted).
+    pub prev_term: Term,
+    /// For each term with entries in storage, the index of its first entry, in order.
+    pub term_starts: Vec<(Index, Term)>,
+}
+
+impl Default for LogState {
+    /// The empty log of a new node.
+    fn default() -> LogState {
+        LogState {
+            first_index: Index(1),
+            last_index: Index(0),
+            prev_term: Term(0),
+            term_starts: Vec::new(),
+        }
+    }
+}
+
+impl LogState {
+    /// The summary of a log holding exactly these (index, term) pairs, in order, starting at 1.
+    pub fn from_terms(entries: impl IntoIterator<Item = (Index, Term)>) -> LogState {
+        let mut state = LogState::default();
+        for (index, term) in entries {
+            if state.term_starts.last().is_none_or(|&(_, last_term)| last_term != term) {
+                state.term_starts.push((index, term));
+            }
+            state.last_index = index;
+        }
+        state
+    }
+}
+
+/// The core's view of the log (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct RaftLog {
+    /// The first index in the log; entries below it were compacted away.
+    first_index: Index,
+    /// The term of the entry at `first_index - 1`.
+    prev_term: Term,
+    /// The index of the last entry.
+    last_index: Index,
+    /// `(first index, term)` of every term that has entries, strictly increasing in both.
+    term_runs: Vec<(Index, Term)>,
+    /// The newest entries, consecutive and ending at `last_index` when not empty. Holds every
+    /// entry above `durable`.
+    cache: VecDeque<Entry>,
+    /// The sum of `Entry::size` over `cache`.
+    cache_bytes: u64,
+    /// The budget for durable entries kept in `cache`.
+    max_cached_bytes: u64,
+    /// The highest index such that the log up to it, as it stands, is durable.
+    durable: Index,
+    /// The first index appended since the last `take_unpersisted`, if any: the start of the
+    /// next `PersistEntries` action.
+    unpersisted_from: Option<Index>,
+    /// The highest index known to be committed.
+    commit: Index,
+}
+
+impl RaftLog {
+    /// The log as restored from storage; everything in storage is durable.
+    pub(crate) fn restore(
+        state: &LogState,
+        commit: Index,
+        max_cached_bytes: u64,
+    ) -> Result<RaftLog, RestoreError> {
+        let invalid = |reason: String| Err(RestoreError { reason });
+        if state.first_index.0 == 0 {
+            return invalid("the first log index is 1 or later".into());
+        }
+        if state.last_index < state.first_index.prev() {
+            return invalid(format!(
+                "last index {} is before first index {}",
+                state.last_index, state.first_index
+            ));
+        }
+        let empty = state.last_index < state.first_index;
+        match state.term_starts.first() {
+            None if !empty => return invalid("a non-empty log needs its term runs".into()),
+            Some(_) if empty => return invalid("an empty log has no term runs".into()),
+            Some(&(start, _)) if start != state.first_index => {
+                return invalid(format!(
+                    "the first term run starts at {start}, not at the first index"
+                ));
+            }
+            _ => {}
+        }
+        let mut previous = (state.first_index.prev(), state.prev_term);
+        for &(start, term) in &state.term_starts {
+            if start > state.last_index || (start, term) <= previous || term <= previous.1 {
+                return invalid(format!("term run {start}@{term} is out of order"));
+            }
+            previous = (start, term);
+        }
+        if commit > state.last_index {
+            return invalid(format!(
+                "commit {commit} is beyond the last index {}",
+                state.last_index
+            ));
+        }
+        Ok(RaftLog {
+            first_index: state.first_index,
+            prev_term: state.prev_term,
+            last_index: state.last_index,
+            term_runs: state.term_starts.clone(),
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+            max_cached_bytes,
+            durable: state.last_index,
+            unpersisted_from: None,
+            commit: commit.max(state.first_index.prev()),
+        })
+    }
+
+    /// The first index in the log.
+    pub(crate) fn first_index(&self) -> Index {
+        self.first_index
+    }
+
+    /// The index of the last entry (`first_index - 1` when empty).
+    pub(crate) fn last_index(&self) -> Index {
+        self.last_index
+    }
+
+    /// The term of the last entry.
+    pub(crate) fn last_term(&self) -> Term {
+        self.term_runs.last().map_or(self.prev_term, |&(_, term)| term)
+    }
+
+    /// The highest index such that the log up to it is durable.
+    pub(crate) fn durable(&self) -> Index {
+        self.durable
+    }
+
+    /// The commit index.
+    pub(crate) fn commit(&self) -> Index {
+        self.commit
+    }
+
+    /// The term of the entry at `index`, if the log holds it (or it is the compaction point).
+    pub(crate) fn term(&self, index: Index) -> Option<Term> {
+        if index == self.first_index.prev() {
+            return Some(self.prev_term);
+        }
+        if index < self.first_index || index > self.last_index {
+            return None;
+        }
+        // The run containing `index` is the last one starting at or before it.
+        let position = self.term_runs.partition_point(|&(start, _)| start <= index);
+        Some(self.term_runs[position - 1].1)
+    }
+
+    /// The first index of the run of entries that contains `index` (which must be in the log).
+    pub(crate) fn first_index_of_run_at(&self, index: Index) -> Index {
+        let position = self.term_runs.partition_point(|&(start, _)| start <= index);
+        assert!(position > 0, "index {index} is not in the log [{}..]", self.first_index);
+        self.term_runs[position - 1].0
+    }
+
+    /// The last index holding an entry of `term`, if the log has any.
+    pub(crate) fn last_index_of_term(&self, term: Term) -> Option<Index> {
+        let position =
+            self.term_runs.binary_search_by(|&(_, run_term)| run_term.cmp(&term)).ok()?;
+        Some(match self.term_runs.get(position + 1) {
+            Some(&(next_start, _)) => next_start.prev(),
+            None => self.last_index,
+        })
+    }
+
+    /// Whether a log ending at `(last_index, last_term)` is at least as up-to-date as this one
+    /// (Raft §5.4.1): the later last term wins; with equal last terms, the longer log wins.
+    pub(crate) fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
+        (last_term, last_index) >= (self.last_term(), self.last_index)
+    }
+
+    /// Appends entries that follow the last entry directly (the leader's own proposals).
+    pub(crate) fn append(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            assert!(
+                entry.index == self.last_index.next(),
+                "gap in appended indexes: entry {} after last index {}",
+                entry.index,
+                self.last_index
+            );
+            let last_term = self.last_term();
+            assert!(
+                entry.term >= last_term,
+                "term goes backwards in the log: entry {} after last term {last_term}",
+                entry.index
+            );
+            if entry.term > last_term || self.term_runs.is_empty() {
+                self.term_runs.push((entry.index, entry.term));
+            }
+            self.last_index = entry.index;
+            self.unpersisted_from.get_or_insert(entry.index);
+            self.cache_bytes += entry.size();
+            self.cache.push_back(entry);
+        }
+        self.evict();
+    }
+
+    /// Merges entries from the leader that follow `prev_index` (which the caller has matched):
+    /// entries already present with the same term are kept, the first conflicting one and
+    /// everything after it are replaced (Raft §5.3). Returns the index of the last entry given.
+    pub(crate) fn merge(&mut self, prev_index: Index, entries: Vec<Entry>) -> Index {
+        let last_given = prev_index.plus(entries.len() as u64);
+        let mut new_entries = entries.into_iter().peekable();
+        // Skip the prefix we already hold; the log matching property makes it identical.
+        while let Some(entry) = new_entries.peek() {
+            match self.term(entry.index) {
+                Some(term) if term == entry.term => {
+                    new_entries.next();
+                }
+                Some(_) => {
+                    self.truncate_from(entry.index);
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.append(new_entries.collect());
+        last_given
+    }
+
+    /// Removes every entry from `index` on. Committed entries are never removed.
+    fn truncate_from(&mut self, index: Index) {
+        assert!(
+            index > self.commit,
+            "truncating committed entries: from {index} with commit {}",
+            self.commit
+        );
+        assert!(
+            index <= self.last_index,
+            "truncating beyond the log: {index} > {}",
+            self.last_index
+        );
+        while self.term_runs.last().is_some_and(|&(start, _)| start >= index) {
+            self.term_runs.pop();
+        }
+        while self.cache.back().is_some_and(|entry| entry.index >= index) {
+            let entry = self.cache.pop_back().expect("back exists: checked by is_some_and");
+            self.cache_bytes -= entry.size();
+        }
+        self.last_index = index.prev();
+        self.durable = self.durable.min(self.last_index);
+        // Entries handed to the driver already are superseded by the next PersistEntries, which
+        // will start at or before `index`: `merge` always appends the replacing entries next.
+        if self.unpersisted_from.is_some_and(|from| from > index) {
+            self.unpersisted_from = Some(index);
+        }
+    }
+
+    /// The entries appended since the last call, for a `PersistEntries` action.
+    pub(crate) fn take_unpersisted(&mut self) -> Option<Vec<Entry>> {
+        let from = self.unpersisted_from.take()?;
+        assert!(
+            from <= self.last_index,
+            "a truncation at {from} without replacing entries (last index {})",
+            self.last_index
+        );
+        let entries = self.cached(from, self.last_index.next(), u64::MAX);
+        Some(entries.expect("every entry above the durable index is cached"))
+    }
+
+    /// Records that the driver made the log durable up to `index`, where the entry had `term`.
+    /// Stale reports (of writes superseded since) are ignored. Returns whether `durable` moved.
+    pub(crate) fn persisted(&mut self, index: Index, term: Term) -> bool {
+        if index <= self.durable || self.term(index) != Some(term) {
+            return false;
+        }
+        if self.unpersisted_from.is_some_and(|from| index >= from) {
+            // The driver reports durable an entry it has not been given yet: a driver bug that
+            // would make us acknowledge data that is not on disk. Refuse loudly.
+            panic!("entry {index}@{term} reported durable before it was handed to the driver");
+        }
+        self.durable = index;
+        self.evict();
+        true
+    }
+
+    /// Advances the commit index to `index`.
+    pub(crate) fn commit_to(&mut self, index: Index) {
+        assert!(index > self.commit, "commit goes backwards: {} -> {index}", self.commit);
+        assert!(
+            index <= self.last_index,
+            "committing beyond the log: {index} > last index {}",
+            self.last_index
+        );
+        self.commit = index;
+    }
+
+    /// Entries `[low, high)` from the cache, stopping after `max_bytes` (at least one entry), or
+    /// `None` if `low` is no longer cached and must be read from storage.
+    pub(crate) fn cached(&self, low: Index, high: Index, max_bytes: u64) -> Option<Vec<Entry>> {
+        let front = self.cache.front()?.index;
+        if low < front {
+            return None;
+        }
+        let high = high.min(self.last_index.next());
+        let mut entries = Vec::with_capacity(high.distance_from(low).min(64) as usize);
+        let mut bytes = 0;
+        let skip = low.distance_from(front) as usize;
+        for entry in self.cache.iter().skip(skip).take(high.distance_from(low) as usize) {
+            if !entries.is_empty() && bytes + entry.size() > max_bytes {
+                break;
+            }
+            bytes += entry.size();
+            entries.push(entry.clone());
+        }
+        Some(entries)
+    }
+
+    /// Drops the oldest durable entries from the cache while it is over budget.
+    fn evict(&mut self) {
+        while self.cache_bytes > self.max_cached_bytes {
+            match self.cache.front() {
+                Some(entry) if entry.index <= self.durable => {
+                    self.cache_bytes -= entry.size();
+                    self.cache.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Checks every invariant of the module documentation; O(cache), for tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        assert!(self.commit <= self.last_index);
+        assert!(self.durable <= self.last_index);
+        for pair in self.term_runs.windows(2) {
+            assert!(pair[0].0 < pair[1].0 && pair[0].1 < pair[1].1, "runs {:?}", self.term_runs);
+        }
+        if let Some(front) = self.cache.front() {
+            assert!(front.index <= self.durable.next(), "non-durable entry not cached");
+            for (offset, entry) in self.cache.iter().enumerate() {
+                assert_eq!(entry.index, front.index.plus(offset as u64));
+                assert_eq!(Some(entry.term), self.term(entry.index));
+            }
+            assert_eq!(self.cache.back().map(|entry| entry.index), Some(self.last_index));
+        } else {
+            assert_eq!(self.durable, self.last_index, "non-durable entries missing from cache");
+        }
+        assert_eq!(self.cache_bytes, self.cache.iter().map(Entry::size).sum::<u64>());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Payload;
+    use proptest::prelude::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry { index: Index(index), term: Term(term), payload: Payload::Noop }
+    }
+
+    fn empty_log(max_cached_bytes: u64) -> RaftLog {
+        RaftLog::restore(&LogState::from_terms([]), Index(0), max_cached_bytes)
+            .expect("an empty log is valid")
+    }
+
+    #[test]
+    fn terms_come_from_runs() {
+        let mut log = empty_log(0);
+        log.append(vec![entry(1, 1), entry(2, 1), entry(3, 3), entry(4, 3), entry(5, 4)]);
+        let terms: Vec<_> = (0..=6).map(|i| log.term(Index(i)).map(|t| t.0)).collect();
+        assert_eq!(terms, vec![Some(0), Some(1), Some(1), Some(3), Some(3), Some(4), None]);
+        assert_eq!(log.first_index_of_run_at(Index(4)), Index(3));
+        assert_eq!(log.last_index_of_term(Term(3)), Some(Index(4)));
+        assert_eq!(log.last_index_of_term(Term(2)), None);
+        assert_eq!(log.last_index_of_term(Term(4)), Some(Index(5)));
+    }
+
+    #[test]
+    fn durable_entries_leave_the_cache_when_over_budget() {
+        let mut log = empty_log(0);
+        log.append(vec![entry(1, 1), entry(2, 1)]);
+        assert_eq!(log.take_unpersisted().map(|e| e.len()), Some(2));
+        assert!(log.cached(Index(1), Index(3), u64::MAX).is_some());
+        assert!(log.persisted(Index(1), Term(1)));
+        assert!(log.cached(Index(1), Index(3), u64::MAX).is_none(), "durable entry 1 evicted");
+        assert_eq!(log.cached(Index(2), Index(3), u64::MAX).map(|e| e.len()), Some(1));
+        log.check_invariants();
+    }
+
+    #[test]
+    fn stale_durability_reports_are_ignored() {
+        let mut log = empty_log(u64::MAX);
+        log.append(vec![entry(1, 1), entry(2, 1), entry(3, 1)]);
+        log.take_unpersisted();
+        // A new leader replaces entries 2 and 3 before the first write completes.
+        log.merge(Index(1), vec![entry(2, 2)]);
+        let rewrite = log.take_unpersisted().expect("the replacement must be written");
+        assert_eq!(rewrite, vec![entry(2, 2)]);
+        assert!(!log.persisted(Index(3), Term(1)), "entry 3 no longer exists");
+        assert_eq!(log.durable(), Index(0));
+        assert!(log.persisted(Index(2), Term(2)));
+        assert_eq!(log.durable(), Index(2));
+        log.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "truncating committed entries")]
+    fn committed_entries_are_never_truncated() {
+        let mut log = empty_log(u64::MAX);
+        log.append(vec![entry(1, 1), entry(2, 1)]);
+        log.commit_to(Index(2));
+        log.merge(Index(1), vec![entry(2, 2)]);
+    }
+
+    #[test]
+    fn restore_rejects_inconsistent_summaries() {
+        let bad = LogState {
+            first_index: Index(1),
+            last_index: Index(5),
+            prev_term: Term(0),
+            term_starts: vec![(Index(1), Term(2)), (Index(3), Term(1))],
+        };
+        assert!(RaftLog::restore(&bad, Index(0), 0).is_err());
+        let good = LogState::from_terms([(Index(1), Term(1)), (Index(2), Term(2))]);
+        assert!(RaftLog::restore(&good, Index(3), 0).is_err(), "commit beyond the log");
+        let log = RaftLog::restore(&good, Index(1), 0).expect("consistent");
+        assert_eq!(
+            (log.last_index(), log.last_term(), log.durable()),
+            (Index(2), Term(2), Index(2))
+        );
+    }
+
+    /// One step of the model-based property test.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Leader-style append of `count` entries at `term` (raised to the last term if lower).
+        Append { count: u64, term: u64 },
+        /// Follower-style merge after `prev` of `count` entries at `term`.
+        Merge { prev: u64, count: u64, term: u64 },
+        /// The driver reports the write ending at the current last index durable.
+        Persist,
+        /// Commit up to a fraction of the log.
+        Commit { per_mille: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u64..5, 1u64..6).prop_map(|(count, term)| Op::Append { count, term }),
+            (0u64..12, 0u64..5, 1u64..6).prop_map(|(prev, count, term)| Op::Merge {
+                prev,
+                count,
+                term
+            }),
+            Just(Op::Persist),
+            (0u64..1000).prop_map(|per_mille| Op::Commit { per_mille }),
+        ]
+    }
+
+    proptest! {
+        /// The log behaves like a plain vector of (index, term) under appends and merges, never
+        /// loses committed entries, and keeps its invariants — with any cache budget.
+        #[test]
+        fn log_matches_a_vector_model(ops in proptest::collection::vec(op(), 1..60), budget in 0u64..200) {
+            let mut log = empty_log(budget);
+            let mut model: Vec<u64> = Vec::new(); // model[i] = term of index i + 1
+            for op in ops {
+                match op {
+                    Op::Append { count, term } => {
+                        let term = term.max(model.last().copied().unwrap_or(0));
+                        let start = model.len() as u64 + 1;
+                        log.append((start..start + count).map(|i| entry(i, term)).collect());
+                        model.extend(std::iter::repeat_n(term, count as usize));
+                    }
+                    Op::Merge { prev, count, term } => {
+                        // Only merges a leader could send: prev matches, the new term is at
+                        // least the prev term, and no committed entry would be replaced.
+                        if prev > model.len() as u64 { continue; }
+                        let prev_term = if prev == 0 { 0 } else { model[prev as usize - 1] };
+                        let term = term.max(prev_term);
+                        let new: Vec<u64> = (0..count).map(|_| term).collect();
+                        let conflict = (0..count).find(|&k| {
+                            model.get((prev + k) as usize).is_some_and(|&t| t != term)
+                        });
+                        if let Some(k) = conflict {
+                            if prev + k < log.commit().0 { continue; }
+                            // Entries after a conflict-free prefix must not sit below later
+                            // terms of the kept prefix: a leader's log never does that.
+                            model.truncate((prev + k) as usize);
+                        }
+                        if model.len() as u64 > prev + count
+                            && model[(prev + count) as usize..].iter().any(|&t| t < term) {
+                            continue;
+                        }
+                        let entries: Vec<Entry> =
+                            (0..count).map(|k| entry(prev + 1 + k, new[k as usize])).collect();
+                        log.merge(Index(prev), entries);
+                        for k in 0..count {
+                            let position = (prev + k) as usize;
+                            if position < model.len() { model[position] = term; } else { model.push(term); }
+                        }
+                    }
+                    Op::Persist => {
+                        log.take_unpersisted();
+                        let last = log.last_index();
+                        if let Some(term) = log.term(last) { log.persisted(last, term); }
+                        prop_assert_eq!(log.durable(), last);
+                    }
+                    Op::Commit { per_mille } => {
+                        let target = Index(log.durable().0 * per_mille / 1000);
+                        if target > log.commit() { log.commit_to(target); }
+                    }
+                }
+                log.check_invariants();
+                prop_assert_eq!(log.last_index(), Index(model.len() as u64));
+                for (position, &term) in model.iter().enumerate() {
+                    prop_assert_eq!(log.term(Index(position as u64 + 1)), Some(Term(term)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Messages between nodes (Raft Figure 2, plus pre-vote from the Raft thesis §9.6).
+//!
+//! Every message travels in a [`Message`] envelope that names sender, receiver and the sender's
+//! term; the term rules of Raft §5.1 are applied to the envelope before the body is looked at.
+//! Requests and responses come in pairs (`Vote` / `VoteResponse`, `Append` / `AppendResponse`).
+//! These are plain Rust types; the wire schema belongs to the transport.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Entry, Index, NodeId, Term};
+
+/// A message from one node to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The sender.
+    pub from: NodeId,
+    /// The receiver.
+    pub to: NodeId,
+    /// The sender's current term, except for `PreVote` (the term the sender would campaign for)
+    /// and a granted `PreVoteResponse` (the term of the `PreVote` it grants).
+    pub term: Term,
+    /// What the message says.
+    pub body: Body,
+}
+
+/// The body of a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// Would you vote for me if I campaigned in `term`? Changes no state at the receiver
+    /// (Raft thesis §9.6), so a node that cannot win cannot disrupt the cluster.
+    PreVote {
+        /// The index of the last entry in the sender's log.
+        last_index: Index,
+        /// The term of the last entry in the sender's log.
+        last_term: Term,
+    },
+    /// The answer to a `PreVote`.
+    PreVoteResponse {
+        /// Whether the receiver would vote for the sender.
+        granted: bool,
+    },
+    /// Vote for me in `term` (Raft §5.2).
+    Vote {
+        /// The index of the last entry in the candidate's log (Raft §5.4.1).
+        last_index: Index,
+        /// The term of the last entry in the candidate's log (Raft §5.4.1).
+        last_term: Term,
+    },
+    /// The answer to a `Vote`; a grant is sent only after the vote is durable.
+    VoteResponse {
+        /// Whether the vote was granted.
+        granted: bool,
+    },
+    /// Append `entries` after the entry at `prev_index`, if it has term `prev_term` (Raft §5.3).
+    Append {
+        /// The index of the entry just before `entries`.
+        prev_index: Index,
+        /// The term of the entry at `prev_index`.
+        prev_term: Term,
+        /// Consecutive entries starting at `prev_index + 1`; may be empty.
+        entries: Vec<Entry>,
+        /// The leader's commit index.
+        commit: Index,
+    },
+    /// The answer to one or more `Append`s.
+    AppendResponse(AppendOutcome),
+    /// The leader is alive; `commit` is the leader's commit index capped at what the receiver is
+    /// known to hold, so the receiver can commit without checking its log against it.
+    Heartbeat {
+        /// min(leader's commit index, the receiver's match index).
+        commit: Index,
+    },
+    /// The answer to a `Heartbeat`.
+    HeartbeatResponse,
+}
+
+/// How a follower answered an `Append`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendOutcome {
+    /// The follower's log matches the leader's up to `match_index`, and all of it is durable.
+    /// Acknowledgements are cumulative: one may answer several `Append`s.
+    Accepted {
+        /// The highest index known to match the leader's log and be durable on the follower.
+        match_index: Index,
+    },
+    /// The entry at `prev_index` is missing or has another term. The hint lets the leader skip
+    /// a whole term of conflicting entries per round trip (Raft §5.3, the optimisation at the
+    /// end of the section) instead of one entry per round trip.
+    Rejected {
+        /// The `prev_index` of the rejected `Append`, so the leader can discard stale rejections.
+        prev_index: Index,
+        /// The term of the follower's entry at `prev_index`, if it has one.
+        conflict_term: Option<Term>,
+        /// The first index of `conflict_term` in the follower's log, or one past the follower's
+        /// last index if it has no entry at `prev_index`.
+        conflict_index: Index,
+    },
+}
+
+impl fmt::Display for Message {
+    /// The compact trace form: `n1@2 → n3 Append base=1@1 [2@2 noop] commit=1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{} → {} ", self.from, self.term, self.to)?;
+        match &self.body {
+            Body::PreVote { last_index, last_term } => {
+                write!(f, "PreVote last={last_index}@{last_term}")
+            }
+            Body::PreVoteResponse { granted } => {
+                write!(f, "PreVoteResponse {}", if *granted { "granted" } else { "rejected" })
+            }
+            Body::Vote { last_index, last_term } => write!(f, "Vote last={last_index}@{last_term}"),
+            Body::VoteResponse { granted } => {
+                write!(f, "VoteResponse {}", if *granted { "granted" } else { "rejected" })
+            }
+            Body::Append { prev_index, prev_term, entries, commit } => {
+                let entries = entry_list(entries);
+                write!(f, "Append base={prev_index}@{prev_term} {entries} commit={commit}")
+            }
+            Body::AppendResponse(AppendOutcome::Accepted { match_index }) => {
+                write!(f, "AppendResponse match={match_index}")
+            }
+            Body::AppendResponse(AppendOutcome::Rejected {
+                prev_index,
+                conflict_term,
+                conflict_index,
+            }) => {
+                write!(f, "AppendResponse reject base={prev_index} conflict=")?;
+                match conflict_term {
+                    Some(term) => write!(f, "{conflict_index}@{term}"),
+                    None => write!(f, "{conflict_index}@none"),
+                }
+            }
+            Body::Heartbeat { commit } => write!(f, "Heartbeat commit={commit}"),
+            Body::HeartbeatResponse => write!(f, "HeartbeatResponse"),
+        }
+    }
+}
+
+/// A compact rendering of a list of entries for traces: all of them when few, else the ends and
+/// the count.
+pub fn entry_list(entries: &[Entry]) -> String {
+    match entries {
+        [first, .., last] if entries.len() > 3 => {
+            format!("[{first}, …, {last}] ({} entries)", entries.len())
+        }
+        _ => {
+            let shown: Vec<String> = entries.iter().map(Entry::to_string).collect();
+            format!("[{}]", shown.join(", "))
+        }
+    }
+}

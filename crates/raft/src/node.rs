@@ -1,0 +1,641 @@
+//! The Raft node: its state, its inputs, and the batch of actions it returns.
+//!
+//! State that belongs to one role lives in that role's variant of [`Role`]; everything in
+//! [`Node`] itself is meaningful in every role. Elections are in `election.rs`, log replication
+//! in `replication.rs`; this file holds the inputs, the term rules of Raft §5.1 that apply to
+//! every message, the role transitions, and the assembly of the action batch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use crate::action::{Action, Event, ReadPurpose, ReadRequest, RoleKind};
+use crate::config::Config;
+use crate::error::{ConfigError, ProposeError, ReportError, RestoreError, StepError};
+use crate::log::{LogState, RaftLog};
+use crate::message::{Body, Message};
+use crate::progress::Progress;
+use crate::rng::Rng;
+use crate::types::{Entry, HardState, Index, NodeId, Payload, Term};
+
+/// What a node restarts from: everything its driver kept durable. `Restored::default()` is a
+/// brand-new node with an empty log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// The durable term and vote.
+    pub hard_state: HardState,
+    /// The summary of the durable log.
+    pub log: LogState,
+    /// A commit index the driver saved (it may lag: 0 is always safe). Entries up to it are
+    /// re-applied unless `applied` says the state machine already has them.
+    pub commit: Index,
+    /// The last index the state machine had applied (and made durable, if it is durable).
+    pub applied: Index,
+}
+
+/// Why building a node failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NewNodeError {
+    /// The configuration is inconsistent.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The restored state is inconsistent.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+}
+
+/// What a message from a higher term does to our term.
+enum HigherTerm {
+    /// Drop the message.
+    Ignore,
+    /// Handle the message without changing our term.
+    KeepOurs,
+    /// Become a follower in the message's term, then handle it.
+    Adopt,
+}
+
+/// The votes collected in one (pre-)election.
+#[derive(Debug, Default)]
+pub(crate) struct Campaign {
+    /// Each voter's answer so far; this node's own vote is included.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+}
+
+/// A follower's own state.
+#[derive(Debug, Default)]
+pub(crate) struct Follower {
+    /// The leader of the current term, once heard from.
+    pub(crate) leader: Option<NodeId>,
+    /// The highest index known to match the leader's log in this term: the end of the last
+    /// accepted `Append`. Only entries up to it (and durable) may be acknowledged.
+    pub(crate) matched: Index,
+    /// The match index last acknowledged to the leader.
+    pub(crate) acknowledged: Index,
+}
+
+/// A leader's own state.
+#[derive(Debug)]
+pub(crate) struct Leader {
+    /// Every other voter's progress.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Ticks since the last heartbeat broadcast.
+    pub(crate) heartbeat_elapsed: u32,
+}
+
+/// The role a node plays, with the state only that role has.
+#[derive(Debug)]
+pub(crate) enum Role {
+    /// Follows a leader, or waits for one.
+    Follower(Follower),
+    /// Polls for pre-votes before campaigning (Raft thesis §9.6).
+    PreCandidate(Campaign),
+    /// Campaigns for votes (Raft §5.2).
+    Candidate(Campaign),
+    /// Leads the cluster.
+    Leader(Leader),
+}
+
+impl Role {
+    /// The role's kind.
+    pub(crate) fn kind(&self) -> RoleKind {
+        match self {
+            Role::Follower(_) => RoleKind::Follower,
+            Role::PreCandidate(_) => RoleKind::PreCandidate,
+            Role::Candidate(_) => RoleKind::Candidate,
+            Role::Leader(_) => RoleKind::Leader,
+        }
+    }
+}
+
+/// A snapshot of a node's state for tests, tools and dashboards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The node's id.
+    pub id: NodeId,
+    /// The node's role.
+    pub role: RoleKind,
+    /// The current term.
+    pub term: Term,
+    /// The vote cast in the current term.
+    pub vote: Option<NodeId>,
+    /// The leader of the current term, if known (this node, when leading).
+    pub leader: Option<NodeId>,
+    /// The last index in the log.
+    pub last_index: Index,
+    /// The term of the last entry.
+    pub last_term: Term,
+    /// The highest durable index.
+    pub durable: Index,
+    /// The commit index.
+    pub commit: Index,
+    /// The highest index handed to the state machine.
+    pub applied: Index,
+    /// Per follower, when leading: (match index, next index, state name).
+    pub progress: BTreeMap<NodeId, (Index, Index, &'static str)>,
+}
+
+/// A Raft node: the whole protocol, with no I/O. See the crate documentation for how to drive it.
+#[derive(Debug)]
+pub struct Node {
+    /// This node's configuration, validated.
+    pub(crate) config: Config,
+    /// The current term (Raft Figure 2); never decreases.
+    pub(crate) term: Term,
+    /// The vote cast in `term`; at most one per term.
+    pub(crate) vote: Option<NodeId>,
+    /// The role and its state.
+    pub(crate) role: Role,
+    /// The log as far as the core needs it.
+    pub(crate) log: RaftLog,
+    /// The highest index handed to the driver in an `Apply`; never above the commit index.
+    pub(crate) applied: Index,
+    /// Whether an `Apply` read is outstanding.
+    pub(crate) apply_reading: bool,
+    /// Ticks since the last reset: the election timer for followers and candidates, the
+    /// check-quorum period for leaders.
+    pub(crate) election_elapsed: u32,
+    /// The randomized election timeout in force, in `[election_timeout, 2 * election_timeout)`.
+    pub(crate) randomized_timeout: u32,
+    /// The source of randomized timeouts, seeded from the configuration.
+    pub(crate) rng: Rng,
+    /// The term and vote last handed to the driver for persisting.
+    pub(crate) persisted_hard_state: HardState,
+    /// Messages produced since the last `take_actions`.
+    pub(crate) outbox: Vec<Message>,
+    /// Reads requested since the last `take_actions`.
+    pub(crate) reads: Vec<ReadRequest>,
+    /// Committed entries to apply, produced since the last `take_actions`.
+    pub(crate) to_apply: Vec<Entry>,
+    /// Events produced since the last `take_actions`.
+    pub(crate) events: Vec<Event>,
+}
+
+impl Node {
+    /// A node with `config`, restarting from `restored` (`Restored::default()` for a new node).
+    pub fn new(config: Config, restored: Restored) -> Result<Node, NewNodeError> {
+        config.validate()?;
+        let log = RaftLog::restore(&restored.log, restored.commit, config.max_cached_bytes)?;
+        if restored.applied > log.commit() {
+            return Err(RestoreError {
+                reason: format!(
+                    "applied index {} is beyond the commit index {}",
+                    restored.applied,
+                    log.commit()
+                ),
+            }
+            .into());
+        }
+        if let Some(vote) = restored.hard_state.vote
+            && !config.voters.contains(&vote)
+        {
+            return Err(RestoreError { reason: format!("voted for unknown node {vote}") }.into());
+        }
+        let mut rng = Rng::new(config.seed);
+        let randomized_timeout = Self::draw_timeout(&mut rng, config.election_timeout);
+        let applied = restored.applied.max(log.first_index().prev());
+        Ok(Node {
+            term: restored.hard_state.term,
+            vote: restored.hard_state.vote,
+            role: Role::Follower(Follower::default()),
+            log,
+            applied,
+            apply_reading: false,
+            election_elapsed: 0,
+            randomized_timeout,
+            rng,
+            persisted_hard_state: restored.hard_state,
+            outbox: Vec::new(),
+            reads: Vec::new(),
+            to_apply: Vec::new(),
+            events: Vec::new(),
+            config,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The current role.
+    pub fn role(&self) -> RoleKind {
+        self.role.kind()
+    }
+
+    /// The leader of the current term, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        match &self.role {
+            Role::Leader(_) => Some(self.config.id),
+            Role::Follower(follower) => follower.leader,
+            Role::PreCandidate(_) | Role::Candidate(_) => None,
+        }
+    }
+
+    /// The commit index.
+    pub fn commit(&self) -> Index {
+        self.log.commit()
+    }
+
+    /// A snapshot of the node's state.
+    pub fn status(&self) -> Status {
+        let progress = match &self.role {
+            Role::Leader(leader) => leader
+                .progress
+                .iter()
+                .map(|(id, p)| (*id, (p.match_index, p.next_index, p.state_name())))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        Status {
+            id: self.config.id,
+            role: self.role.kind(),
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader(),
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            durable: self.log.durable(),
+            commit: self.log.commit(),
+            applied: self.applied,
+            progress,
+        }
+    }
+
+    /// One tick of logical time: drives election timeouts, heartbeats and check-quorum.
+    pub fn tick(&mut self) {
+        self.election_elapsed += 1;
+        if matches!(self.role, Role::Leader(_)) {
+            self.tick_leader();
+        } else if self.election_elapsed >= self.randomized_timeout {
+            self.election_elapsed = 0;
+            self.campaign();
+        }
+    }
+
+    /// Proposes a command. On the leader it is appended to the log and its index returned; it
+    /// is committed once a quorum holds it durably, and then comes back in an `Apply`.
+    pub fn propose(&mut self, command: Bytes) -> Result<Index, ProposeError> {
+        if !matches!(self.role, Role::Leader(_)) {
+            return Err(ProposeError::NotLeader { leader: self.leader(), term: self.term });
+        }
+        Ok(self.append_as_leader(Payload::Command(command)))
+    }
+
+    /// Handles a message from another node. A malformed or misaddressed message is refused
+    /// with an error and changes nothing.
+    pub fn step(&mut self, message: Message) -> Result<(), StepError> {
+        self.validate(&message)?;
+        if message.term > self.term {
+            match self.higher_term_rule(&message) {
+                HigherTerm::Ignore => return Ok(()),
+                HigherTerm::KeepOurs => {}
+                HigherTerm::Adopt => {
+                    let leader = match message.body {
+                        Body::Append { .. } | Body::Heartbeat { .. } => Some(message.from),
+                        _ => None,
+                    };
+                    self.become_follower(message.term, leader);
+                }
+            }
+        } else if message.term < self.term {
+            self.answer_stale(message);
+            return Ok(());
+        }
+        match message.body {
+            Body::PreVote { last_index, last_term } => {
+                self.handle_vote_request(message.from, message.term, last_index, last_term, true);
+            }
+            Body::Vote { last_index, last_term } => {
+                self.handle_vote_request(message.from, message.term, last_index, last_term, false);
+            }
+            Body::PreVoteResponse { granted } => {
+                self.handle_vote_response(message.from, message.term, granted, true);
+            }
+            Body::VoteResponse { granted } => {
+                self.handle_vote_response(message.from, message.term, granted, false);
+            }
+            Body::Append { prev_index, prev_term, entries, commit } => {
+                self.follow(message.from);
+                self.handle_append(message.from, prev_index, prev_term, entries, commit);
+            }
+            Body::Heartbeat { commit } => {
+                self.follow(message.from);
+                self.handle_heartbeat(message.from, commit);
+            }
+            Body::AppendResponse(outcome) => self.handle_append_response(message.from, outcome)?,
+            Body::HeartbeatResponse => self.handle_heartbeat_response(message.from),
+        }
+        Ok(())
+    }
+
+    /// The driver made the log durable up to `index`, whose entry has `term` (contract item 2).
+    /// Reports of writes that were superseded since are recognised by the term and ignored.
+    pub fn persisted(&mut self, index: Index, term: Term) {
+        if !self.log.persisted(index, term) {
+            return;
+        }
+        match &self.role {
+            Role::Leader(_) => self.maybe_commit(),
+            Role::Follower(_) => self.acknowledge(false),
+            Role::PreCandidate(_) | Role::Candidate(_) => {}
+        }
+    }
+
+    /// The driver read the entries a `ReadEntries` asked for (contract item 4).
+    pub fn entries_read(
+        &mut self,
+        request: ReadRequest,
+        entries: Vec<Entry>,
+    ) -> Result<(), ReportError> {
+        let bad_read = || ReportError::BadRead { low: request.low, high: request.high };
+        let consecutive = entries
+            .iter()
+            .enumerate()
+            .all(|(offset, entry)| entry.index == request.low.plus(offset as u64));
+        let in_range = entries.last().is_none_or(|entry| entry.index < request.high);
+        // Paired check: the entries must be the ones our log records at those indexes, so a
+        // storage bug cannot make us apply or replicate something else.
+        let ours = entries.iter().all(|entry| self.log.term(entry.index) == Some(entry.term));
+        if entries.is_empty() || !consecutive || !in_range || !ours {
+            return Err(bad_read());
+        }
+        match request.purpose {
+            ReadPurpose::Apply => self.apply_read(request.low, entries),
+            ReadPurpose::Replicate { to, term } => {
+                self.replicate_read(to, term, request.low, entries);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts an election now, as if the election timeout had fired (with pre-vote if
+    /// configured). Tests use it to pick a leader; leadership transfer will use it too.
+    pub fn campaign(&mut self) {
+        if matches!(self.role, Role::Leader(_)) {
+            return;
+        }
+        if self.config.pre_vote {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate();
+        }
+    }
+
+    /// Everything the driver must do for the inputs since the last call, in the order the crate
+    /// documentation's contract requires: hard state, then entries to persist, then messages,
+    /// reads, entries to apply, and events.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        if matches!(self.role, Role::Leader(_)) {
+            self.replicate_all();
+        }
+        self.release_applies();
+        let mut actions =
+            Vec::with_capacity(2 + self.outbox.len() + self.reads.len() + self.events.len() + 1);
+        let hard_state = HardState { term: self.term, vote: self.vote };
+        if hard_state != self.persisted_hard_state {
+            self.persisted_hard_state = hard_state;
+            actions.push(Action::PersistHardState(hard_state));
+        }
+        if let Some(entries) = self.log.take_unpersisted() {
+            actions.push(Action::PersistEntries(entries));
+        }
+        actions.extend(self.outbox.drain(..).map(Action::Send));
+        actions.extend(self.reads.drain(..).map(Action::ReadEntries));
+        if !self.to_apply.is_empty() {
+            actions.push(Action::Apply(std::mem::take(&mut self.to_apply)));
+        }
+        actions.extend(self.events.drain(..).map(Action::Event));
+        actions
+    }
+
+    // ----- Messages and the term rules of Raft §5.1 -----
+
+    /// Refuses messages that could only come from a confused or foreign peer.
+    fn validate(&self, message: &Message) -> Result<(), StepError> {
+        if message.to != self.config.id {
+            return Err(StepError::WrongRecipient { to: message.to, this: self.config.id });
+        }
+        if message.from == self.config.id || !self.config.voters.contains(&message.from) {
+            return Err(StepError::UnknownSender { from: message.from });
+        }
+        if let Body::Append { prev_index, prev_term, entries, .. } = &message.body {
+            let malformed =
+                |reason: String| Err(StepError::Malformed { from: message.from, reason });
+            let mut previous = (*prev_index, *prev_term);
+            for entry in entries {
+                if entry.index != previous.0.next() {
+                    return malformed(format!("entry {} follows {}", entry.index, previous.0));
+                }
+                if entry.term < previous.1 || entry.term > message.term {
+                    return malformed(format!("entry {} has term {}", entry.index, entry.term));
+                }
+                previous = (entry.index, entry.term);
+            }
+        }
+        Ok(())
+    }
+
+    /// What to do with a message from a higher term. Under check-quorum, a node that heard
+    /// from a live leader within the election timeout ignores vote requests (thesis §4.2.3): a
+    /// rejoining node must not depose a leader a quorum still follows. A pre-vote and a granted
+    /// pre-vote answer carry a proposed term, not one anybody holds, so they are handled in
+    /// ours. Everything else makes us adopt the newer term (Raft §5.1).
+    fn higher_term_rule(&self, message: &Message) -> HigherTerm {
+        match message.body {
+            Body::Vote { .. } | Body::PreVote { .. } if self.in_leader_lease() => {
+                HigherTerm::Ignore
+            }
+            Body::PreVote { .. } | Body::PreVoteResponse { granted: true } => HigherTerm::KeepOurs,
+            _ => HigherTerm::Adopt,
+        }
+    }
+
+    /// Whether this node heard from a leader (or is one) within the election timeout.
+    fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum
+            && self.leader().is_some()
+            && self.election_elapsed < self.config.election_timeout
+    }
+
+    /// Answers a message from an older term with one that carries our term, so a deposed leader
+    /// or a stale candidate learns it is behind (Raft §5.1). Other stale messages are dropped.
+    fn answer_stale(&mut self, message: Message) {
+        let body = match message.body {
+            Body::Append { .. } | Body::Heartbeat { .. } => Body::HeartbeatResponse,
+            Body::PreVote { .. } => Body::PreVoteResponse { granted: false },
+            Body::Vote { .. } => Body::VoteResponse { granted: false },
+            _ => return,
+        };
+        self.send(message.from, body);
+    }
+
+    /// Queues a message in the current term.
+    pub(crate) fn send(&mut self, to: NodeId, body: Body) {
+        self.send_with_term(to, self.term, body);
+    }
+
+    /// Queues a message with an explicit term (pre-votes carry a proposed term).
+    pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: Body) {
+        self.outbox.push(Message { from: self.config.id, to, term, body });
+    }
+
+    /// The other voters, in order.
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        self.config.voters.iter().copied().filter(|id| *id != self.config.id).collect()
+    }
+
+    /// The voters of the cluster.
+    pub(crate) fn voters(&self) -> &BTreeSet<NodeId> {
+        &self.config.voters
+    }
+
+    // ----- Role transitions -----
+
+    /// Becomes a follower in `term` (which must not be older), following `leader` if known.
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        assert!(term >= self.term, "term goes backwards: {} -> {term}", self.term);
+        let previous_role = self.role.kind();
+        let previous_leader = self.leader();
+        let term_changed = term > self.term;
+        if term_changed {
+            self.term = term;
+            self.vote = None;
+            self.events.push(Event::TermChanged { term });
+        }
+        self.role = Role::Follower(Follower { leader, ..Follower::default() });
+        self.reset_election_timer();
+        if previous_role != RoleKind::Follower || term_changed {
+            self.events.push(Event::RoleChanged { role: RoleKind::Follower, term });
+        }
+        if previous_leader != leader || term_changed {
+            self.events.push(Event::LeaderChanged { leader, term });
+        }
+    }
+
+    /// Records that `leader` leads the current term, turning a (pre-)candidate into its
+    /// follower. Two leaders in one term would break election safety (Raft §5.2).
+    fn follow(&mut self, leader: NodeId) {
+        match &mut self.role {
+            Role::Leader(_) => {
+                panic!("two leaders in term {}: {} and {leader}", self.term, self.config.id)
+            }
+            Role::Follower(follower) => {
+                if let Some(known) = follower.leader {
+                    assert!(
+                        known == leader,
+                        "two leaders in term {}: {known} and {leader}",
+                        self.term
+                    );
+                } else {
+                    follower.leader = Some(leader);
+                    self.events
+                        .push(Event::LeaderChanged { leader: Some(leader), term: self.term });
+                }
+            }
+            Role::PreCandidate(_) | Role::Candidate(_) => {
+                self.become_follower(self.term, Some(leader));
+            }
+        }
+        // Hearing from the leader restarts the election timer and renews its lease.
+        self.election_elapsed = 0;
+    }
+
+    /// Becomes the leader of the current term: every follower is probed from the end of our
+    /// log, and a no-op entry of the new term is appended so that earlier entries can be
+    /// committed through it (Raft §5.4.2, §8).
+    pub(crate) fn become_leader(&mut self) {
+        assert!(
+            self.vote == Some(self.config.id),
+            "leader of term {} without voting for itself",
+            self.term
+        );
+        let next_index = self.log.last_index().next();
+        let progress = self.peers().into_iter().map(|id| (id, Progress::new(next_index))).collect();
+        self.role = Role::Leader(Leader { progress, heartbeat_elapsed: 0 });
+        self.election_elapsed = 0;
+        self.events.push(Event::RoleChanged { role: RoleKind::Leader, term: self.term });
+        self.events.push(Event::LeaderChanged { leader: Some(self.config.id), term: self.term });
+        self.append_as_leader(Payload::Noop);
+    }
+
+    /// Restarts the election timer with a freshly drawn timeout.
+    pub(crate) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.randomized_timeout = Self::draw_timeout(&mut self.rng, self.config.election_timeout);
+    }
+
+    /// A random timeout in `[minimum, 2 * minimum)` (Raft §5.2).
+    fn draw_timeout(rng: &mut Rng, minimum: u32) -> u32 {
+        rng.between(u64::from(minimum), 2 * u64::from(minimum)) as u32
+    }
+
+    /// Appends one entry of the current term to the leader's log; returns its index.
+    fn append_as_leader(&mut self, payload: Payload) -> Index {
+        let index = self.log.last_index().next();
+        self.log.append(vec![Entry { index, term: self.term, payload }]);
+        // A leader alone in its cluster commits as soon as the entry is durable; with peers the
+        // entry goes out at the next take_actions, batched with whatever else was proposed.
+        index
+    }
+
+    /// Hands committed, durable entries to the state machine, from the cache or by a read.
+    fn release_applies(&mut self) {
+        let ready = self.log.commit().min(self.log.durable());
+        if self.apply_reading || self.applied >= ready {
+            return;
+        }
+        let low = self.applied.next();
+        let high = ready.next();
+        match self.log.cached(low, high, self.config.max_apply_bytes) {
+            Some(entries) => self.queue_apply(entries),
+            None => {
+                self.apply_reading = true;
+                self.reads.push(ReadRequest {
+                    low,
+                    high,
+                    max_bytes: self.config.max_apply_bytes,
+                    purpose: ReadPurpose::Apply,
+                });
+            }
+        }
+    }
+
+    /// Records entries read for applying, if they are still the next ones to apply.
+    fn apply_read(&mut self, low: Index, entries: Vec<Entry>) {
+        if !self.apply_reading || low != self.applied.next() {
+            return;
+        }
+        self.apply_reading = false;
+        let ready = self.log.commit().min(self.log.durable());
+        let entries: Vec<Entry> =
+            entries.into_iter().filter(|entry| entry.index <= ready).collect();
+        if !entries.is_empty() {
+            self.queue_apply(entries);
+        }
+    }
+
+    /// Queues entries for the next `Apply` action.
+    fn queue_apply(&mut self, entries: Vec<Entry>) {
+        for entry in &entries {
+            assert!(
+                entry.index == self.applied.next(),
+                "applying {} out of order after {}",
+                entry.index,
+                self.applied
+            );
+            assert!(
+                entry.index <= self.log.commit(),
+                "applying {} beyond the commit index {}",
+                entry.index,
+                self.log.commit()
+            );
+            self.applied = entry.index;
+        }
+        self.to_apply.extend(entries);
+    }
+}
