@@ -1,0 +1,1 @@
+//! Linearizability checking (to be written).
