@@ -24,7 +24,8 @@ impl Node {
         self.events.push(Event::RoleChanged { role: RoleKind::PreCandidate, term: self.term });
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
         let proposed = self.term.next();
-        for peer in self.peers() {
+        for position in 0..self.peers.len() {
+            let peer = self.peers[position];
             self.send_with_term(peer, proposed, Body::PreVote { last_index, last_term });
         }
         self.tally(true);
@@ -41,7 +42,8 @@ impl Node {
         self.events.push(Event::TermChanged { term: self.term });
         self.events.push(Event::RoleChanged { role: RoleKind::Candidate, term: self.term });
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
-        for peer in self.peers() {
+        for position in 0..self.peers.len() {
+            let peer = self.peers[position];
             self.send(peer, Body::Vote { last_index, last_term });
         }
         self.tally(false);

@@ -158,6 +158,9 @@ pub struct Node {
     pub(crate) randomized_timeout: u32,
     /// The source of randomized timeouts, seeded from the configuration.
     pub(crate) rng: Rng,
+    /// The other voters, in order (derived from the configuration, kept to avoid rebuilding it
+    /// on every batch).
+    pub(crate) peers: Vec<NodeId>,
     /// The term and vote last handed to the driver for persisting.
     pub(crate) persisted_hard_state: HardState,
     /// Messages produced since the last `take_actions`.
@@ -203,6 +206,7 @@ impl Node {
             election_elapsed: 0,
             randomized_timeout,
             rng,
+            peers: config.voters.iter().copied().filter(|id| *id != config.id).collect(),
             persisted_hard_state: restored.hard_state,
             outbox: Vec::new(),
             reads: Vec::new(),
@@ -394,14 +398,24 @@ impl Node {
             self.replicate_all();
         }
         self.release_applies();
-        let mut actions =
-            Vec::with_capacity(2 + self.outbox.len() + self.reads.len() + self.events.len() + 1);
         let hard_state = HardState { term: self.term, vote: self.vote };
-        if hard_state != self.persisted_hard_state {
+        let hard_state_changed = hard_state != self.persisted_hard_state;
+        let entries = self.log.take_unpersisted();
+        let count = usize::from(hard_state_changed)
+            + usize::from(entries.is_some())
+            + self.outbox.len()
+            + self.reads.len()
+            + usize::from(!self.to_apply.is_empty())
+            + self.events.len();
+        if count == 0 {
+            return Vec::new();
+        }
+        let mut actions = Vec::with_capacity(count);
+        if hard_state_changed {
             self.persisted_hard_state = hard_state;
             actions.push(Action::PersistHardState(hard_state));
         }
-        if let Some(entries) = self.log.take_unpersisted() {
+        if let Some(entries) = entries {
             actions.push(Action::PersistEntries(entries));
         }
         actions.extend(self.outbox.drain(..).map(Action::Send));
@@ -484,11 +498,6 @@ impl Node {
         self.outbox.push(Message { from: self.config.id, to, term, body });
     }
 
-    /// The other voters, in order.
-    pub(crate) fn peers(&self) -> Vec<NodeId> {
-        self.config.voters.iter().copied().filter(|id| *id != self.config.id).collect()
-    }
-
     /// The voters of the cluster.
     pub(crate) fn voters(&self) -> &BTreeSet<NodeId> {
         &self.config.voters
@@ -555,7 +564,7 @@ impl Node {
             self.term
         );
         let next_index = self.log.last_index().next();
-        let progress = self.peers().into_iter().map(|id| (id, Progress::new(next_index))).collect();
+        let progress = self.peers.iter().map(|id| (*id, Progress::new(next_index))).collect();
         self.role = Role::Leader(Leader { progress, heartbeat_elapsed: 0 });
         self.election_elapsed = 0;
         self.events.push(Event::RoleChanged { role: RoleKind::Leader, term: self.term });

@@ -28,7 +28,8 @@ impl Node {
 
     /// Sends every follower what its flow control allows.
     pub(crate) fn replicate_all(&mut self) {
-        for peer in self.peers() {
+        for position in 0..self.peers.len() {
+            let peer = self.peers[position];
             self.replicate_to(peer);
         }
     }
