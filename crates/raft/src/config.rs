@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::ConfigError;
+use crate::sabotage::Sabotage;
 use crate::types::NodeId;
 
 /// The settings of one node. All times are in ticks: the driver decides how long a tick is.
@@ -38,6 +39,9 @@ pub struct Config {
     pub max_apply_bytes: u64,
     /// The seed of the node's random generator (election timeouts). Give each node its own.
     pub seed: u64,
+    /// Deliberate defects for the simulator's self-test. Never set in production: all off is
+    /// the only correct setting, and `Config::new` leaves them off.
+    pub sabotage: Sabotage,
 }
 
 impl Config {
@@ -58,6 +62,7 @@ impl Config {
             max_cached_bytes: 16 << 20,
             max_apply_bytes: 1 << 20,
             seed: id.0,
+            sabotage: Sabotage::default(),
         }
     }
 

@@ -65,7 +65,9 @@ impl Node {
         let can_vote = self.vote == Some(candidate)
             || (self.vote.is_none() && self.leader().is_none())
             || (pre_vote && term > self.term);
-        let granted = can_vote && self.log.is_up_to_date(last_index, last_term);
+        let up_to_date = self.log.is_up_to_date(last_index, last_term);
+        let up_to_date = up_to_date || self.config.sabotage.vote_without_log_check;
+        let granted = can_vote && up_to_date;
         if pre_vote {
             // A granted pre-vote answers in the proposed term; a refusal carries ours, so a
             // pre-candidate behind us learns our term.

@@ -88,6 +88,7 @@ pub mod progress;
 pub mod quorum;
 mod replication;
 pub mod rng;
+pub mod sabotage;
 pub mod testkit;
 pub mod types;
 
@@ -97,4 +98,5 @@ pub use error::{ConfigError, ProposeError, ReportError, RestoreError, StepError}
 pub use log::LogState;
 pub use message::{AppendOutcome, Body, Message};
 pub use node::{NewNodeError, Node, Restored, Status};
+pub use sabotage::Sabotage;
 pub use types::{Entry, HardState, Index, NodeId, Payload, Term};

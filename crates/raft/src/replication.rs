@@ -212,7 +212,9 @@ impl Node {
         }
         // The Figure 8 rule: an entry from an earlier term may be on a quorum and still be
         // overwritten by a later leader, so only the current term's entries commit by counting.
-        if self.log.term(quorum_index) != Some(self.term) {
+        if self.log.term(quorum_index) != Some(self.term)
+            && !self.config.sabotage.commit_earlier_terms
+        {
             return;
         }
         self.advance_commit(quorum_index);
@@ -274,7 +276,9 @@ impl Node {
                 // Answer now if everything is durable already (a duplicate, or an empty probe);
                 // otherwise `persisted` answers once it is. An early partial answer would make a
                 // probing leader resend what is already on its way to our disk.
-                if last_given <= self.log.durable() {
+                if last_given <= self.log.durable()
+                    || self.config.sabotage.acknowledge_before_durable
+                {
                     self.acknowledge(true);
                 }
             }
@@ -297,7 +301,10 @@ impl Node {
         let durable = self.log.durable();
         let Role::Follower(follower) = &mut self.role else { return };
         let Some(leader) = follower.leader else { return };
-        let match_index = durable.min(follower.matched);
+        let mut match_index = durable.min(follower.matched);
+        if self.config.sabotage.acknowledge_before_durable {
+            match_index = follower.matched;
+        }
         if match_index <= follower.acknowledged && !always {
             return;
         }
