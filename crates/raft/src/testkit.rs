@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::action::{Action, ReadRequest};
+use crate::action::{Action, ReadPurpose, ReadRequest};
 use crate::config::Config;
 use crate::log::LogState;
 use crate::message::{Body, Message, entry_list};
@@ -204,16 +204,17 @@ impl LocalCluster {
                 }
             }
             Action::ReadEntries(request) => {
-                let local = self.nodes.get_mut(&id).expect("a node");
-                let entries = local.storage.read(&request);
-                let count = entries.len();
-                local.node.entries_read(request, entries).expect("reads come from our own log");
+                let entries = self.nodes[&id].storage.read(&request);
                 self.record(|| {
-                    format!(
-                        "{id} read [{}, {}) → {count} entries for {:?}",
-                        request.low, request.high, request.purpose
-                    )
+                    let purpose = match request.purpose {
+                        ReadPurpose::Apply => "to apply".to_string(),
+                        ReadPurpose::Replicate { to, term } => format!("for {to} in term {term}"),
+                    };
+                    let (low, high) = (request.low, request.high);
+                    format!("{id} read [{low}, {high}) {purpose} → {}", entry_list(&entries))
                 });
+                let local = self.nodes.get_mut(&id).expect("a node");
+                local.node.entries_read(request, entries).expect("reads come from our own log");
             }
             Action::Apply(entries) => {
                 self.record(|| format!("{id} apply {}", entry_list(&entries)));
