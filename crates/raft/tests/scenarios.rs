@@ -23,7 +23,7 @@
 //! - `campaign ID`: the node starts an election now (`Node::campaign`), with pre-vote if on.
 //! - `tick ID... [n=K]`: K rounds (default 1); in each, every listed node ticks once.
 //! - `propose ID COMMAND...`: proposes the commands in order, then lets the node act once, so
-//!   they travel together. Prints each proposal's index, or why it was refused.
+//!   they travel together. Prints each entry proposed, or why the proposal was refused.
 //! - `deliver [from=ID] [to=ID] [type=T] [count=K]`: delivers the messages in flight that match
 //!   (all of them, or the first K), oldest first; each receiver acts before the next delivery.
 //!   Messages sent meanwhile stay in flight. `T` is a message name: `PreVote`,
@@ -32,7 +32,8 @@
 //! - `drop`, `duplicate`, `reorder`, with the same filters: lose the matching messages; send a
 //!   copy of each again (behind everything in flight); reverse their order among themselves.
 //! - `stabilize`: delivers and acts until no message is in flight (no ticks pass).
-//! - `persist ID [count=K]`: completes the node's oldest K pending writes (default all).
+//! - `persist ID [count=K]`: completes the node's oldest K pending writes (default all), and
+//!   lets the node act on it.
 //! - `auto_persist ID BOOL`: whether the node's writes complete as soon as they are handed over.
 //! - `crash ID` / `restart ID`: a crash loses pending writes and the messages in flight to the
 //!   node; a restart rebuilds the node from its durable storage.
@@ -64,7 +65,7 @@ use std::path::Path;
 use bytes::Bytes;
 use skiff_raft::message::entry_list;
 use skiff_raft::testkit::LocalCluster;
-use skiff_raft::{Body, Message, NodeId, ProposeError, RoleKind};
+use skiff_raft::{Body, Entry, Message, NodeId, Payload, ProposeError, RoleKind};
 
 test_each_file::test_each_path! { in "crates/raft/tests/scenarios" => run }
 
@@ -238,12 +239,16 @@ impl goldenscript::Runner for Runner {
             Command::Propose { id, commands } => {
                 let id = live_node(cluster, *id)?;
                 for command in commands {
-                    let result = cluster.node_mut(id).propose(Bytes::from(command.clone()));
-                    match result {
-                        Ok(index) => writeln!(output, "{id} propose {command} → index {index}")?,
+                    let command = Bytes::from(command.clone());
+                    match cluster.node_mut(id).propose(command.clone()) {
+                        Ok(index) => {
+                            let term = cluster.node(id).term();
+                            let entry = Entry { index, term, payload: Payload::Command(command) };
+                            writeln!(output, "{id} proposed {entry}")?;
+                        }
                         Err(ProposeError::NotLeader { leader, term }) => writeln!(
                             output,
-                            "{id} propose {command} → not leader: leader={} term={term}",
+                            "{id} refused a proposal: not leader (leader={} term={term})",
                             name(leader)
                         )?,
                     }
@@ -281,6 +286,8 @@ impl goldenscript::Runner for Runner {
             Command::Persist { id, count } => {
                 let id = live_node(cluster, *id)?;
                 cluster.persist(id, count.unwrap_or(usize::MAX));
+                // The driver lets the node act on the news, as after any input.
+                cluster.process(id);
             }
             Command::AutoPersist(id, on) => {
                 let id = node_id(cluster, *id)?;
@@ -291,10 +298,9 @@ impl goldenscript::Runner for Runner {
                 let writes = cluster.nodes[&id].pending_writes.len();
                 let messages = cluster.network.iter().filter(|message| message.to == id).count();
                 cluster.crash(id);
-                writeln!(
-                    output,
-                    "{id} crashed: lost {writes} pending writes and {messages} messages to it"
-                )?;
+                let (writes, messages) =
+                    (plural(writes, "pending write"), plural(messages, "message"));
+                writeln!(output, "{id} crashed: lost {writes} and {messages} in flight to it")?;
             }
             Command::Restart(id) => {
                 let id = node_id(cluster, *id)?;
@@ -425,6 +431,11 @@ fn live_node(cluster: &LocalCluster, id: u64) -> Result<NodeId, Box<dyn Error>> 
 /// A node id or `none`.
 fn name(id: Option<NodeId>) -> String {
     id.map_or("none".to_string(), |id| id.to_string())
+}
+
+/// `count` things, in words: "1 message", "2 messages".
+fn plural(count: usize, thing: &str) -> String {
+    if count == 1 { format!("1 {thing}") } else { format!("{count} {thing}s") }
 }
 
 /// Appends the trace recorded since the last flush to `output`.
