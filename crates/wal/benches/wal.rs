@@ -1,0 +1,3 @@
+//! Benchmarks of the write-ahead log (being written).
+
+fn main() {}

@@ -1,0 +1,111 @@
+//! # skiff-wal: the durable storage of a skiff node
+//!
+//! A Raft node must keep three things across a crash (Raft Figure 2): its current term and
+//! vote, so that it never votes twice in a term (§5.2); its log, so that an entry it
+//! acknowledged is never lost (§5.3, §5.4); and, once the log is compacted, a snapshot of the
+//! state machine (§7). This crate keeps all three in one data directory, knowing nothing about
+//! elections: it serves the core's `PersistHardState`, `PersistEntries` and `ReadEntries`
+//! actions, and at open it hands back what [`skiff_raft::Node::new`] needs
+//! ([`Recovery::restored`]).
+//!
+//! ## The story in files
+//! - `record.rs`: the record, the unit of everything written, and its byte layout: length,
+//!   crc32c, type, payload. Read this first.
+//! - `segment.rs`: segment files (`00000000000000000001.wal`) and reading their records.
+//! - `catalog.rs`: the in-memory summary: term runs, live segments, sparse index.
+//! - `recover.rs`: open-time recovery: verify everything, cut a torn tail, refuse corruption.
+//! - `wal.rs`: [`Wal`], the synchronous log: append, sync, read, compact, reset.
+//! - `group_commit.rs`: [`GroupCommit`], a writer thread sharing one fsync among many appends.
+//! - `identity.rs`, `snapshot.rs`: the identity file and snapshot files.
+//! - `fs.rs`, `memfs.rs`: the file-system trait, [`StdFs`] and the fault-injecting [`MemFs`].
+//!
+//! ## The log on disk
+//! The log is a sequence of **segment files**, each a sequence of checksummed records: a
+//! header, then entries and state records. Segments are append-only and **never rewritten in
+//! place**. A truncation (a new leader superseding entries that were never committed, Raft
+//! §5.3) is not an overwrite but a new segment whose header says "the log continues from
+//! index `i`": it supersedes every older entry from `i` on, which stays on disk, dead, until
+//! compaction deletes its file. As with a block DAG in Chained Raft, nothing uncommitted is
+//! destroyed; it is superseded. A reset header (after installing a snapshot) supersedes
+//! everything older.
+//!
+//! The hard state (term, vote) and the commit index are **state records in the same stream**,
+//! so a vote and the entries around it share one fsync, and every new segment repeats the
+//! latest state, so that compaction never deletes its last copy. The identity file (node and
+//! cluster id, refusing a wrong data directory) and snapshot files are small whole files
+//! written atomically: temporary file, fsync, rename, directory fsync.
+//!
+//! ## The driver's use
+//! 1. [`Wal::open`] recovers and returns the [`Recovery`]; build the core's node from
+//!    [`Recovery::restored`].
+//! 2. For `PersistHardState`, [`Wal::save_hard_state`]; for `PersistEntries`, [`Wal::append`]
+//!    (which writes the superseding header itself when the entries start inside the log).
+//! 3. [`Wal::sync`] makes everything before it durable with one fdatasync (plus a directory
+//!    fsync if a segment was created) and returns the last entry's index and term: hand that
+//!    to the core's `persisted`. Nothing is durable before `sync` returns, and a hard state
+//!    must be synced before the messages that follow it are sent (contract item 1).
+//! 4. For `ReadEntries`, [`Wal::read`]; after a snapshot, [`Wal::save_snapshot`] then
+//!    [`Wal::compact`].
+//!
+//! The [`Wal`] is synchronous and single-threaded so that the deterministic simulator can drive
+//! it on a [`MemFs`], one step at a time. [`GroupCommit`] puts it on a writer thread for the
+//! server: submissions return at once, and one fsync covers everything queued.
+//!
+//! ## Invariants
+//! - Only [`Wal::sync`] reports entries durable, and only after the fdatasync (and the
+//!   directory fsync, for a new segment) returned `Ok`.
+//! - **An fsync error is fatal and never retried**: after a failed fsync the kernel may have
+//!   dropped the dirty pages and marked them clean, so a retry can succeed with the data gone
+//!   (PostgreSQL's "fsyncgate", 2018). The same holds for a failed write. The log is then
+//!   poisoned: every later call fails with [`Error::Poisoned`], and only a restart (which runs
+//!   recovery) goes on.
+//! - A segment is fsynced before the next one is created, so only the last segment can hold a
+//!   torn write. Recovery cuts a torn tail there, and refuses (naming file and offset) damage
+//!   anywhere else or with valid records after it: it never silently drops entries that may
+//!   have been acknowledged. See `recover.rs`.
+//! - Appended indexes have no gaps and terms never decrease; committed entries (up to the
+//!   saved commit index) are never superseded; terms never go back and a vote never changes
+//!   within a term. Breaking any of these is a bug in the caller and panics.
+//! - Every record is verified by its checksum twice: at open, and again when read.
+//!
+//! ## Memory
+//! The log is never held in memory. What grows with it is the catalog: one `(index, term)`
+//! pair per term, and per segment a **sparse index** of one offset every `index_interval`
+//! bytes (256 KiB): 64 KiB of memory per GiB of log, whatever the entry size, against 128 MiB
+//! per GiB for a dense index of 64-byte entries. A random read scans at most `index_interval`
+//! bytes; sequential reads continue from a cursor where the last one stopped. Sealed segments
+//! are opened on demand, one handle cached, so file descriptors stay flat too.
+//!
+//! ## File access
+//! Everything goes through the [`Fs`] and [`File`] traits: [`StdFs`] for real (pwrite,
+//! pread, fdatasync, directory fsync; never mmap, whose I/O errors arrive as SIGBUS), and
+//! [`MemFs`] for tests and the simulator, which loses unsynced data in a crash, tears writes
+//! at any byte, flips bits, and fails writes and fsyncs, all from a seed.
+//!
+//! ## Left out, with room made for it
+//! - Preallocating segments (fallocate) to make each fdatasync cheaper: it needs `libc`, and
+//!   the format already tolerates zero-filled tails.
+//! - Direct I/O and io_uring: the write path is one `pwrite` and one `fdatasync` per batch.
+//! - Streaming snapshots larger than memory: snapshot files are written and read whole, which
+//!   suits the in-memory key-value store; the format has the length up front for streaming.
+//! - Compression and encryption of records: a new record type can carry them.
+
+mod catalog;
+mod error;
+mod fs;
+mod group_commit;
+mod identity;
+mod memfs;
+mod record;
+mod recover;
+mod segment;
+mod snapshot;
+mod wal;
+
+pub use error::{Error, Result};
+pub use fs::{File, Fs, StdFs};
+pub use group_commit::{GroupCommit, MAX_BATCH_BYTES, Notification, Ticket};
+pub use memfs::{Faults, MemFs};
+pub use record::MAX_PAYLOAD;
+pub use snapshot::SnapshotMeta;
+pub use wal::{Options, Recovery, Wal};

@@ -1,0 +1,819 @@
+//! The write-ahead log itself: open, append, sync, read, compact.
+//!
+//! [`Wal`] is synchronous and single-threaded: every call does its I/O before it returns, and
+//! nothing happens between calls. That is what lets the simulator drive it step by step on a
+//! [`MemFs`](crate::MemFs), and what keeps its invariants easy to check. Group commit, the
+//! overlap of many callers' appends into one fsync, is a thin layer on top
+//! ([`GroupCommit`](crate::GroupCommit)).
+//!
+//! Writes go into a buffer of encoded records, which is written to the tail segment when it
+//! grows past [`Options::write_buffer`] and at every [`Wal::sync`]. Only `sync` fsyncs (and a
+//! segment roll, which must make the old segment durable before the new one exists), so a
+//! caller decides when to pay for durability and pays once for everything before.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use skiff_raft::{Entry, HardState, Index, LogState, NodeId, Payload, Restored, Term};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result, io_error};
+use crate::fs::{File, Fs, TEMPORARY_SUFFIX};
+use crate::identity;
+use crate::record::{self, HeaderKind, MAX_PAYLOAD, Record, SavedState, SegmentHeader};
+use crate::recover::{self, Recovered};
+use crate::segment::{self, RecordReader, Step};
+use crate::snapshot::{self, SnapshotMeta};
+
+/// How a [`Wal`] is set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The node this process is; checked against the data directory's identity file.
+    pub node: NodeId,
+    /// The cluster the node belongs to; checked against the identity file too.
+    pub cluster: u64,
+    /// A segment receives no new entry once it holds this many bytes (default 64 MiB). Larger
+    /// segments mean fewer files and fsyncs at rolls; smaller ones let compaction free space
+    /// sooner.
+    pub segment_size: u64,
+    /// The distance in bytes between points of the sparse index (default 256 KiB): the most a
+    /// random read scans, and 16 bytes of memory per this many bytes of log.
+    pub index_interval: u64,
+    /// Encoded records are written to the file once this many bytes are buffered (default
+    /// 1 MiB), and at every sync.
+    pub write_buffer: usize,
+}
+
+impl Options {
+    /// The default options for `node` of `cluster`.
+    pub fn new(node: NodeId, cluster: u64) -> Options {
+        Options {
+            node,
+            cluster,
+            segment_size: 64 << 20,
+            index_interval: 256 << 10,
+            write_buffer: 1 << 20,
+        }
+    }
+}
+
+/// What [`Wal::open`] found: everything a restarting node needs, and what recovery did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// The last term and vote saved.
+    pub hard_state: HardState,
+    /// The last commit index saved, at most the last index (it may lag the real one).
+    pub commit: Index,
+    /// The summary of the log: first and last index, previous term, term runs.
+    pub log: LogState,
+    /// The newest snapshot, if any (its data is read by [`Wal::load_snapshot`]).
+    pub snapshot: Option<SnapshotMeta>,
+    /// The number of live segment files.
+    pub segments: usize,
+    /// The bytes of valid records read and verified.
+    pub bytes_read: u64,
+    /// The bytes of a torn tail cut off (0 after a clean shutdown).
+    pub torn_bytes: u64,
+}
+
+impl Recovery {
+    /// What to build the core's node from. `applied` is left at 0: the state machine knows
+    /// what it has applied (a snapshot's index, if it was restored from one).
+    pub fn restored(&self) -> Restored {
+        Restored {
+            hard_state: self.hard_state,
+            log: self.log.clone(),
+            commit: self.commit,
+            applied: Index(0),
+        }
+    }
+}
+
+/// Where the previous read stopped, so that the next one, if it continues there, need not
+/// search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cursor {
+    /// The segment read.
+    sequence: u64,
+    /// The next index.
+    index: Index,
+    /// The offset of its record.
+    offset: u64,
+}
+
+/// The durable log of one node (see the crate and module documentation).
+pub struct Wal {
+    /// The file system everything goes through.
+    fs: Box<dyn Fs>,
+    /// The data directory.
+    dir: PathBuf,
+    /// The options it was opened with.
+    options: Options,
+    /// What the log holds and where.
+    catalog: Catalog,
+    /// The hard state and commit index last saved.
+    state: SavedState,
+    /// The tail segment, open for appending.
+    tail: Box<dyn File>,
+    /// The bytes of the tail segment written to the file; `pending` goes after them.
+    written: u64,
+    /// Encoded records not yet written to the file.
+    pending: Vec<u8>,
+    /// Whether the tail file has writes (or buffered records) not yet fsynced.
+    tail_unsynced: bool,
+    /// Whether the directory has creations or removals not yet fsynced.
+    dir_unsynced: bool,
+    /// The last entry known durable: what the last `sync` reported.
+    durable: (Index, Term),
+    /// Why the log refuses all work, after a failed write or fsync.
+    poisoned: Option<String>,
+    /// The sequence number of the next segment.
+    next_sequence: u64,
+    /// The newest snapshot.
+    snapshot: Option<SnapshotMeta>,
+    /// Where the previous read stopped.
+    cursor: Option<Cursor>,
+    /// A handle on the sealed segment read last, kept for the next read.
+    read_file: Option<(u64, Box<dyn File>)>,
+    /// The read buffer, reused across reads.
+    read_buffer: Vec<u8>,
+}
+
+impl fmt::Debug for Wal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("first_index", &self.catalog.first_index)
+            .field("last_index", &self.catalog.last_index)
+            .field("segments", &self.catalog.segments.len())
+            .field("durable", &self.durable)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bytes read from a segment at a time when serving reads.
+const READ_CHUNK: usize = 256 << 10;
+
+impl Wal {
+    /// Opens the log in `dir` (creating it if new), checks the directory's identity, and
+    /// recovers: every record is verified, a torn tail is cut, corruption anywhere else is an
+    /// error naming the file and offset.
+    pub fn open(
+        fs: impl Fs + 'static,
+        dir: impl Into<PathBuf>,
+        options: Options,
+    ) -> Result<(Wal, Recovery)> {
+        let fs: Box<dyn Fs> = Box::new(fs);
+        let dir = dir.into();
+        fs.create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        let names = fs.list(&dir).map_err(io_error("list", &dir))?;
+        for name in names.iter().filter(|name| name.ends_with(TEMPORARY_SUFFIX)) {
+            let path = dir.join(name);
+            fs.remove_file(&path).map_err(io_error("remove", &path))?;
+        }
+        let sequences: Vec<u64> =
+            names.iter().filter_map(|name| segment::parse_segment_name(name)).collect();
+        identity::check_or_create(
+            &*fs,
+            &dir,
+            &names,
+            !sequences.is_empty(),
+            options.node,
+            options.cluster,
+        )?;
+        let snapshot = snapshot::newest(&*fs, &dir, &names)?;
+        let next_sequence = sequences.last().map_or(1, |last| last + 1);
+        let recovered = recover::recover(&*fs, &dir, &sequences, options.index_interval)?;
+        let (bytes_read, torn_bytes) = (recovered.bytes_read, recovered.torn_bytes);
+        let mut wal = if recovered.catalog.segments.is_empty() {
+            Wal::create(fs, dir, options, snapshot, next_sequence)?
+        } else {
+            Wal::resume(fs, dir, options, recovered, next_sequence)?
+        };
+        wal.snapshot = snapshot;
+        let recovery = Recovery {
+            hard_state: wal.state.hard_state,
+            commit: wal.state.commit,
+            log: wal.catalog.log_state(),
+            snapshot,
+            segments: wal.catalog.segments.len(),
+            bytes_read,
+            torn_bytes,
+        };
+        Ok((wal, recovery))
+    }
+
+    /// The log after recovery, appending to the recovered tail segment.
+    fn resume(
+        fs: Box<dyn Fs>,
+        dir: PathBuf,
+        options: Options,
+        recovered: Recovered,
+        next_sequence: u64,
+    ) -> Result<Wal> {
+        let Recovered { catalog, mut state, .. } = recovered;
+        let tail_path = dir.join(segment::segment_name(catalog.tail().sequence));
+        let tail = fs.open(&tail_path).map_err(io_error("open", &tail_path))?;
+        // A commit index saved before the entries it covers were written can outlive them in a
+        // crash; a lower commit index is always safe to restart from.
+        state.commit = state.commit.min(catalog.last_index);
+        let written = catalog.tail().size;
+        let durable = (catalog.last_index, catalog.last_term());
+        Ok(Wal::assemble(fs, dir, options, catalog, state, tail, written, durable, next_sequence))
+    }
+
+    /// A new log: one segment, durable before the open returns. With a snapshot but no
+    /// segment left, the log starts after the snapshot.
+    fn create(
+        fs: Box<dyn Fs>,
+        dir: PathBuf,
+        options: Options,
+        snapshot: Option<SnapshotMeta>,
+        sequence: u64,
+    ) -> Result<Wal> {
+        let (first_index, prev_term) =
+            snapshot.map_or((Index(1), Term(0)), |s| (s.index.next(), s.term));
+        let header = SegmentHeader { sequence, first_index, prev_term, kind: HeaderKind::Reset };
+        let mut bytes = Vec::new();
+        record::encode_header(&mut bytes, &header);
+        let path = dir.join(segment::segment_name(sequence));
+        let mut tail = fs.create(&path).map_err(io_error("create", &path))?;
+        tail.write_at(&bytes, 0).map_err(io_error("write", &path))?;
+        tail.sync_data().map_err(io_error("fsync", &path))?;
+        fs.sync_dir(&dir).map_err(io_error("fsync directory", &dir))?;
+        let mut catalog = Catalog::new(options.index_interval);
+        catalog
+            .start_segment(&header, bytes.len() as u64, true)
+            .expect("the first header of a new log is always valid");
+        let durable = (catalog.last_index, catalog.last_term());
+        let written = bytes.len() as u64;
+        Ok(Wal::assemble(
+            fs,
+            dir,
+            options,
+            catalog,
+            SavedState::default(),
+            tail,
+            written,
+            durable,
+            sequence + 1,
+        ))
+    }
+
+    /// Puts the parts together.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        fs: Box<dyn Fs>,
+        dir: PathBuf,
+        options: Options,
+        catalog: Catalog,
+        state: SavedState,
+        tail: Box<dyn File>,
+        written: u64,
+        durable: (Index, Term),
+        next_sequence: u64,
+    ) -> Wal {
+        Wal {
+            fs,
+            dir,
+            options,
+            catalog,
+            state,
+            tail,
+            written,
+            pending: Vec::new(),
+            tail_unsynced: false,
+            dir_unsynced: false,
+            durable,
+            poisoned: None,
+            next_sequence,
+            snapshot: None,
+            cursor: None,
+            read_file: None,
+            read_buffer: Vec::new(),
+        }
+    }
+}
+
+/// How a read of one segment ended.
+enum SegmentRead {
+    /// The read is complete (the range or the byte budget is exhausted).
+    Done,
+    /// The segment's live entries ran out; the read continues in the next segment.
+    Continue,
+}
+
+/// A read in progress, across segments.
+struct ReadProgress {
+    /// The next index to read.
+    next: Index,
+    /// One past the last index wanted.
+    high: Index,
+    /// The byte budget, by `Entry::size`.
+    max_bytes: u64,
+    /// The bytes read so far, by `Entry::size`.
+    bytes: u64,
+    /// The entries read so far.
+    entries: Vec<Entry>,
+    /// Where the next entry's record starts, once the read stops inside a segment.
+    stopped_at: Option<u64>,
+}
+
+impl Wal {
+    /// The index of the first entry; entries below it were compacted away.
+    pub fn first_index(&self) -> Index {
+        self.catalog.first_index
+    }
+
+    /// The index of the last entry; `first_index - 1` when the log is empty.
+    pub fn last_index(&self) -> Index {
+        self.catalog.last_index
+    }
+
+    /// The term of the last entry (of the entry before the log, when it is empty).
+    pub fn last_term(&self) -> Term {
+        self.catalog.last_term()
+    }
+
+    /// The term of the entry at `index`, if the log holds it or it is `first_index - 1`.
+    pub fn term(&self, index: Index) -> Option<Term> {
+        self.catalog.term(index)
+    }
+
+    /// The summary of the log a restarting core needs.
+    pub fn log_state(&self) -> LogState {
+        self.catalog.log_state()
+    }
+
+    /// The last hard state saved (durable after the next [`Wal::sync`]).
+    pub fn hard_state(&self) -> HardState {
+        self.state.hard_state
+    }
+
+    /// The last commit index saved.
+    pub fn commit(&self) -> Index {
+        self.state.commit
+    }
+
+    /// The last entry (index and term) that the last [`Wal::sync`] made durable.
+    pub fn durable(&self) -> (Index, Term) {
+        self.durable
+    }
+
+    /// The newest snapshot saved.
+    pub fn snapshot(&self) -> Option<SnapshotMeta> {
+        self.snapshot
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Why the log refuses all work, if an earlier write or fsync failed.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    /// The number of live segment files (superseded ones waiting for compaction excluded).
+    pub fn segment_count(&self) -> usize {
+        self.catalog.segments.len()
+    }
+
+    /// The approximate bytes of memory the catalog holds: term runs and sparse index points.
+    /// It grows by 16 bytes per `index_interval` of log, not per entry.
+    pub fn index_memory(&self) -> usize {
+        let points: usize = self.catalog.segments.iter().map(|s| s.sparse.len()).sum();
+        let pair = std::mem::size_of::<(Index, u64)>();
+        points * pair + self.catalog.term_starts.len() * pair
+    }
+
+    /// Refuses all work once poisoned.
+    fn check(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(reason) => Err(Error::Poisoned { reason: reason.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Poisons the log after a failed write or fsync, and returns the error.
+    fn fail(&mut self, operation: &'static str, path: PathBuf, source: io::Error) -> Error {
+        self.poisoned = Some(format!("{operation} {}: {source}", path.display()));
+        Error::Io { operation, path, source }
+    }
+
+    /// The path of the segment with this sequence number.
+    fn segment_path(&self, sequence: u64) -> PathBuf {
+        self.dir.join(segment::segment_name(sequence))
+    }
+
+    /// Appends entries, superseding every stored entry at or after the first one's index: a
+    /// suffix truncation when that index is not past the log, written as a new segment whose
+    /// header says so (nothing is rewritten in place). Durable after the next [`Wal::sync`].
+    ///
+    /// Panics if the entries do not follow the log (a gap, indexes not consecutive, a term
+    /// going backwards) or would supersede compacted or committed entries: those are bugs.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        self.check()?;
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let limit = MAX_PAYLOAD as usize - record::ENTRY_FIXED_LEN;
+        for entry in entries {
+            if let Payload::Command(command) = &entry.payload
+                && command.len() > limit
+            {
+                return Err(Error::EntryTooLarge {
+                    index: entry.index,
+                    size: command.len(),
+                    limit,
+                });
+            }
+        }
+        for pair in entries.windows(2) {
+            assert_eq!(pair[1].index, pair[0].index.next(), "appended indexes are not consecutive");
+            assert!(pair[1].term >= pair[0].term, "term goes backwards at entry {}", pair[1].index);
+        }
+        let last = self.catalog.last_index;
+        assert!(first.index <= last.next(), "a gap in the log: entry {} after {last}", first.index);
+        assert!(
+            first.index >= self.catalog.first_index,
+            "entry {} supersedes compacted entries: the log starts at {}",
+            first.index,
+            self.catalog.first_index
+        );
+        let prev_term =
+            self.catalog.term(first.index.prev()).expect("the first index is in the log");
+        assert!(
+            first.term >= prev_term,
+            "term goes backwards: entry {} has term {} after term {prev_term}",
+            first.index,
+            first.term
+        );
+        if first.index <= last {
+            assert!(
+                first.index > self.state.commit,
+                "superseding committed entry {} (commit index {})",
+                first.index,
+                self.state.commit
+            );
+            self.roll(first.index, prev_term, HeaderKind::Follows)?;
+        }
+        for entry in entries {
+            if self.catalog.tail().size >= self.options.segment_size {
+                self.roll(entry.index, self.catalog.last_term(), HeaderKind::Follows)?;
+            }
+            let offset = self.catalog.tail().size;
+            let before = self.pending.len();
+            record::encode_entry(&mut self.pending, entry);
+            let end = offset + (self.pending.len() - before) as u64;
+            if let Err(reason) = self.catalog.push_entry(entry.index, entry.term, offset, end) {
+                panic!("an appended entry does not follow the log: {reason}");
+            }
+            if self.pending.len() >= self.options.write_buffer {
+                self.flush()?;
+            }
+        }
+        self.tail_unsynced = true;
+        Ok(())
+    }
+
+    /// Saves the term and vote; durable after the next [`Wal::sync`]. Saving the state already
+    /// saved writes nothing.
+    ///
+    /// Panics if the term goes backwards or the vote changes within a term (Raft §5.2).
+    pub fn save_hard_state(&mut self, hard_state: HardState) -> Result<()> {
+        self.check()?;
+        let saved = self.state.hard_state;
+        assert!(
+            hard_state.term >= saved.term,
+            "term goes backwards: {} -> {}",
+            saved.term,
+            hard_state.term
+        );
+        if hard_state.term == saved.term && saved.vote.is_some() {
+            assert_eq!(hard_state.vote, saved.vote, "a second vote in term {}", saved.term);
+        }
+        if hard_state == saved {
+            return Ok(());
+        }
+        self.state.hard_state = hard_state;
+        self.write_state()
+    }
+
+    /// Saves the commit index; durable after the next [`Wal::sync`]. A commit index not above
+    /// the saved one is ignored: the saved one may lag the real one, never lead it.
+    pub fn save_commit(&mut self, commit: Index) -> Result<()> {
+        self.check()?;
+        if commit <= self.state.commit {
+            return Ok(());
+        }
+        self.state.commit = commit;
+        self.write_state()
+    }
+
+    /// Buffers a state record with the current hard state and commit index.
+    fn write_state(&mut self) -> Result<()> {
+        let before = self.pending.len();
+        record::encode_state(&mut self.pending, &self.state);
+        self.catalog.tail_mut().size += (self.pending.len() - before) as u64;
+        self.tail_unsynced = true;
+        if self.pending.len() >= self.options.write_buffer {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended and saved so far durable: writes the buffer, fsyncs the tail
+    /// segment, and fsyncs the directory if segments were created. Returns the last entry,
+    /// now durable: what the core's `persisted` wants. Costs nothing if nothing changed.
+    ///
+    /// A failed fsync poisons the log: it is never retried.
+    pub fn sync(&mut self) -> Result<(Index, Term)> {
+        self.check()?;
+        if !self.tail_unsynced && !self.dir_unsynced {
+            return Ok(self.durable);
+        }
+        self.flush()?;
+        if self.tail_unsynced {
+            if let Err(error) = self.tail.sync_data() {
+                return Err(self.fail(
+                    "fsync",
+                    self.segment_path(self.catalog.tail().sequence),
+                    error,
+                ));
+            }
+            self.tail_unsynced = false;
+        }
+        if self.dir_unsynced {
+            if let Err(error) = self.fs.sync_dir(&self.dir) {
+                return Err(self.fail("fsync directory", self.dir.clone(), error));
+            }
+            self.dir_unsynced = false;
+        }
+        self.durable = (self.catalog.last_index, self.catalog.last_term());
+        Ok(self.durable)
+    }
+
+    /// Writes the buffered records to the tail segment (no fsync).
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.tail.write_at(&self.pending, self.written) {
+            return Err(self.fail("write", self.segment_path(self.catalog.tail().sequence), error));
+        }
+        self.written += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Starts a new segment whose first entry will be `first_index` (after `prev_term`). The
+    /// old tail is made durable first, so that only the last segment can ever have a torn tail.
+    fn roll(&mut self, first_index: Index, prev_term: Term, kind: HeaderKind) -> Result<()> {
+        self.flush()?;
+        if self.tail_unsynced {
+            if let Err(error) = self.tail.sync_data() {
+                return Err(self.fail(
+                    "fsync",
+                    self.segment_path(self.catalog.tail().sequence),
+                    error,
+                ));
+            }
+            self.tail_unsynced = false;
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let path = self.segment_path(sequence);
+        let file = match self.fs.create(&path) {
+            Ok(file) => file,
+            Err(error) => return Err(self.fail("create", path, error)),
+        };
+        let header = SegmentHeader { sequence, first_index, prev_term, kind };
+        record::encode_header(&mut self.pending, &header);
+        if self.state != SavedState::default() {
+            // Every segment repeats the state, so that compaction never deletes the last copy.
+            record::encode_state(&mut self.pending, &self.state);
+        }
+        let size = self.pending.len() as u64;
+        if let Err(reason) = self.catalog.start_segment(&header, size, false) {
+            panic!("a new segment does not fit the log: {reason}");
+        }
+        self.tail = file;
+        self.written = 0;
+        self.tail_unsynced = true;
+        self.dir_unsynced = true;
+        self.cursor = None;
+        Ok(())
+    }
+
+    /// Discards the whole log and starts it again after a snapshot: the next entry appended is
+    /// `snapshot.index + 1`. For a follower that installed a snapshot from its leader; save the
+    /// snapshot first. Durable after the next [`Wal::sync`].
+    pub fn reset(&mut self, snapshot: SnapshotMeta) -> Result<()> {
+        self.check()?;
+        assert!(
+            snapshot.index >= self.state.commit,
+            "a reset to {} would discard committed entries up to {}",
+            snapshot.index,
+            self.state.commit
+        );
+        self.roll(snapshot.index.next(), snapshot.term, HeaderKind::Reset)
+    }
+
+    /// Reads entries `[low, high)`, stopping before the entry that would take the total past
+    /// `max_bytes` (by [`Entry::size`]), but always returning at least one entry. Every record
+    /// read is verified against its checksum again, and its index and term against the log.
+    pub fn read(&mut self, low: Index, high: Index, max_bytes: u64) -> Result<Vec<Entry>> {
+        self.check()?;
+        let (first, last) = (self.catalog.first_index, self.catalog.last_index);
+        if low < first {
+            return Err(Error::Compacted { index: low, first_index: first });
+        }
+        if high > last.next() {
+            return Err(Error::Unavailable { index: high.prev(), last_index: last });
+        }
+        if low >= high {
+            return Ok(Vec::new());
+        }
+        // The file must hold every record asked for: write out the buffer (no fsync).
+        if !self.pending.is_empty() && high > self.catalog.tail().first_index {
+            self.flush()?;
+        }
+        let (mut position, mut offset) = self.start_of(low);
+        let mut progress = ReadProgress {
+            next: low,
+            high,
+            max_bytes,
+            bytes: 0,
+            entries: Vec::new(),
+            stopped_at: None,
+        };
+        loop {
+            let sequence = self.catalog.segments[position].sequence;
+            let end = self.read_segment(position, offset, &mut progress)?;
+            match end {
+                SegmentRead::Done => {
+                    self.cursor = progress.stopped_at.map(|offset| Cursor {
+                        sequence,
+                        index: progress.next,
+                        offset,
+                    });
+                    return Ok(progress.entries);
+                }
+                SegmentRead::Continue => {
+                    position += 1;
+                    offset = 0;
+                }
+            }
+        }
+    }
+
+    /// Where a read of `low` starts: the read cursor if the previous read stopped there, else
+    /// the sparse index.
+    fn start_of(&self, low: Index) -> (usize, u64) {
+        let (position, offset) = self.catalog.locate(low).expect("a live index has a segment");
+        match self.cursor {
+            Some(cursor)
+                if cursor.index == low
+                    && cursor.sequence == self.catalog.segments[position].sequence =>
+            {
+                (position, cursor.offset)
+            }
+            _ => (position, offset),
+        }
+    }
+
+    /// Reads entries from the segment at `position` of the catalog, from `offset` on.
+    fn read_segment(
+        &mut self,
+        position: usize,
+        offset: u64,
+        progress: &mut ReadProgress,
+    ) -> Result<SegmentRead> {
+        let is_tail = position + 1 == self.catalog.segments.len();
+        let sequence = self.catalog.segments[position].sequence;
+        let path = self.segment_path(sequence);
+        if !is_tail && self.read_file.as_ref().is_none_or(|(cached, _)| *cached != sequence) {
+            let file = self.fs.open(&path).map_err(io_error("open", &path))?;
+            self.read_file = Some((sequence, file));
+        }
+        let (file, limit): (&dyn File, u64) = match &self.read_file {
+            Some((_, file)) if !is_tail => (&**file, self.catalog.segments[position].size),
+            _ => (&*self.tail, self.written),
+        };
+        let segment = &self.catalog.segments[position];
+        let corrupt =
+            |offset: u64, reason: String| Error::Corrupt { file: path.clone(), offset, reason };
+        let buffer = std::mem::take(&mut self.read_buffer);
+        let mut reader = RecordReader::new(file, offset, limit, READ_CHUNK, buffer);
+        let outcome = loop {
+            let step = reader.next().map_err(io_error("read", &path))?;
+            let (index, term, command, at, length) = match step {
+                Step::Record { record: Record::Entry { index, term, command }, offset, length } => {
+                    (index, term, command, offset, length)
+                }
+                Step::Record { .. } => continue,
+                Step::End => {
+                    let reason = format!("the segment ends before entry {}", progress.next);
+                    break Err(corrupt(reader.offset(), reason));
+                }
+                Step::Bad { offset, reason, .. } => break Err(corrupt(offset, reason)),
+            };
+            if index < progress.next {
+                continue;
+            }
+            if index != progress.next {
+                break Err(corrupt(at, format!("entry {index} where {} belongs", progress.next)));
+            }
+            if self.catalog.term(index) != Some(term) {
+                let reason = format!("entry {index} has term {term}, the log says otherwise");
+                break Err(corrupt(at, reason));
+            }
+            let payload =
+                command.map_or(Payload::Noop, |c| Payload::Command(Bytes::copy_from_slice(c)));
+            let entry = Entry { index, term, payload };
+            if !progress.entries.is_empty() && progress.bytes + entry.size() > progress.max_bytes {
+                progress.stopped_at = Some(at);
+                break Ok(SegmentRead::Done);
+            }
+            progress.bytes += entry.size();
+            progress.entries.push(entry);
+            progress.next = index.next();
+            if progress.next > segment.last_index && progress.next < progress.high {
+                break Ok(SegmentRead::Continue);
+            }
+            if progress.next >= progress.high {
+                let continues_here = progress.next <= segment.last_index;
+                progress.stopped_at = continues_here.then_some(at + length);
+                break Ok(SegmentRead::Done);
+            }
+        };
+        self.read_buffer = reader.into_buffer();
+        outcome
+    }
+
+    /// Deletes whole segments whose entries are all at or below `up_to` (the tail segment is
+    /// always kept), and every superseded segment. The log then starts at the first entry of
+    /// the oldest segment kept, which may be below `up_to + 1`. Call it once a snapshot covering
+    /// `up_to` is durable.
+    ///
+    /// Everything is synced first, so no deletion can outrun the records that superseded what
+    /// it deletes. Each deletion is made durable before the next, oldest live segment first
+    /// and superseded ones newest first, so that a crash in the middle leaves a log that
+    /// recovery accepts: it never finds a gap.
+    pub fn compact(&mut self, up_to: Index) -> Result<()> {
+        self.check()?;
+        self.sync()?;
+        let mut dead = self.catalog.dead.clone();
+        dead.sort_unstable_by(|a, b| b.cmp(a));
+        let sealed = &self.catalog.segments[..self.catalog.segments.len() - 1];
+        let count = sealed.iter().take_while(|segment| segment.last_index <= up_to).count();
+        let live: Vec<u64> = sealed[..count].iter().map(|segment| segment.sequence).collect();
+        for sequence in dead.into_iter().chain(live) {
+            self.remove_segment(sequence)?;
+        }
+        self.catalog.drop_prefix(count);
+        self.cursor = None;
+        Ok(())
+    }
+
+    /// Removes one segment file, durably.
+    fn remove_segment(&mut self, sequence: u64) -> Result<()> {
+        if self.read_file.as_ref().is_some_and(|(cached, _)| *cached == sequence) {
+            self.read_file = None;
+        }
+        let path = self.segment_path(sequence);
+        if let Err(error) = self.fs.remove_file(&path) {
+            return Err(self.fail("remove", path, error));
+        }
+        if let Err(error) = self.fs.sync_dir(&self.dir) {
+            return Err(self.fail("fsync directory", self.dir.clone(), error));
+        }
+        Ok(())
+    }
+
+    /// Saves a snapshot durably (temporary file, fsync, rename, directory fsync) and removes
+    /// older ones. A failure poisons the log, like any failed write.
+    pub fn save_snapshot(&mut self, meta: SnapshotMeta, data: &[u8]) -> Result<()> {
+        self.check()?;
+        if let Err(error) = snapshot::save(&*self.fs, &self.dir, meta, data) {
+            self.poisoned = Some(format!("saving snapshot {}: {error}", meta.index));
+            return Err(error);
+        }
+        self.snapshot = Some(meta);
+        Ok(())
+    }
+
+    /// Reads and verifies the newest snapshot, if any.
+    pub fn load_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>> {
+        self.check()?;
+        match self.snapshot {
+            Some(meta) => snapshot::load(&*self.fs, &self.dir, meta.index).map(Some),
+            None => Ok(None),
+        }
+    }
+}
