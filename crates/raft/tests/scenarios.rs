@@ -54,7 +54,11 @@
 //! ## Checked after every command
 //! Whatever a script does, the cluster must keep Raft's safety properties (Raft Figure 3):
 //! at most one leader per term (election safety), and every two nodes' applied entries agree
-//! where both have them (state machine safety). A breach fails the script.
+//! where both have them (state machine safety). A breach fails the command, and so the script,
+//! unless the script expects the failure with `!` (goldenscript's mark for a command that must
+//! fail): scenarios named `bug_*` use that to record a known bug, and start failing once it is
+//! fixed. Likewise `stabilize` fails if the nodes never fall silent (a livelock), showing the
+//! first lines of the endless exchange.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
@@ -282,7 +286,7 @@ impl goldenscript::Runner for Runner {
                     cluster.network[position] = message;
                 }
             }
-            Command::Stabilize => cluster.stabilize(),
+            Command::Stabilize => stabilize(cluster, &mut output)?,
             Command::Persist { id, count } => {
                 let id = live_node(cluster, *id)?;
                 cluster.persist(id, count.unwrap_or(usize::MAX));
@@ -366,19 +370,13 @@ impl goldenscript::Runner for Runner {
             }
         }
         flush_trace(cluster, &mut output);
-        Ok(output)
-    }
-
-    /// Checks Raft's safety properties after every command (Raft Figure 3).
-    fn end_command(
-        &mut self,
-        _command: &Command,
-        _context: &goldenscript::Context,
-    ) -> Result<String, Box<dyn Error>> {
-        if let Some(cluster) = &self.cluster {
-            check_safety(cluster)?;
+        // Raft's safety properties must hold after every command (Raft Figure 3). A breach
+        // fails the command, with its trace, so a script can only pass it by expecting the
+        // failure with `!`: that is how a scenario records a known bug.
+        if let Err(violation) = check_safety(cluster) {
+            return Err(format!("safety violated: {violation}\n{output}").into());
         }
-        Ok(String::new())
+        Ok(output)
     }
 }
 
@@ -477,6 +475,31 @@ fn deliver(
         flush_trace(cluster, output);
     }
     Ok(())
+}
+
+/// Delivers messages in flight, oldest first, until none is left, like
+/// [`LocalCluster::stabilize`], but gives up (with the trace so far) if the nodes keep talking:
+/// a cluster that never falls silent without ticks is a livelock worth reporting.
+fn stabilize(cluster: &mut LocalCluster, output: &mut String) -> Result<(), Box<dyn Error>> {
+    const LIMIT: usize = 10_000;
+    const SHOWN: usize = 12;
+    cluster.process_all();
+    for _ in 0..LIMIT {
+        if cluster.network.is_empty() {
+            return Ok(());
+        }
+        let first = Cell::new(true);
+        cluster.deliver(|_| first.replace(false));
+    }
+    let trace = cluster.take_trace();
+    let mut message = format!("livelock: still talking after {LIMIT} deliveries\n{output}");
+    for line in trace.iter().take(SHOWN) {
+        writeln!(message, "{line}")?;
+    }
+    if trace.len() > SHOWN {
+        writeln!(message, "… and {} more lines", trace.len() - SHOWN)?;
+    }
+    Err(message.into())
 }
 
 /// Cuts the directed `links`, dropping the messages in flight on them.
