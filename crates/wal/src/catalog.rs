@@ -261,10 +261,17 @@ impl Catalog {
             expected_first = segment.last_index.next();
         }
         assert_eq!(expected_first, self.last_index.next(), "segments end at the last index");
-        let mut previous = (self.first_index.prev(), self.prev_term);
+        // The first run may continue the term of the entry before the log (after compaction);
+        // later runs strictly increase in both index and term.
+        let mut previous: Option<(Index, Term)> = None;
         for &(start, term) in &self.term_starts {
-            assert!(start > previous.0 && term > previous.1, "term runs increase: {self:?}");
-            previous = (start, term);
+            match previous {
+                None => assert!(term >= self.prev_term, "first run below prev_term: {self:?}"),
+                Some((before, before_term)) => {
+                    assert!(start > before && term > before_term, "term runs increase: {self:?}");
+                }
+            }
+            previous = Some((start, term));
         }
         let covers = self.term_starts.first().map(|&(start, _)| start);
         let empty = self.last_index < self.first_index;

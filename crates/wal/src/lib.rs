@@ -106,6 +106,6 @@ pub use error::{Error, Result};
 pub use fs::{File, Fs, StdFs};
 pub use group_commit::{GroupCommit, MAX_BATCH_BYTES, Notification, Ticket};
 pub use memfs::{Faults, MemFs};
-pub use record::MAX_PAYLOAD;
+pub use record::{MAX_PAYLOAD, describe_records};
 pub use snapshot::SnapshotMeta;
 pub use wal::{Options, Recovery, Wal};

@@ -259,6 +259,21 @@ impl State {
         ppm > 0 && self.rng.between(0, 1_000_000) < u64::from(ppm)
     }
 
+    /// Draws how much of an inode's `count` unsynced changes a crash keeps, and whether (and
+    /// where) the next one is torn, zero-filled or not.
+    fn draw_crash_point(&mut self, inode: u64, count: u64) -> (usize, Option<(usize, bool)>) {
+        let keep = self.rng.between(0, count + 1) as usize;
+        if self.rng.between(0, 2) == 0 {
+            return (keep, None);
+        }
+        let length = match self.inodes[&inode].unsynced.get(keep).map(|change| &change.write) {
+            Some(Write::At { bytes, .. }) => bytes.len(),
+            _ => 0,
+        };
+        let cut = self.rng.next_u64() as usize % (length + 1);
+        (keep, Some((cut, self.rng.between(0, 2) == 0)))
+    }
+
     /// Counts a mutating operation and says whether the power holds for it.
     fn start_operation(&mut self) -> io::Result<()> {
         match self.power {
@@ -415,28 +430,30 @@ impl MemFs {
     /// only up to a random point (a write may be torn at any byte), every open handle dies, and
     /// the power comes back on.
     pub fn crash(&self) {
+        self.crash_keeping(true);
+    }
+
+    /// Simulates a power failure in which nothing unsynced reached the disk: every unsynced
+    /// write and directory change is lost. The worst case for durability, without tears.
+    pub fn crash_losing_unsynced(&self) {
+        self.crash_keeping(false);
+    }
+
+    /// A crash that keeps a random prefix of the unsynced changes (`random`), or none.
+    fn crash_keeping(&self, random: bool) {
         let mut state = self.lock();
         let state = &mut *state;
         let inodes: Vec<u64> = state.inodes.keys().copied().collect();
         for inode in inodes {
             let count = state.inodes[&inode].unsynced.len() as u64;
-            let keep = state.rng.between(0, count + 1) as usize;
-            let tear = if state.rng.between(0, 2) == 0 {
-                let cut = state.rng.next_u64() as usize;
-                let length = match state.inodes[&inode].unsynced.get(keep).map(|c| &c.write) {
-                    Some(Write::At { bytes, .. }) => bytes.len(),
-                    _ => 0,
-                };
-                let zero_fill = state.rng.between(0, 2) == 0;
-                Some((cut % (length + 1), zero_fill))
-            } else {
-                None
-            };
+            let (keep, tear) =
+                if random { state.draw_crash_point(inode, count) } else { (0, None) };
             if let Some(target) = state.inodes.get_mut(&inode) {
                 target.settle(keep, tear);
             }
         }
-        let keep = state.rng.between(0, state.pending.len() as u64 + 1) as usize;
+        let pending = state.pending.len() as u64;
+        let keep = if random { state.rng.between(0, pending + 1) as usize } else { 0 };
         for op in state.pending.drain(..).take(keep) {
             op.apply(&mut state.durable_names);
         }

@@ -321,6 +321,58 @@ fn parse(record_type: u8, payload: &[u8]) -> Result<Record<'_>, String> {
     }
 }
 
+/// Describes the records in `bytes` (a segment file's contents), one line each: the offset,
+/// the type and the fields. Stops at the first bytes that are no valid record, saying why. For
+/// operators (a `wal dump` command) and for scenario tests.
+pub fn describe_records(bytes: &[u8]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        let (text, length) = match decode(rest) {
+            Decoded::Record(record, length) => (describe(&record), Some(length)),
+            Decoded::Incomplete { total } => {
+                (format!("incomplete record: {total} bytes long, {} present", rest.len()), None)
+            }
+            Decoded::Damaged(reason) => (format!("damaged: {reason}"), None),
+            Decoded::Malformed(reason) => (format!("malformed: {reason}"), None),
+        };
+        lines.push(format!("{offset}: {text}"));
+        match length {
+            Some(length) => offset += length,
+            None => break,
+        }
+    }
+    lines
+}
+
+/// One record, in words.
+fn describe(record: &Record<'_>) -> String {
+    match record {
+        Record::Header(header) => {
+            let kind = match header.kind {
+                HeaderKind::Follows => "follows",
+                HeaderKind::Reset => "reset",
+            };
+            format!(
+                "header sequence={} first={} prev_term={} {kind}",
+                header.sequence, header.first_index, header.prev_term
+            )
+        }
+        Record::Entry { index, term, command } => {
+            let payload = match command {
+                None => Payload::Noop,
+                Some(bytes) => Payload::Command(bytes::Bytes::copy_from_slice(bytes)),
+            };
+            format!("entry {}", Entry { index: *index, term: *term, payload })
+        }
+        Record::State(state) => {
+            let vote = state.hard_state.vote.map_or("none".to_string(), |node| node.to_string());
+            format!("state term={} vote={vote} commit={}", state.hard_state.term, state.commit)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -469,6 +469,8 @@ impl Wal {
             let offset = self.catalog.tail().size;
             let before = self.pending.len();
             record::encode_entry(&mut self.pending, entry);
+            // Set at once, not after the loop: a roll later in this batch must fsync these.
+            self.tail_unsynced = true;
             let end = offset + (self.pending.len() - before) as u64;
             if let Err(reason) = self.catalog.push_entry(entry.index, entry.term, offset, end) {
                 panic!("an appended entry does not follow the log: {reason}");
@@ -477,7 +479,6 @@ impl Wal {
                 self.flush()?;
             }
         }
-        self.tail_unsynced = true;
         Ok(())
     }
 

@@ -1,0 +1,310 @@
+//! # Scenario scripts: the write-ahead log told as stories
+//!
+//! Each file in `tests/scenarios/` is a [goldenscript] that drives one [`Wal`] on a [`MemFs`]
+//! and records what it did: what open recovered, what reads returned, which files exist and,
+//! byte by byte, which records they hold. The file name states the claim; `#` comments say
+//! what to look for. The recorded output is the expectation: a change shows up as a diff to
+//! review like code.
+//!
+//! Regenerate the outputs with
+//! `UPDATE_GOLDENFILES=1 cargo test -p skiff-wal --test scenarios`, then read every changed
+//! line before committing it. A new script needs a rebuild of this test
+//! (`touch crates/wal/tests/scenarios.rs`): the list of files is read at compile time.
+//!
+//! ## The commands
+//! The log lives in `/data` on a `MemFs` seeded with 1. Entries are written `index@term`, or
+//! `low..high@term` for a run (both ends included); each entry's command is `c<index>.<term>`,
+//! padded with dots to `size=` bytes if given.
+//!
+//! - `open [segment_size=B] [index_interval=B] [node=N] [cluster=C]`: opens the log (node 1
+//!   of cluster 7 unless told), printing what recovery found.
+//! - `append ENTRY... [size=B]`: appends the entries (not yet durable).
+//! - `sync`: makes everything durable; prints the last durable entry.
+//! - `vote TERM [NODE]`, `commit INDEX`: save the hard state, the commit index.
+//! - `read LOW HIGH [max_bytes=B]`: reads entries `[LOW, HIGH)`.
+//! - `status`: first and last index, term runs, hard state, commit, durable entry, segments.
+//! - `compact UP_TO`, `reset INDEX TERM`: compaction; restarting the log after a snapshot.
+//! - `snapshot INDEX TERM DATA`, `load_snapshot`: save and load a snapshot.
+//! - `crash [lose_unsynced=true]`: a power failure (random tears, or losing every unsynced
+//!   byte), after which the log is closed until the next `open`.
+//! - `ls`: the files in `/data` and their sizes. `dump SEGMENT`: the records of a segment file
+//!   (by sequence number), one per line with its byte offset.
+//! - `flip SEGMENT OFFSET [bit=N]`, `cut SEGMENT LENGTH`: damage a segment file durably.
+//! - `faults [write_error_ppm=N] [sync_error_ppm=N] [capacity=B]`: the faults injected from
+//!   now on (all off when no argument is given).
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use skiff_raft::{Entry, HardState, Index, NodeId, Payload, Term};
+use skiff_wal::{Faults, MemFs, Options, Recovery, SnapshotMeta, Wal, describe_records};
+
+test_each_file::test_each_path! { in "crates/wal/tests/scenarios" => run }
+
+/// Runs one scenario script with a fresh runner.
+fn run(path: &Path) {
+    goldenscript::run(&mut Runner::new(), path).expect("the scenario script runs");
+}
+
+/// The script commands; the module documentation describes each.
+#[derive(goldenscript::Command)]
+enum Command {
+    Open {
+        #[arg(key)]
+        segment_size: Option<u64>,
+        #[arg(key)]
+        index_interval: Option<u64>,
+        #[arg(key)]
+        node: Option<u64>,
+        #[arg(key)]
+        cluster: Option<u64>,
+    },
+    Append {
+        entries: Vec<String>,
+        #[arg(key)]
+        size: Option<usize>,
+    },
+    Sync,
+    Vote(u64, #[arg(optional)] Option<u64>),
+    Commit(u64),
+    Read {
+        low: u64,
+        high: u64,
+        #[arg(key)]
+        max_bytes: Option<u64>,
+    },
+    Status,
+    Compact(u64),
+    Reset(u64, u64),
+    Snapshot(u64, u64, String),
+    LoadSnapshot,
+    Crash {
+        #[arg(key)]
+        lose_unsynced: Option<bool>,
+    },
+    Ls,
+    Dump(u64),
+    Flip {
+        segment: u64,
+        offset: u64,
+        #[arg(key)]
+        bit: Option<u8>,
+    },
+    Cut(u64, u64),
+    Faults {
+        #[arg(key)]
+        write_error_ppm: Option<u32>,
+        #[arg(key)]
+        sync_error_ppm: Option<u32>,
+        #[arg(key)]
+        capacity: Option<u64>,
+    },
+}
+
+/// The directory the log lives in.
+const DIR: &str = "/data";
+
+/// Runs the commands against one log on one in-memory file system.
+struct Runner {
+    /// The file system; survives crashes and reopens.
+    fs: MemFs,
+    /// The open log, if any.
+    wal: Option<Wal>,
+}
+
+impl Runner {
+    /// A runner with an empty file system and no log open.
+    fn new() -> Runner {
+        Runner { fs: MemFs::new(1), wal: None }
+    }
+
+    /// The open log, or an error for the script.
+    fn wal(&mut self) -> Result<&mut Wal, Box<dyn Error>> {
+        self.wal.as_mut().ok_or_else(|| "the log is not open".into())
+    }
+
+    /// The path of the segment file with this sequence number.
+    fn segment_path(sequence: u64) -> PathBuf {
+        Path::new(DIR).join(format!("{sequence:020}.wal"))
+    }
+}
+
+/// Parses `index@term` or `low..high@term` into entries, with commands of at least `size`
+/// bytes.
+fn parse_entries(spec: &str, size: usize) -> Result<Vec<Entry>, Box<dyn Error>> {
+    let (indexes, term) = spec.split_once('@').ok_or("an entry is written index@term")?;
+    let term: u64 = term.parse()?;
+    let (low, high): (u64, u64) = match indexes.split_once("..") {
+        Some((low, high)) => (low.parse()?, high.parse()?),
+        None => (indexes.parse()?, indexes.parse()?),
+    };
+    Ok((low..=high)
+        .map(|index| {
+            let mut command = format!("c{index}.{term}");
+            if command.len() < size {
+                command.push_str(&".".repeat(size - command.len()));
+            }
+            Entry {
+                index: Index(index),
+                term: Term(term),
+                payload: Payload::Command(Bytes::from(command)),
+            }
+        })
+        .collect())
+}
+
+/// Entries in the trace's compact form: `[1@1 c1.1, 2@1 c2.1]`.
+fn entry_list(entries: &[Entry]) -> String {
+    let shown: Vec<String> = entries.iter().map(Entry::to_string).collect();
+    format!("[{}]", shown.join(", "))
+}
+
+/// Term runs as `index@term` starts.
+fn term_runs(runs: &[(Index, Term)]) -> String {
+    let shown: Vec<String> = runs.iter().map(|(index, term)| format!("{index}@{term}")).collect();
+    format!("[{}]", shown.join(" "))
+}
+
+/// A vote in words.
+fn vote(hard_state: &HardState) -> String {
+    hard_state.vote.map_or("none".into(), |node| node.to_string())
+}
+
+/// What recovery found, in one line plus a line for a cut tail.
+fn describe_recovery(recovery: &Recovery) -> String {
+    let log = &recovery.log;
+    let mut text = format!(
+        "recovered log [{}, {}] prev_term={} terms={} term={} vote={} commit={} segments={}",
+        log.first_index,
+        log.last_index,
+        log.prev_term,
+        term_runs(&log.term_starts),
+        recovery.hard_state.term,
+        vote(&recovery.hard_state),
+        recovery.commit,
+        recovery.segments,
+    );
+    if let Some(snapshot) = recovery.snapshot {
+        write!(text, " snapshot={}@{}", snapshot.index, snapshot.term).expect("to a string");
+    }
+    if recovery.torn_bytes > 0 {
+        write!(text, "\ncut a torn tail of {} bytes", recovery.torn_bytes).expect("to a string");
+    }
+    text
+}
+
+impl goldenscript::Runner for Runner {
+    type Command = Command;
+
+    fn run(
+        &mut self,
+        command: &Command,
+        _context: &goldenscript::Context,
+    ) -> Result<String, Box<dyn Error>> {
+        let mut output = String::new();
+        match command {
+            Command::Open { segment_size, index_interval, node, cluster } => {
+                self.wal = None;
+                let mut options = Options::new(NodeId(node.unwrap_or(1)), cluster.unwrap_or(7));
+                options.segment_size = segment_size.unwrap_or(options.segment_size);
+                options.index_interval = index_interval.unwrap_or(options.index_interval);
+                let (wal, recovery) = Wal::open(self.fs.clone(), DIR, options)?;
+                self.wal = Some(wal);
+                writeln!(output, "{}", describe_recovery(&recovery))?;
+            }
+            Command::Append { entries, size } => {
+                let mut all = Vec::new();
+                for spec in entries {
+                    all.extend(parse_entries(spec, size.unwrap_or(0))?);
+                }
+                self.wal()?.append(&all)?;
+            }
+            Command::Sync => {
+                let (index, term) = self.wal()?.sync()?;
+                writeln!(output, "durable {index}@{term}")?;
+            }
+            Command::Vote(term, node) => {
+                let hard_state = HardState { term: Term(*term), vote: node.map(NodeId) };
+                self.wal()?.save_hard_state(hard_state)?;
+            }
+            Command::Commit(index) => self.wal()?.save_commit(Index(*index))?,
+            Command::Read { low, high, max_bytes } => {
+                let max_bytes = max_bytes.unwrap_or(u64::MAX);
+                let entries = self.wal()?.read(Index(*low), Index(*high), max_bytes)?;
+                writeln!(output, "{}", entry_list(&entries))?;
+            }
+            Command::Status => {
+                let wal = self.wal()?;
+                let log = wal.log_state();
+                let (durable_index, durable_term) = wal.durable();
+                writeln!(
+                    output,
+                    "log [{}, {}] prev_term={} terms={} term={} vote={} commit={} \
+                     durable={durable_index}@{durable_term} segments={}",
+                    log.first_index,
+                    log.last_index,
+                    log.prev_term,
+                    term_runs(&log.term_starts),
+                    wal.hard_state().term,
+                    vote(&wal.hard_state()),
+                    wal.commit(),
+                    wal.segment_count(),
+                )?;
+            }
+            Command::Compact(up_to) => self.wal()?.compact(Index(*up_to))?,
+            Command::Reset(index, term) => {
+                self.wal()?.reset(SnapshotMeta { index: Index(*index), term: Term(*term) })?;
+            }
+            Command::Snapshot(index, term, data) => {
+                let meta = SnapshotMeta { index: Index(*index), term: Term(*term) };
+                self.wal()?.save_snapshot(meta, data.as_bytes())?;
+            }
+            Command::LoadSnapshot => match self.wal()?.load_snapshot()? {
+                Some((meta, data)) => writeln!(
+                    output,
+                    "snapshot {}@{}: {}",
+                    meta.index,
+                    meta.term,
+                    String::from_utf8_lossy(&data)
+                )?,
+                None => writeln!(output, "no snapshot")?,
+            },
+            Command::Crash { lose_unsynced } => {
+                self.wal = None;
+                if lose_unsynced.unwrap_or(false) {
+                    self.fs.crash_losing_unsynced();
+                } else {
+                    self.fs.crash();
+                }
+            }
+            Command::Ls => {
+                for (path, size) in self.fs.files() {
+                    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("?");
+                    writeln!(output, "{name} {size}")?;
+                }
+            }
+            Command::Dump(sequence) => {
+                let bytes = self.fs.contents(&Runner::segment_path(*sequence))?;
+                for line in describe_records(&bytes) {
+                    writeln!(output, "{line}")?;
+                }
+            }
+            Command::Flip { segment, offset, bit } => {
+                self.fs.flip_bit(&Runner::segment_path(*segment), *offset, bit.unwrap_or(0))?;
+            }
+            Command::Cut(segment, length) => {
+                self.fs.cut(&Runner::segment_path(*segment), *length)?
+            }
+            Command::Faults { write_error_ppm, sync_error_ppm, capacity } => {
+                self.fs.set_faults(Faults {
+                    write_error_ppm: write_error_ppm.unwrap_or(0),
+                    sync_error_ppm: sync_error_ppm.unwrap_or(0),
+                    capacity: *capacity,
+                });
+            }
+        }
+        Ok(output)
+    }
+}

@@ -1,0 +1,148 @@
+//! The log on the real file system, and group commit on its writer thread.
+//!
+//! The other tests run on `MemFs`; these check that `StdFs` does the same on real files
+//! (creation, fdatasync, directory fsync, rename, removal, cutting a torn tail), and that
+//! `GroupCommit` batches appends into shared fsyncs, reports every ticket durable in order,
+//! and stops for good after a failure.
+
+mod common;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::entry;
+use skiff_raft::{HardState, Index, NodeId, Term};
+use skiff_wal::{
+    Error, Faults, GroupCommit, MemFs, Notification, Options, SnapshotMeta, StdFs, Ticket, Wal,
+};
+
+/// Options with small segments, so that a few hundred entries roll and compact files.
+fn options() -> Options {
+    let mut options = Options::new(NodeId(3), 11);
+    options.segment_size = 4096;
+    options
+}
+
+#[test]
+fn the_log_round_trips_through_real_files() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("wal");
+    let (mut wal, recovery) = Wal::open(StdFs, &path, options()).expect("opens a new log");
+    assert_eq!(recovery.log.last_index, Index(0));
+    wal.save_hard_state(HardState { term: Term(2), vote: Some(NodeId(3)) }).expect("saves");
+    let entries: Vec<_> = (1..=300).map(|index| entry(index, 2, 40)).collect();
+    for chunk in entries.chunks(7) {
+        wal.append(chunk).expect("appends");
+    }
+    assert_eq!(wal.sync().expect("syncs"), (Index(300), Term(2)));
+    // A new leader supersedes 251 onwards.
+    let replacement: Vec<_> = (251..=260).map(|index| entry(index, 3, 8)).collect();
+    wal.append(&replacement).expect("supersedes");
+    wal.sync().expect("syncs");
+    wal.save_snapshot(SnapshotMeta { index: Index(200), term: Term(2) }, b"state").expect("saves");
+    wal.compact(Index(200)).expect("compacts");
+    let first = wal.first_index();
+    assert!(first > Index(1) && first <= Index(201), "compacted to {first}");
+    drop(wal);
+
+    // A torn write: half a record appended to the last segment by hand.
+    let last_segment = std::fs::read_dir(&path)
+        .expect("lists")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "wal"))
+        .max()
+        .expect("segments exist");
+    let length = std::fs::metadata(&last_segment).expect("exists").len();
+    let mut garbage = std::fs::read(&last_segment).expect("reads");
+    garbage.extend_from_slice(&[7, 0, 0, 0, 1, 2]);
+    std::fs::write(&last_segment, &garbage).expect("writes");
+
+    let (mut wal, recovery) = Wal::open(StdFs, &path, options()).expect("reopens");
+    assert_eq!(recovery.torn_bytes, 6);
+    assert_eq!(std::fs::metadata(&last_segment).expect("exists").len(), length, "cut back");
+    assert_eq!(recovery.hard_state, HardState { term: Term(2), vote: Some(NodeId(3)) });
+    assert_eq!(recovery.log.last_index, Index(260));
+    assert_eq!(recovery.log.first_index, first);
+    assert_eq!(recovery.snapshot, Some(SnapshotMeta { index: Index(200), term: Term(2) }));
+    let read = wal.read(Index(250), Index(261), u64::MAX).expect("reads");
+    assert_eq!(read[0], entries[249]);
+    assert_eq!(read[1..], replacement[..]);
+    let (meta, data) = wal.load_snapshot().expect("loads").expect("a snapshot");
+    assert_eq!((meta.index, data), (Index(200), b"state".to_vec()));
+
+    let wrong = Wal::open(StdFs, &path, Options::new(NodeId(4), 11));
+    assert!(matches!(wrong, Err(Error::WrongDirectory { .. })), "another node's directory");
+}
+
+/// Waits for the notification that covers `ticket`, returning how many arrived.
+fn wait_for(receiver: &mpsc::Receiver<Notification>, ticket: Ticket) -> (usize, Index) {
+    let mut count = 0;
+    let mut last = Ticket(0);
+    loop {
+        match receiver.recv_timeout(Duration::from_secs(30)).expect("a notification in time") {
+            Notification::Durable { through, index, .. } => {
+                assert!(through > last, "notifications move forward: {through:?} after {last:?}");
+                last = through;
+                count += 1;
+                if through >= ticket {
+                    return (count, index);
+                }
+            }
+            Notification::Failed(error) => panic!("the writer failed: {error}"),
+        }
+    }
+}
+
+#[test]
+fn group_commit_shares_fsyncs_and_reports_every_ticket() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (wal, _) = Wal::open(StdFs, dir.path(), options()).expect("opens");
+    let (sender, receiver) = mpsc::channel();
+    let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+    // Keep the writer busy while everything is submitted, as a slow fsync would.
+    group.run(|_| std::thread::sleep(Duration::from_millis(50))).expect("queued");
+    group.save_hard_state(HardState { term: Term(1), vote: Some(NodeId(3)) }).expect("queued");
+    let mut ticket = Ticket(0);
+    for index in 1..=500 {
+        ticket = group.append(vec![entry(index, 1, 64)]).expect("queued");
+    }
+    let (fsyncs, durable) = wait_for(&receiver, ticket);
+    assert_eq!(durable, Index(500));
+    assert!(fsyncs < 10, "501 submissions queued together share fsyncs, took {fsyncs}");
+
+    let (reply, answer) = mpsc::channel();
+    group
+        .read(Index(10), Index(13), u64::MAX, move |result| drop(reply.send(result)))
+        .expect("queued");
+    let read = answer.recv().expect("an answer").expect("reads");
+    assert_eq!(read, (10..13).map(|index| entry(index, 1, 64)).collect::<Vec<_>>());
+
+    let mut wal = group.stop();
+    assert_eq!(wal.durable(), (Index(500), Term(1)));
+    assert_eq!(wal.sync().expect("nothing left to sync"), (Index(500), Term(1)));
+}
+
+#[test]
+fn group_commit_stops_for_good_after_a_failed_fsync() {
+    let fs = MemFs::new(9);
+    let (wal, _) = Wal::open(fs.clone(), Path::new("/data"), options()).expect("opens");
+    let (sender, receiver) = mpsc::channel();
+    let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+    let ticket = group.append(vec![entry(1, 1, 8)]).expect("queued");
+    wait_for(&receiver, ticket);
+    fs.set_faults(Faults { sync_error_ppm: 1_000_000, ..Faults::default() });
+    group.append(vec![entry(2, 1, 8)]).expect("queued");
+    match receiver.recv_timeout(Duration::from_secs(30)).expect("a notification") {
+        Notification::Failed(Error::Io { operation, .. }) => assert_eq!(operation, "fsync"),
+        other => panic!("expected the fsync failure, got {other:?}"),
+    }
+    // The writer is gone: submissions fail once it has dropped its end.
+    let stopped = (0..1000).any(|index| {
+        std::thread::sleep(Duration::from_millis(1));
+        matches!(group.append(vec![entry(3 + index, 1, 8)]), Err(Error::Stopped))
+    });
+    assert!(stopped, "submissions after a failure must fail");
+    let wal = group.stop();
+    assert!(wal.poisoned().is_some(), "the log is poisoned, not retried");
+}
