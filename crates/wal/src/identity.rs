@@ -56,7 +56,12 @@ pub(crate) fn check_or_create(
         if has_segments {
             return Err(Error::MissingIdentity { dir: dir.to_path_buf() });
         }
-        return fs::write_atomically(fs, dir, IDENTITY_FILE, &encode(node, cluster));
+        fs::write_atomically(fs, dir, IDENTITY_FILE, &encode(node, cluster))?;
+        // A new data directory must itself survive a crash: its entry lives in the parent.
+        if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            fs.sync_dir(parent).map_err(crate::error::io_error("fsync directory", parent))?;
+        }
+        return Ok(());
     }
     let bytes = fs::read_whole(fs, &path)?;
     let corrupt =

@@ -818,3 +818,67 @@ impl Wal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memfs::MemFs;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry { index: Index(index), term: Term(term), payload: Payload::Noop }
+    }
+
+    fn open() -> Wal {
+        let (wal, _) =
+            Wal::open(MemFs::new(0), "/data", Options::new(NodeId(1), 1)).expect("opens");
+        wal
+    }
+
+    #[test]
+    #[should_panic(expected = "a gap in the log")]
+    fn a_gap_in_appended_indexes_panics() {
+        let mut wal = open();
+        wal.append(&[entry(1, 1)]).expect("appends");
+        let _ = wal.append(&[entry(3, 1)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "term goes backwards")]
+    fn a_term_going_backwards_panics() {
+        let mut wal = open();
+        wal.append(&[entry(1, 2)]).expect("appends");
+        let _ = wal.append(&[entry(2, 1)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "superseding committed entry 2")]
+    fn superseding_committed_entries_panics() {
+        let mut wal = open();
+        wal.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).expect("appends");
+        wal.save_commit(Index(2)).expect("saves");
+        let _ = wal.append(&[entry(2, 2)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "a second vote in term 3")]
+    fn a_second_vote_in_a_term_panics() {
+        let mut wal = open();
+        wal.save_hard_state(HardState { term: Term(3), vote: Some(NodeId(1)) }).expect("saves");
+        let _ = wal.save_hard_state(HardState { term: Term(3), vote: Some(NodeId(2)) });
+    }
+
+    #[test]
+    fn a_sync_with_nothing_new_does_no_io() {
+        let fs = MemFs::new(0);
+        let (mut wal, _) =
+            Wal::open(fs.clone(), "/data", Options::new(NodeId(1), 1)).expect("opens");
+        wal.append(&[entry(1, 1)]).expect("appends");
+        wal.sync().expect("syncs");
+        let operations = fs.operations();
+        assert_eq!(wal.sync().expect("syncs"), (Index(1), Term(1)));
+        wal.save_hard_state(HardState::default()).expect("the same state again");
+        wal.save_commit(Index(0)).expect("an older commit index");
+        assert_eq!(wal.sync().expect("syncs"), (Index(1), Term(1)));
+        assert_eq!(fs.operations(), operations, "no write, no fsync");
+    }
+}

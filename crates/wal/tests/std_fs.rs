@@ -146,3 +146,33 @@ fn group_commit_stops_for_good_after_a_failed_fsync() {
     let wal = group.stop();
     assert!(wal.poisoned().is_some(), "the log is poisoned, not retried");
 }
+
+#[test]
+fn index_memory_grows_with_bytes_not_entries() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut options = Options::new(NodeId(1), 1);
+    options.segment_size = 4 << 20;
+    let (mut wal, _) = Wal::open(StdFs, dir.path(), options.clone()).expect("opens");
+    let command = bytes::Bytes::from(vec![1; 64]);
+    let count = 200_000u64;
+    for start in (1..=count).step_by(1000) {
+        let batch: Vec<_> = (start..start + 1000)
+            .map(|index| skiff_raft::Entry {
+                index: Index(index),
+                term: Term(1),
+                payload: skiff_raft::Payload::Command(command.clone()),
+            })
+            .collect();
+        wal.append(&batch).expect("appends");
+    }
+    wal.sync().expect("syncs");
+    // 200,000 entries of 90 bytes on disk: 18 MB. A dense index would hold 16 bytes per entry
+    // (3.2 MB); the sparse one holds 16 bytes per 256 KiB of log, plus one per term.
+    let log_bytes = count * 90;
+    let bound = (log_bytes / options.index_interval + wal.segment_count() as u64 + 1) * 16;
+    assert!(wal.index_memory() as u64 <= bound, "{} bytes of index", wal.index_memory());
+    assert!(wal.index_memory() < 2048, "{} bytes of index", wal.index_memory());
+    drop(wal);
+    let (wal, _) = Wal::open(StdFs, dir.path(), options).expect("reopens");
+    assert!(wal.index_memory() < 2048, "recovery builds the same sparse index");
+}
