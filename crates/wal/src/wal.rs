@@ -187,12 +187,14 @@ impl Wal {
         let snapshot = snapshot::newest(&*fs, &dir, &names)?;
         let next_sequence = sequences.last().map_or(1, |last| last + 1);
         let recovered = recover::recover(&*fs, &dir, &sequences, options.index_interval)?;
-        let (bytes_read, torn_bytes) = (recovered.bytes_read, recovered.torn_bytes);
-        let mut wal = if recovered.catalog.segments.is_empty() {
-            Wal::create(fs, dir, options, snapshot, next_sequence)?
+        let Recovered { catalog, state, bytes_read, torn_bytes } = recovered;
+        let (catalog, state, next_sequence) = if catalog.segments.is_empty() {
+            let catalog = Wal::create(&*fs, &dir, &options, snapshot, next_sequence)?;
+            (catalog, SavedState::default(), next_sequence + 1)
         } else {
-            Wal::resume(fs, dir, options, recovered, next_sequence)?
+            (catalog, state, next_sequence)
         };
+        let mut wal = Wal::resume(fs, dir, options, catalog, state, next_sequence)?;
         wal.snapshot = snapshot;
         let recovery = Recovery {
             hard_state: wal.state.hard_state,
@@ -206,95 +208,65 @@ impl Wal {
         Ok((wal, recovery))
     }
 
-    /// The log after recovery, appending to the recovered tail segment.
-    fn resume(
-        fs: Box<dyn Fs>,
-        dir: PathBuf,
-        options: Options,
-        recovered: Recovered,
-        next_sequence: u64,
-    ) -> Result<Wal> {
-        let Recovered { catalog, mut state, .. } = recovered;
-        let tail_path = dir.join(segment::segment_name(catalog.tail().sequence));
-        let tail = fs.open(&tail_path).map_err(io_error("open", &tail_path))?;
-        // A commit index saved before the entries it covers were written can outlive them in a
-        // crash; a lower commit index is always safe to restart from.
-        state.commit = state.commit.min(catalog.last_index);
-        let written = catalog.tail().size;
-        let durable = (catalog.last_index, catalog.last_term());
-        Ok(Wal::assemble(fs, dir, options, catalog, state, tail, written, durable, next_sequence))
-    }
-
-    /// A new log: one segment, durable before the open returns. With a snapshot but no
-    /// segment left, the log starts after the snapshot.
+    /// The first segment of a new log, durable before the open returns. With a snapshot but
+    /// no segment left, the log starts after the snapshot.
     fn create(
-        fs: Box<dyn Fs>,
-        dir: PathBuf,
-        options: Options,
+        fs: &dyn Fs,
+        dir: &Path,
+        options: &Options,
         snapshot: Option<SnapshotMeta>,
         sequence: u64,
-    ) -> Result<Wal> {
+    ) -> Result<Catalog> {
         let (first_index, prev_term) =
             snapshot.map_or((Index(1), Term(0)), |s| (s.index.next(), s.term));
         let header = SegmentHeader { sequence, first_index, prev_term, kind: HeaderKind::Reset };
         let mut bytes = Vec::new();
         record::encode_header(&mut bytes, &header);
         let path = dir.join(segment::segment_name(sequence));
-        let mut tail = fs.create(&path).map_err(io_error("create", &path))?;
-        tail.write_at(&bytes, 0).map_err(io_error("write", &path))?;
-        tail.sync_data().map_err(io_error("fsync", &path))?;
-        fs.sync_dir(&dir).map_err(io_error("fsync directory", &dir))?;
+        let mut file = fs.create(&path).map_err(io_error("create", &path))?;
+        file.write_at(&bytes, 0).map_err(io_error("write", &path))?;
+        file.sync_data().map_err(io_error("fsync", &path))?;
+        fs.sync_dir(dir).map_err(io_error("fsync directory", dir))?;
         let mut catalog = Catalog::new(options.index_interval);
         catalog
             .start_segment(&header, bytes.len() as u64, true)
             .expect("the first header of a new log is always valid");
-        let durable = (catalog.last_index, catalog.last_term());
-        let written = bytes.len() as u64;
-        Ok(Wal::assemble(
-            fs,
-            dir,
-            options,
-            catalog,
-            SavedState::default(),
-            tail,
-            written,
-            durable,
-            sequence + 1,
-        ))
+        Ok(catalog)
     }
 
-    /// Puts the parts together.
-    #[allow(clippy::too_many_arguments)]
-    fn assemble(
+    /// The log as recovered (or created), appending to the tail segment.
+    fn resume(
         fs: Box<dyn Fs>,
         dir: PathBuf,
         options: Options,
         catalog: Catalog,
-        state: SavedState,
-        tail: Box<dyn File>,
-        written: u64,
-        durable: (Index, Term),
+        mut state: SavedState,
         next_sequence: u64,
-    ) -> Wal {
-        Wal {
+    ) -> Result<Wal> {
+        let tail_path = dir.join(segment::segment_name(catalog.tail().sequence));
+        let tail = fs.open(&tail_path).map_err(io_error("open", &tail_path))?;
+        // A commit index saved before the entries it covers were written can outlive them in a
+        // crash; a lower commit index is always safe to restart from.
+        state.commit = state.commit.min(catalog.last_index);
+        Ok(Wal {
             fs,
             dir,
             options,
+            written: catalog.tail().size,
+            durable: (catalog.last_index, catalog.last_term()),
             catalog,
             state,
             tail,
-            written,
             pending: Vec::new(),
             tail_unsynced: false,
             dir_unsynced: false,
-            durable,
             poisoned: None,
             next_sequence,
             snapshot: None,
             cursor: None,
             read_file: None,
             read_buffer: Vec::new(),
-        }
+        })
     }
 }
 
