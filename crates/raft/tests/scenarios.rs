@@ -48,7 +48,8 @@
 //! Every command prints the trace lines the cluster recorded while it ran
 //! ([`LocalCluster::take_trace`]): `n1@2 → n3 Append base=1@1 [2@2 noop] commit=1` is a message
 //! from n1 in term 2; `n3 persist [...]` a write handed over, `n3 durable 2@2` its completion;
-//! `n3 read [2, 5) → ...` a storage read; `n3 apply [...]` entries applied; and lines such as
+//! `n1 read [2, 5) for n3 in term 2 → [...]` a storage read (or `to apply`); `n3 apply [...]`
+//! entries handed to the state machine; and lines such as
 //! `n3 role=leader term=2` or `n3 commit=2` are events.
 //!
 //! ## Checked after every command
@@ -81,6 +82,7 @@ fn run(path: &Path) {
 /// The script commands; the module documentation describes each.
 #[derive(goldenscript::Command)]
 enum Command {
+    /// `cluster nodes=N [setting=value...]`
     Cluster {
         #[arg(key)]
         nodes: u64,
@@ -101,34 +103,49 @@ enum Command {
         #[arg(key)]
         max_cached_bytes: Option<u64>,
     },
+    /// `campaign ID`
     Campaign(u64),
+    /// `tick ID... [n=K]`
     Tick {
         ids: Vec<u64>,
         #[arg(key)]
         n: Option<u32>,
     },
-    Propose {
-        id: u64,
-        commands: Vec<String>,
-    },
+    /// `propose ID COMMAND...`
+    Propose { id: u64, commands: Vec<String> },
+    /// `deliver [from=ID] [to=ID] [type=T] [count=K]`
     Deliver(#[arg(optional)] BTreeMap<String, String>),
+    /// `drop [from=ID] [to=ID] [type=T] [count=K]`
     Drop(#[arg(optional)] BTreeMap<String, String>),
+    /// `duplicate [from=ID] [to=ID] [type=T] [count=K]`
     Duplicate(#[arg(optional)] BTreeMap<String, String>),
+    /// `reorder [from=ID] [to=ID] [type=T] [count=K]`
     Reorder(#[arg(optional)] BTreeMap<String, String>),
+    /// `stabilize`
     Stabilize,
+    /// `persist ID [count=K]`
     Persist {
         id: u64,
         #[arg(key)]
         count: Option<usize>,
     },
+    /// `auto_persist ID BOOL`
     AutoPersist(u64, bool),
+    /// `crash ID`
     Crash(u64),
+    /// `restart ID`
     Restart(u64),
+    /// `cut FROM TO`
     Cut(u64, u64),
+    /// `partition ID...`
     Partition(Vec<u64>),
+    /// `heal`
     Heal,
+    /// `status [ID...]`
     Status(#[arg(optional)] Vec<u64>),
+    /// `log ID...`
     Log(Vec<u64>),
+    /// `network`
     Network,
 }
 
