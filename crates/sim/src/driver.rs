@@ -1,0 +1,711 @@
+//! The node driver: performs the core's actions on the simulated disk and network, under the
+//! driver contract of `skiff_raft` (crates/raft/src/lib.rs), item by item.
+//!
+//! 1. `PersistHardState` is queued on the disk, and every `Send` after it is **held** until
+//!    that write is durable. Later batches' messages queue behind it too, so no message carrying
+//!    a term or a vote leaves before they are durable.
+//! 2. `PersistEntries` is queued on the same disk, in order; the mirror of the core's log is
+//!    updated at once (it is what the core now holds), and when the write completes the core
+//!    hears `persisted(index, term)` for the write's last entry.
+//! 3. `Send`s leave through the simulated network, which may lose, duplicate, delay and
+//!    reorder them.
+//! 4. `ReadEntries` is served from durable storage after a short delay.
+//! 5. `Apply` entries go to the node's register map, in order; the node that proposed a client's
+//!    command answers the client when it applies it (or tells it another entry took its index).
+//! 6. `Event`s go to the trace; a node elected leader may fire an armed fault trigger.
+//!
+//! A crash loses the core, the state machine, the pending writes and the held messages; a
+//! restart rebuilds the core from the durable term, vote and log (commit index and applied index
+//! 0: the register map is rebuilt by applying the log again). A paused node keeps its inputs
+//! in a stash and processes them on resumption; its disk carries on meanwhile.
+//!
+//! The core runs inside `catch_unwind`: a failed assertion in the core ends the run as a
+//! violation with the panic's message, not as a crash of the simulator.
+//!
+//! Two defects of the self-test live here, because they break the driver's side of the
+//! contract: `vote-before-durable` lets vote replies skip the hold, and `forget-vote` restarts
+//! a node without its vote.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use bytes::Bytes;
+use skiff_raft::{
+    Action, Body, Config, Entry, Event as CoreEvent, HardState, Index, Message, Node, NodeId,
+    Payload, ProposeError, ReadRequest, Restored, RoleKind,
+};
+
+use crate::invariants::{Invariant, Violation};
+use crate::network::Fate;
+use crate::parameters::Parameters;
+use crate::random::Random;
+use crate::sabotage::Defect;
+use crate::simulation::{Event, Packet, Simulation};
+use crate::state_machine::{Applied, Command, RegisterMap};
+use crate::storage::{Disk, LogCopy, Write};
+use crate::time::Time;
+use crate::trace::trace;
+use crate::workload::{Answer, Reply, Request};
+
+/// An input to a node's process: what a paused node keeps for later.
+#[derive(Clone, Debug)]
+pub(crate) enum Input {
+    /// A tick of its clock.
+    Tick,
+    /// A message from another node.
+    Step(Message),
+    /// A client request, directly or forwarded.
+    Client(Request),
+    /// A disk write completed (it is durable already; this is the process hearing of it).
+    Durable(u64, Write),
+    /// A read of storage completed.
+    Read(ReadRequest),
+}
+
+/// One simulated node: the core and everything its driver keeps.
+#[derive(Debug)]
+pub(crate) struct SimNode {
+    /// The node's id.
+    pub(crate) id: NodeId,
+    /// The configuration the core is built with (the seed changes per incarnation).
+    pub(crate) config: Config,
+    /// The core; `None` while the node is down.
+    pub(crate) core: Option<Node>,
+    /// How many times the node was (re)started; events of an earlier incarnation are ignored.
+    pub(crate) incarnation: u64,
+    /// The disk: survives crashes.
+    pub(crate) disk: Disk,
+    /// The log as the core holds it: everything handed over in `PersistEntries`.
+    pub(crate) log: LogCopy,
+    /// Messages waiting for a hard-state write to be durable: (write number, message).
+    pub(crate) held: VecDeque<(u64, Message)>,
+    /// Whether the process is paused.
+    pub(crate) paused: bool,
+    /// The fault that crashed or paused the node, so that only its own undo ends the fault.
+    pub(crate) struck_by: Option<usize>,
+    /// Inputs that arrived while paused, in order.
+    pub(crate) stash: Vec<Input>,
+    /// Whether a tick is scheduled.
+    pub(crate) ticking: bool,
+    /// The tick-rate skew in force, in thousandths.
+    pub(crate) skew: i64,
+    /// The state machine.
+    pub(crate) machine: RegisterMap,
+    /// The last index applied in this incarnation.
+    pub(crate) applied: Index,
+    /// Client requests this node proposed, by log index, awaiting their apply.
+    pub(crate) proposals: BTreeMap<Index, Request>,
+    /// The probes this node proposed, by log index.
+    pub(crate) probes: BTreeMap<Index, Bytes>,
+    /// The node's random stream for per-incarnation core seeds.
+    pub(crate) random: Random,
+}
+
+impl SimNode {
+    /// A new node of the cluster `ids`, with an empty disk, started.
+    pub(crate) fn new(
+        id: NodeId,
+        ids: &[NodeId],
+        parameters: &Parameters,
+        defect: Option<Defect>,
+        mut random: Random,
+    ) -> SimNode {
+        let mut config = Config::new(id, ids.iter().copied());
+        config.election_timeout = parameters.election_timeout;
+        config.heartbeat_interval = parameters.heartbeat_interval;
+        config.pre_vote = parameters.pre_vote;
+        config.check_quorum = parameters.check_quorum;
+        config.max_append_entries = parameters.max_append_entries;
+        config.max_append_bytes = parameters.max_append_bytes;
+        config.max_inflight_appends = parameters.max_inflight_appends;
+        config.max_cached_bytes = parameters.max_cached_bytes;
+        config.max_apply_bytes = parameters.max_apply_bytes;
+        config.sabotage = defect.map(Defect::core_switches).unwrap_or_default();
+        for _ in 0..id.0 {
+            random.next_u64();
+        }
+        config.seed = random.next_u64();
+        let core = Node::new(config.clone(), Restored::default())
+            .expect("the drawn configuration is valid");
+        SimNode {
+            id,
+            config,
+            core: Some(core),
+            incarnation: 0,
+            disk: Disk::default(),
+            log: LogCopy::default(),
+            held: VecDeque::new(),
+            paused: false,
+            struck_by: None,
+            stash: Vec::new(),
+            ticking: false,
+            skew: parameters.skew_per_mille[id.0 as usize - 1],
+            machine: RegisterMap::default(),
+            applied: Index(0),
+            proposals: BTreeMap::new(),
+            probes: BTreeMap::new(),
+            random,
+        }
+    }
+}
+
+thread_local! {
+    /// Whether a panic on this thread is expected (a core assertion under `catch_unwind`) and
+    /// should not be printed by the panic hook.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that stays silent for panics caught from the core, and
+/// defers to the previous hook for every other panic.
+fn install_quiet_hook() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `work` on the core, turning a panic into a violation.
+fn guarded<T>(id: NodeId, work: impl FnOnce() -> T) -> Result<T, Violation> {
+    install_quiet_hook();
+    QUIET.with(|quiet| quiet.set(true));
+    let result = catch_unwind(AssertUnwindSafe(work));
+    QUIET.with(|quiet| quiet.set(false));
+    result.map_err(|payload| {
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        Violation::new(Invariant::CoreAssertion, format!("{id} panicked: {message}"))
+    })
+}
+
+impl Simulation {
+    /// Hands `input` to node `id`: dropped if the node is down, kept if it is paused.
+    pub(crate) fn input(&mut self, id: NodeId, input: Input) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        if node.core.is_none() {
+            return;
+        }
+        if node.paused {
+            node.stash.push(input);
+            return;
+        }
+        self.process(id, input);
+    }
+
+    /// Feeds one input to a running node's core and performs the actions it returns.
+    pub(crate) fn process(&mut self, id: NodeId, input: Input) {
+        if self.failure.is_some() {
+            return;
+        }
+        let now = self.now;
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let Some(core) = node.core.as_mut() else { return };
+        let result = match input {
+            Input::Tick => guarded(id, || core.tick()).map(|()| Vec::new()),
+            Input::Step(message) => {
+                trace!(self.trace, now, "{message}");
+                let text = self.trace.on().then(|| message.to_string());
+                guarded(id, || core.step(message)).and_then(|stepped| {
+                    stepped.map(|()| Vec::new()).map_err(|error| {
+                        Violation::new(
+                            Invariant::DriverContract,
+                            format!("{id} refused {}: {error}", text.unwrap_or_default()),
+                        )
+                    })
+                })
+            }
+            Input::Client(request) => return self.client_input(id, request),
+            Input::Durable(sequence, write) => match write {
+                Write::Entries(entries) => {
+                    let last = entries.last().expect("writes are non-empty");
+                    let (index, term) = (last.index, last.term);
+                    guarded(id, || core.persisted(index, term)).map(|()| Vec::new())
+                }
+                Write::HardState(_) => {
+                    let mut released = Vec::new();
+                    while node.held.front().is_some_and(|&(wait, _)| wait <= sequence) {
+                        released.push(node.held.pop_front().expect("checked non-empty").1);
+                    }
+                    Ok(released)
+                }
+            },
+            Input::Read(request) => {
+                let entries = node.disk.log.read(&request);
+                if entries.is_empty() {
+                    // The range was superseded since the request (the node stopped leading
+                    // and its log was truncated): nothing to hand back.
+                    Ok(Vec::new())
+                } else {
+                    let stale =
+                        entries.iter().any(|entry| node.log.term(entry.index) != Some(entry.term));
+                    guarded(id, || core.entries_read(request, entries)).and_then(
+                        |read| match read {
+                            Ok(()) => Ok(Vec::new()),
+                            // Storage changed under a read that is no longer wanted: fine.
+                            Err(_) if stale => Ok(Vec::new()),
+                            Err(error) => Err(Violation::new(
+                                Invariant::DriverContract,
+                                format!("{id} refused a read of its own durable log: {error}"),
+                            )),
+                        },
+                    )
+                }
+            }
+        };
+        match result {
+            Ok(released) => {
+                for message in released {
+                    self.transmit(message);
+                }
+                self.take_and_perform(id);
+            }
+            Err(violation) => self.fail(violation),
+        }
+    }
+
+    /// Takes the core's action batch and performs it.
+    fn take_and_perform(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let Some(core) = node.core.as_mut() else { return };
+        match guarded(id, || core.take_actions()) {
+            Ok(actions) => {
+                for action in actions {
+                    if self.failure.is_some() {
+                        return;
+                    }
+                    self.perform(id, action);
+                }
+            }
+            Err(violation) => self.fail(violation),
+        }
+    }
+
+    /// Performs one action of node `id` (the contract's items, in the module documentation).
+    fn perform(&mut self, id: NodeId, action: Action) {
+        match action {
+            Action::PersistHardState(hard_state) => {
+                trace!(self.trace, self.now, "{id} persist {}", show_hard_state(hard_state));
+                self.submit(id, Write::HardState(hard_state));
+            }
+            Action::PersistEntries(entries) => {
+                trace!(
+                    self.trace,
+                    self.now,
+                    "{id} persist {}",
+                    skiff_raft::message::entry_list(&entries)
+                );
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                let first = entries.first().expect("writes are non-empty").index;
+                node.log.write(&entries);
+                if let Err(violation) = self.checker.entries_written(id, &node.log, first) {
+                    self.fail(violation);
+                }
+                self.submit(id, Write::Entries(entries));
+            }
+            Action::Send(message) => {
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                let skip_hold = self.defect == Some(Defect::VoteBeforeDurable)
+                    && matches!(message.body, Body::VoteResponse { .. });
+                match node.disk.pending_hard_state() {
+                    Some(sequence) if !skip_hold => node.held.push_back((sequence, message)),
+                    _ => self.transmit(message),
+                }
+            }
+            Action::ReadEntries(request) => {
+                let node = &self.nodes[&id];
+                let latency =
+                    Time(self.disk_random.between(0, self.parameters.disk.read_max.0 + 1));
+                let incarnation = node.incarnation;
+                self.queue
+                    .push(self.now + latency, Event::ReadDone { node: id, incarnation, request });
+            }
+            Action::Apply(entries) => {
+                trace!(
+                    self.trace,
+                    self.now,
+                    "{id} apply {}",
+                    skiff_raft::message::entry_list(&entries)
+                );
+                for entry in entries {
+                    if self.failure.is_some() {
+                        return;
+                    }
+                    self.apply(id, entry);
+                }
+            }
+            Action::Event(event) => {
+                trace!(self.trace, self.now, "{id} {event}");
+                if let CoreEvent::RoleChanged { role: RoleKind::Leader, .. } = event
+                    && let Some((fault, after, elections)) = self.armed_elected.take()
+                {
+                    trace!(self.trace, self.now, "fault {fault} triggered: crash {id} in {after}");
+                    self.queue.push(self.now + after, Event::TriggeredCrash { node: id, fault });
+                    if elections > 1 {
+                        self.armed_elected = Some((fault, after, elections - 1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a write on node `id`'s disk and schedules its completion.
+    fn submit(&mut self, id: NodeId, write: Write) {
+        let disk = self.parameters.disk;
+        let latency = if self.disk_random.chance(self.disk_stall) {
+            Time(self.disk_random.log_uniform(disk.write_max.0.max(1), disk.stall_max.0.max(1)))
+        } else {
+            Time(self.disk_random.between(disk.write_min.0, disk.write_max.0 + 1))
+        };
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let (_, completion) = node.disk.submit(write, self.now, latency);
+        let incarnation = node.incarnation;
+        self.queue.push(completion, Event::DiskDone { node: id, incarnation });
+    }
+
+    /// The oldest pending write of node `id` became durable.
+    pub(crate) fn disk_done(&mut self, id: NodeId, incarnation: u64) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        if node.incarnation != incarnation {
+            return;
+        }
+        let Some((sequence, write)) = node.disk.complete_next() else { return };
+        if self.trace.on() {
+            let what = match &write {
+                Write::HardState(hard_state) => show_hard_state(*hard_state),
+                Write::Entries(entries) => {
+                    let last = entries.last().expect("writes are non-empty");
+                    format!("{}@{}", last.index, last.term)
+                }
+            };
+            self.trace.line(self.now, format_args!("{id} durable {what}"));
+        }
+        self.input(id, Input::Durable(sequence, write));
+    }
+
+    /// A read of node `id`'s storage completed.
+    pub(crate) fn read_done(&mut self, id: NodeId, incarnation: u64, request: ReadRequest) {
+        if self.nodes[&id].incarnation == incarnation {
+            self.input(id, Input::Read(request));
+        }
+    }
+
+    /// A message leaves its sender (after any hold): it meets the network.
+    pub(crate) fn transmit(&mut self, message: Message) {
+        if let Body::VoteResponse { granted: true } = message.body {
+            if let Err(violation) =
+                self.checker.vote_granted(message.from, message.term, message.to)
+            {
+                self.fail(violation);
+            }
+            if let Some(fault) = self.armed_vote.take() {
+                let voter = message.from;
+                trace!(
+                    self.trace,
+                    self.now, "fault {fault} triggered: crash {voter} after its vote"
+                );
+                self.queue.push(self.now, Event::TriggeredCrash { node: voter, fault });
+            }
+        }
+        self.send_packet(Packet::Raft(message));
+    }
+
+    /// Routes a packet between nodes through the network.
+    pub(crate) fn send_packet(&mut self, packet: Packet) {
+        let (from, to) = packet.link();
+        self.stats.messages += 1;
+        match self.network.route(from, to) {
+            Fate::Lost => {
+                self.stats.lost += 1;
+                trace!(self.trace, self.now, "{} (lost)", show_packet(&packet));
+            }
+            Fate::Blocked => {
+                self.stats.blocked += 1;
+                trace!(self.trace, self.now, "{} (blocked)", show_packet(&packet));
+            }
+            Fate::Delivered(first, second) => {
+                if let Some(second) = second {
+                    self.stats.duplicated += 1;
+                    self.queue.push(self.now + second, Event::Deliver(packet.clone()));
+                }
+                self.queue.push(self.now + first, Event::Deliver(packet));
+            }
+        }
+    }
+
+    /// A packet arrives, unless a partition now blocks its link.
+    pub(crate) fn deliver(&mut self, packet: Packet) {
+        let (from, to) = packet.link();
+        if self.network.is_blocked(from, to) {
+            self.stats.blocked += 1;
+            trace!(self.trace, self.now, "{} (blocked on arrival)", show_packet(&packet));
+            return;
+        }
+        self.stats.delivered += 1;
+        match packet {
+            Packet::Raft(message) => self.input(to, Input::Step(message)),
+            Packet::Forward { request, .. } => self.input(to, Input::Client(request)),
+        }
+    }
+
+    /// A client request reached node `id`: propose it, forward it to the leader, or refuse.
+    pub(crate) fn client_request(&mut self, id: NodeId, request: Request) {
+        self.input(id, Input::Client(request));
+    }
+
+    /// A running node handles a client request.
+    fn client_input(&mut self, id: NodeId, request: Request) {
+        let command = Command {
+            client: request.client,
+            sequence: request.sequence,
+            operation: request.operation,
+        };
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let core = node.core.as_mut().expect("only running nodes get inputs");
+        let proposed = match guarded(id, || core.propose(command.encode())) {
+            Ok(proposed) => proposed,
+            Err(violation) => return self.fail(violation),
+        };
+        match proposed {
+            Ok(index) => {
+                trace!(
+                    self.trace,
+                    self.now,
+                    "{id} propose {index} c{}.{} {}",
+                    request.client,
+                    request.sequence,
+                    request.operation
+                );
+                node.proposals.insert(index, request);
+                self.take_and_perform(id);
+            }
+            Err(ProposeError::NotLeader { leader, .. }) => match leader {
+                Some(leader) if leader != id && request.forwarded_by.is_none() => {
+                    let forwarded = Request { forwarded_by: Some(id), ..request };
+                    self.send_packet(Packet::Forward { from: id, to: leader, request: forwarded });
+                }
+                _ => {
+                    let answer = Answer::NotLeader(leader.filter(|&leader| leader != id));
+                    self.reply(Reply {
+                        client: request.client,
+                        sequence: request.sequence,
+                        attempt: request.attempt,
+                        answer,
+                    });
+                }
+            },
+        }
+    }
+
+    /// Proposes a liveness probe at `leader`.
+    pub(crate) fn propose_probe(&mut self, leader: NodeId, probe: String) {
+        let node = self.nodes.get_mut(&leader).expect("a node of the cluster");
+        if node.paused {
+            return;
+        }
+        let Some(core) = node.core.as_mut() else { return };
+        let bytes = Bytes::from(probe);
+        let payload = bytes.clone();
+        match guarded(leader, || core.propose(payload)) {
+            Ok(Ok(index)) => {
+                trace!(
+                    self.trace,
+                    self.now,
+                    "{leader} propose {index} {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+                node.probes.insert(index, bytes);
+                self.take_and_perform(leader);
+            }
+            Ok(Err(_)) => {}
+            Err(violation) => self.fail(violation),
+        }
+    }
+
+    /// Node `id` applies one committed entry: the checks, the state machine, the answers.
+    fn apply(&mut self, id: NodeId, entry: Entry) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let commit = node.core.as_ref().map_or(Index(0), Node::commit);
+        if let Err(violation) = self.checker.applying(id, &entry, node.applied, commit) {
+            return self.fail(violation);
+        }
+        node.applied = entry.index;
+        let command = match &entry.payload {
+            Payload::Command(bytes) => Command::decode(bytes),
+            Payload::Noop => None,
+        };
+        let outcome = command.map(|command| (command, node.machine.apply(&command)));
+        let probe = node.probes.remove(&entry.index);
+        let proposal = node.proposals.remove(&entry.index);
+        if let (Some(probe), Payload::Command(bytes)) = (probe, &entry.payload)
+            && probe == bytes
+        {
+            self.probe_committed();
+        }
+        let Some(request) = proposal else { return };
+        let answer = match outcome {
+            Some((command, applied))
+                if command.client == request.client && command.sequence == request.sequence =>
+            {
+                match applied {
+                    Applied::Fresh(result) | Applied::Repeat(result) => Answer::Done(result),
+                    // The client moved on: nobody waits for this answer.
+                    Applied::Stale => return,
+                }
+            }
+            _ => Answer::Aborted,
+        };
+        self.reply(Reply {
+            client: request.client,
+            sequence: request.sequence,
+            attempt: request.attempt,
+            answer,
+        });
+    }
+
+    /// A tick of node `id`, and the next one scheduled.
+    pub(crate) fn tick(&mut self, id: NodeId, incarnation: u64) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        if node.incarnation != incarnation || node.core.is_none() {
+            return;
+        }
+        if node.paused {
+            // A stopped process does not tick; resumption starts the clock again.
+            node.ticking = false;
+            return;
+        }
+        let interval = self.tick_interval(id);
+        self.queue.push(self.now + interval, Event::Tick { node: id, incarnation });
+        self.process(id, Input::Tick);
+    }
+
+    /// Schedules node `id`'s next tick if none is scheduled.
+    pub(crate) fn start_ticking(&mut self, id: NodeId) {
+        let interval = self.tick_interval(id);
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        if node.ticking {
+            return;
+        }
+        node.ticking = true;
+        let incarnation = node.incarnation;
+        self.queue.push(self.now + interval, Event::Tick { node: id, incarnation });
+    }
+
+    /// The time between two ticks of node `id`, with its skew.
+    fn tick_interval(&self, id: NodeId) -> Time {
+        let skew = self.nodes[&id].skew;
+        let tick = self.parameters.tick.0 as i64;
+        Time((tick + tick * skew / 1000).max(1) as u64)
+    }
+
+    /// Crashes node `id`: the core, the state machine, pending writes, held messages and
+    /// stashed inputs are lost; the disk keeps what is durable.
+    pub(crate) fn crash(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        if node.core.is_none() {
+            return;
+        }
+        let lost = node.disk.pending_writes();
+        node.core = None;
+        node.incarnation += 1;
+        node.disk.crash();
+        node.log = node.disk.log.clone();
+        node.held.clear();
+        node.stash.clear();
+        node.paused = false;
+        node.ticking = false;
+        node.machine = RegisterMap::default();
+        node.applied = Index(0);
+        node.proposals.clear();
+        node.probes.clear();
+        self.stats.crashes += 1;
+        trace!(self.trace, self.now, "{id} crash (lost {lost} pending writes)");
+    }
+
+    /// Restarts node `id` from its durable state.
+    pub(crate) fn restart(&mut self, id: NodeId) {
+        let forget_vote = self.defect == Some(Defect::ForgetVote);
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        if node.core.is_some() {
+            return;
+        }
+        let mut hard_state = node.disk.hard_state;
+        if forget_vote {
+            hard_state.vote = None;
+        }
+        let restored = Restored {
+            hard_state,
+            log: node.disk.log.log_state(),
+            commit: Index(0),
+            applied: Index(0),
+        };
+        let mut config = node.config.clone();
+        config.seed = node.random.next_u64();
+        node.struck_by = None;
+        match Node::new(config, restored) {
+            Ok(core) => {
+                node.core = Some(core);
+                trace!(
+                    self.trace,
+                    self.now,
+                    "{id} restart at {} with {} durable entries",
+                    show_hard_state(hard_state),
+                    node.disk.log.last_index()
+                );
+                self.start_ticking(id);
+            }
+            Err(error) => self.fail(Violation::new(
+                Invariant::DriverContract,
+                format!("{id} cannot restart from its durable state: {error}"),
+            )),
+        }
+    }
+
+    /// Pauses node `id`'s process.
+    pub(crate) fn pause(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        if node.core.is_some() && !node.paused {
+            node.paused = true;
+            trace!(self.trace, self.now, "{id} pause");
+        }
+    }
+
+    /// Resumes node `id`'s process: it handles what arrived meanwhile, and ticks again.
+    pub(crate) fn resume(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        if !node.paused {
+            return;
+        }
+        node.paused = false;
+        node.struck_by = None;
+        let stash = std::mem::take(&mut node.stash);
+        trace!(self.trace, self.now, "{id} resume ({} inputs waited)", stash.len());
+        for input in stash {
+            self.process(id, input);
+        }
+        self.start_ticking(id);
+    }
+}
+
+/// A hard state in trace form: `term=3 vote=n2`.
+fn show_hard_state(hard_state: HardState) -> String {
+    let vote = hard_state.vote.map_or_else(|| "none".to_string(), |vote| vote.to_string());
+    format!("term={} vote={vote}", hard_state.term)
+}
+
+/// A packet in trace form.
+fn show_packet(packet: &Packet) -> String {
+    match packet {
+        Packet::Raft(message) => message.to_string(),
+        Packet::Forward { from, to, request } => format!(
+            "{from} → {to} forward c{}.{} {}",
+            request.client, request.sequence, request.operation
+        ),
+    }
+}

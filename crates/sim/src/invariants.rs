@@ -1,0 +1,642 @@
+//! The safety invariants of Raft, checked after every step of a run.
+//!
+//! The checker watches every node from outside, through what the core reports (role, term,
+//! commit index) and what the driver knows (the log as handed over in `PersistEntries`, the
+//! entries applied, the votes sent), and keeps a record across the whole run:
+//!
+//! - **Election safety** (Raft §5.2): at most one leader per term, ever.
+//! - **Vote safety** (Figure 2, votedFor is durable): a node grants at most one candidate per
+//!   term, across crashes. Checked on grants that actually left the node.
+//! - **Log matching** (§5.3): two logs that hold an entry with the same index and term hold the
+//!   same entries up to it. Every log carries a hash chain of its prefixes (see `storage.rs`),
+//!   and the checker remembers the chain value of every `(index, term)` ever written: a second
+//!   value for the same pair is a violation.
+//! - **Leader completeness** (§5.4): an entry committed in term `U` is in the log of every
+//!   leader of a term above `U`. An entry counts as committed once any node's commit index
+//!   reaches it; the term it was committed in is bounded by the term of the first node seen
+//!   committing it (a node in term `T` only learns commits made in terms up to `T`), which keeps
+//!   the check sound. Checked when a node becomes leader and whenever the record of committed
+//!   entries grows. And checked *before* any election, after every step: no node that lacks a
+//!   committed entry may be able to win one. A node can win only with the votes of a majority
+//!   whose logs its own log is at least as up-to-date as (§5.4.1); in correct Raft every node of
+//!   the quorum that committed an entry holds, durably, an entry of the committing term at or
+//!   after it, so no node lacking the entry compares as up-to-date with any of them, and the
+//!   nodes it could win over are a minority. (Each node counts with its current log and with
+//!   its durable log, which is what it restarts with.) This is Figure 8's situation (c) caught
+//!   as it arises, rather than waiting for the unlucky election of (d).
+//! - **State-machine safety** (§5.4.3): no two nodes commit or apply different entries at one
+//!   index, and each node applies a gap-free prefix of the log, from index 1 after each start.
+//! - **Monotonic term and commit**: within one run of a node (between restarts), neither ever
+//!   decreases. (The commit index is not durable, so a restarted node starts again from 0.)
+//! - **Applied only when committed**: an entry is applied only at or below the node's commit
+//!   index.
+//!
+//! Liveness, linearizability and the core's own assertions are reported through the same
+//! [`Violation`] type by the runner.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use skiff_raft::{Entry, Index, NodeId, Payload, RoleKind, Term};
+
+use crate::storage::{LogCopy, fnv1a};
+
+/// A property a run must keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Invariant {
+    /// At most one leader per term.
+    ElectionSafety,
+    /// At most one vote granted per node and term, across crashes.
+    VoteSafety,
+    /// Equal (index, term) means equal logs up to that index.
+    LogMatching,
+    /// Every leader holds every entry committed in an earlier term.
+    LeaderCompleteness,
+    /// No two nodes commit or apply different entries at one index; applies are gap-free.
+    StateMachineSafety,
+    /// A node's term never decreases while it runs.
+    MonotonicTerm,
+    /// A node's commit index never decreases while it runs.
+    MonotonicCommit,
+    /// Nothing is applied beyond the commit index.
+    AppliedBeforeCommitted,
+    /// With faults removed, a leader is elected and commits a fresh entry in bounded time.
+    Liveness,
+    /// The clients' history has a linearization.
+    Linearizability,
+    /// The core panicked: one of its own assertions failed.
+    CoreAssertion,
+    /// The core and the simulated driver disagree about the contract (e.g. a refused report).
+    DriverContract,
+}
+
+impl Invariant {
+    /// The invariant's name, as printed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::ElectionSafety => "election safety",
+            Invariant::VoteSafety => "vote safety",
+            Invariant::LogMatching => "log matching",
+            Invariant::LeaderCompleteness => "leader completeness",
+            Invariant::StateMachineSafety => "state machine safety",
+            Invariant::MonotonicTerm => "monotonic term",
+            Invariant::MonotonicCommit => "monotonic commit",
+            Invariant::AppliedBeforeCommitted => "applied before committed",
+            Invariant::Liveness => "liveness",
+            Invariant::Linearizability => "linearizability",
+            Invariant::CoreAssertion => "core assertion",
+            Invariant::DriverContract => "driver contract",
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A broken invariant and what broke it, in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which invariant.
+    pub invariant: Invariant,
+    /// The evidence.
+    pub detail: String,
+}
+
+impl Violation {
+    /// A violation of `invariant` with `detail`.
+    pub fn new(invariant: Invariant, detail: impl Into<String>) -> Violation {
+        Violation { invariant, detail: detail.into() }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.invariant, self.detail)
+    }
+}
+
+/// What the checker sees of one running node after a step.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    /// The node.
+    pub id: NodeId,
+    /// How many times it was started: observations of one incarnation are compared.
+    pub incarnation: u64,
+    /// Its role.
+    pub role: RoleKind,
+    /// Its term.
+    pub term: Term,
+    /// Its commit index.
+    pub commit: Index,
+    /// Its log as the core sees it.
+    pub log: &'a LogCopy,
+}
+
+/// A node as a potential candidate and voter: its current log and its durable log.
+#[derive(Clone, Copy, Debug)]
+pub struct Electable<'a> {
+    /// The node.
+    pub id: NodeId,
+    /// The log the core holds now (the durable log while the node is down).
+    pub log: &'a LogCopy,
+    /// The durable log: what the node restarts with.
+    pub durable: &'a LogCopy,
+}
+
+/// An entry known to be committed.
+#[derive(Clone, Copy, Debug)]
+struct Committed {
+    /// The entry's term.
+    term: Term,
+    /// The chain hash of the log up to it.
+    chain: u64,
+    /// A term at or after the one it was committed in; non-decreasing along the log.
+    commit_term: Term,
+}
+
+/// What the checker remembers of one node between steps.
+#[derive(Clone, Copy, Debug)]
+struct Watch {
+    /// The incarnation observed.
+    incarnation: u64,
+    /// The term last observed.
+    term: Term,
+    /// The commit index last observed.
+    commit: Index,
+    /// The term it was last seen leading, if it leads.
+    leading: Option<Term>,
+}
+
+/// The record of a run, and the checks against it.
+#[derive(Debug, Default)]
+pub struct Checker {
+    /// The leader of every term that had one.
+    leaders: BTreeMap<Term, NodeId>,
+    /// Every vote granted: (voter, term) → candidate.
+    votes: BTreeMap<(NodeId, Term), NodeId>,
+    /// The chain hash of every (index, term) ever written, with the first node that wrote it.
+    written: BTreeMap<(Index, Term), (u64, NodeId)>,
+    /// Every committed entry, by index (`committed[i]` is index `i + 1`).
+    committed: Vec<Committed>,
+    /// The first node that committed each index, for reports.
+    committed_by: Vec<NodeId>,
+    /// Every applied entry: (term, payload hash, first node that applied it), by index.
+    applied: Vec<(Term, u64, NodeId)>,
+    /// The nodes as last observed.
+    watches: BTreeMap<NodeId, Watch>,
+}
+
+impl Checker {
+    /// An empty record.
+    pub fn new() -> Checker {
+        Checker::default()
+    }
+
+    /// The highest index known to be committed.
+    pub fn committed_index(&self) -> Index {
+        Index(self.committed.len() as u64)
+    }
+
+    /// The number of terms that had a leader.
+    pub fn leader_count(&self) -> usize {
+        self.leaders.len()
+    }
+
+    /// Checks every running node after a step.
+    pub fn after_step(&mut self, nodes: &[Observation<'_>]) -> Result<(), Violation> {
+        let mut record_grew = false;
+        for node in nodes {
+            record_grew |= self.observe(node)?;
+        }
+        for node in nodes {
+            let watch = self.watches.get_mut(&node.id).expect("observed just now");
+            let leading = (node.role == RoleKind::Leader).then_some(node.term);
+            let newly_leading = leading.is_some() && watch.leading != leading;
+            watch.leading = leading;
+            if leading.is_some() && (newly_leading || record_grew) {
+                self.check_leader(node)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one node against its last observation and the record; returns whether the record
+    /// of committed entries changed.
+    fn observe(&mut self, node: &Observation<'_>) -> Result<bool, Violation> {
+        let fresh = Watch {
+            incarnation: node.incarnation,
+            term: node.term,
+            commit: Index(0),
+            leading: None,
+        };
+        let watch = self.watches.entry(node.id).or_insert(fresh);
+        if watch.incarnation != node.incarnation {
+            *watch = fresh;
+        }
+        if node.term < watch.term {
+            return Err(Violation::new(
+                Invariant::MonotonicTerm,
+                format!("{} went from term {} back to {}", node.id, watch.term, node.term),
+            ));
+        }
+        watch.term = node.term;
+        if node.commit < watch.commit {
+            return Err(Violation::new(
+                Invariant::MonotonicCommit,
+                format!("{} went from commit {} back to {}", node.id, watch.commit, node.commit),
+            ));
+        }
+        if node.role == RoleKind::Leader {
+            let leader = *self.leaders.entry(node.term).or_insert(node.id);
+            if leader != node.id {
+                return Err(Violation::new(
+                    Invariant::ElectionSafety,
+                    format!("{leader} and {} both lead term {}", node.id, node.term),
+                ));
+            }
+        }
+        let previous = watch.commit;
+        watch.commit = node.commit;
+        if node.commit > previous {
+            return self.record_commit(node);
+        }
+        Ok(false)
+    }
+
+    /// Records that `node` committed up to its commit index; checks it against the record.
+    fn record_commit(&mut self, node: &Observation<'_>) -> Result<bool, Violation> {
+        let commit = node.commit;
+        let Some(chain) = node.log.chain(commit) else {
+            return Err(Violation::new(
+                Invariant::StateMachineSafety,
+                format!(
+                    "{} commits {commit} beyond its last index {}",
+                    node.id,
+                    node.log.last_index()
+                ),
+            ));
+        };
+        let known = self.committed_index();
+        let overlap = commit.min(known);
+        if overlap > Index(0) {
+            let record = self.committed[overlap.0 as usize - 1];
+            if node.log.chain(overlap) != Some(record.chain) {
+                let first_difference = (1..=overlap.0)
+                    .map(Index)
+                    .find(|&index| {
+                        node.log.chain(index) != Some(self.committed[index.0 as usize - 1].chain)
+                    })
+                    .unwrap_or(overlap);
+                let position = first_difference.0 as usize - 1;
+                return Err(Violation::new(
+                    Invariant::StateMachineSafety,
+                    format!(
+                        "{} committed {} where {} committed {}@{}",
+                        node.id,
+                        describe(node.log.entry(first_difference)),
+                        self.committed_by[position],
+                        first_difference,
+                        self.committed[position].term
+                    ),
+                ));
+            }
+        }
+        let mut changed = false;
+        // The commit term bound only improves: a node in an earlier term committing the same
+        // prefix proves it was committed by then.
+        let mut position = overlap.0 as usize;
+        while position > 0 && self.committed[position - 1].commit_term > node.term {
+            self.committed[position - 1].commit_term = node.term;
+            position -= 1;
+            changed = true;
+        }
+        for index in (known.0 + 1..=commit.0).map(Index) {
+            let entry = node.log.entry(index).expect("held: the chain up to commit exists");
+            let chain = node.log.chain(index).expect("held");
+            self.committed.push(Committed { term: entry.term, chain, commit_term: node.term });
+            self.committed_by.push(node.id);
+            changed = true;
+        }
+        debug_assert_eq!(node.log.chain(commit), Some(chain));
+        Ok(changed)
+    }
+
+    /// Leader completeness for one leader: it holds every entry committed before its term.
+    fn check_leader(&self, node: &Observation<'_>) -> Result<(), Violation> {
+        let count = self.committed.partition_point(|entry| entry.commit_term < node.term);
+        if count == 0 {
+            return Ok(());
+        }
+        let index = Index(count as u64);
+        let record = self.committed[count - 1];
+        if node.log.chain(index) == Some(record.chain) {
+            return Ok(());
+        }
+        let missing = (1..=index.0)
+            .map(Index)
+            .find(|&at| node.log.chain(at) != Some(self.committed[at.0 as usize - 1].chain))
+            .unwrap_or(index);
+        let position = missing.0 as usize - 1;
+        Err(Violation::new(
+            Invariant::LeaderCompleteness,
+            format!(
+                "{} leads term {} without {}@{}, committed by {} no later than term {} \
+                 (its log has {} there)",
+                node.id,
+                node.term,
+                missing,
+                self.committed[position].term,
+                self.committed_by[position],
+                self.committed[position].commit_term,
+                describe(node.log.entry(missing))
+            ),
+        ))
+    }
+
+    /// Leader completeness before the fact: no node lacking a committed entry can collect a
+    /// majority of votes (see the module documentation). `nodes` is the whole cluster.
+    pub fn check_electable(&self, nodes: &[Electable<'_>]) -> Result<(), Violation> {
+        let Some(record) = self.committed.last() else { return Ok(()) };
+        let committed = self.committed_index();
+        let last =
+            |log: &LogCopy| (log.term(log.last_index()).unwrap_or_default(), log.last_index());
+        let majority = nodes.len() / 2 + 1;
+        for candidate in nodes {
+            for log in [candidate.log, candidate.durable] {
+                if log.chain(committed) == Some(record.chain) {
+                    continue;
+                }
+                let offer = last(log);
+                let voters: Vec<NodeId> = nodes
+                    .iter()
+                    .filter(|voter| last(voter.log) <= offer || last(voter.durable) <= offer)
+                    .map(|voter| voter.id)
+                    .collect();
+                if voters.len() >= majority {
+                    let missing = (1..=committed.0)
+                        .map(Index)
+                        .find(|&at| log.chain(at) != Some(self.committed[at.0 as usize - 1].chain))
+                        .unwrap_or(committed);
+                    let position = missing.0 as usize - 1;
+                    let names: Vec<String> = voters.iter().map(NodeId::to_string).collect();
+                    return Err(Violation::new(
+                        Invariant::LeaderCompleteness,
+                        format!(
+                            "{} could be elected without committed entry {missing}@{} (committed by {}): its \
+                             log ending at {}@{} is at least as up-to-date as a log of each of \
+                             {}, a majority",
+                            candidate.id,
+                            self.committed[position].term,
+                            self.committed_by[position],
+                            offer.1,
+                            offer.0,
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Log matching for entries a node just handed to its disk: `log` from `from` on.
+    pub fn entries_written(
+        &mut self,
+        id: NodeId,
+        log: &LogCopy,
+        from: Index,
+    ) -> Result<(), Violation> {
+        let mut index = from;
+        while let Some(entry) = log.entry(index) {
+            let chain = log.chain(index).expect("held");
+            let (first_chain, first_node) =
+                *self.written.entry((index, entry.term)).or_insert((chain, id));
+            if first_chain != chain {
+                return Err(Violation::new(
+                    Invariant::LogMatching,
+                    format!(
+                        "{id} and {first_node} both hold an entry {index}@{} but their logs \
+                         differ up to it",
+                        entry.term
+                    ),
+                ));
+            }
+            index = index.next();
+        }
+        Ok(())
+    }
+
+    /// A vote grant left `voter` for `candidate` in `term`.
+    pub fn vote_granted(
+        &mut self,
+        voter: NodeId,
+        term: Term,
+        candidate: NodeId,
+    ) -> Result<(), Violation> {
+        let first = *self.votes.entry((voter, term)).or_insert(candidate);
+        if first != candidate {
+            return Err(Violation::new(
+                Invariant::VoteSafety,
+                format!("{voter} voted for {first} and then for {candidate} in term {term}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `node` applies `entry`, having applied up to `applied` before, with commit index `commit`.
+    pub fn applying(
+        &mut self,
+        node: NodeId,
+        entry: &Entry,
+        applied: Index,
+        commit: Index,
+    ) -> Result<(), Violation> {
+        if entry.index != applied.next() {
+            return Err(Violation::new(
+                Invariant::StateMachineSafety,
+                format!("{node} applied {} after {applied}: not a gap-free prefix", entry.index),
+            ));
+        }
+        if entry.index > commit {
+            return Err(Violation::new(
+                Invariant::AppliedBeforeCommitted,
+                format!("{node} applied {entry} with commit index {commit}"),
+            ));
+        }
+        let payload = match &entry.payload {
+            Payload::Noop => 0,
+            Payload::Command(command) => fnv1a(command),
+        };
+        let position = entry.index.0 as usize - 1;
+        match self.applied.get(position) {
+            Some(&(term, hash, first)) if (term, hash) != (entry.term, payload) => {
+                Err(Violation::new(
+                    Invariant::StateMachineSafety,
+                    format!("{node} applied {entry} where {first} applied an entry of term {term}"),
+                ))
+            }
+            Some(_) => Ok(()),
+            None => {
+                assert_eq!(position, self.applied.len(), "applies are gap-free, checked above");
+                self.applied.push((entry.term, payload, node));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An entry for a report, or a note that it is missing.
+fn describe(entry: Option<&Entry>) -> String {
+    entry.map_or_else(|| "nothing".to_string(), Entry::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn entry(index: u64, term: u64, command: &str) -> Entry {
+        Entry {
+            index: Index(index),
+            term: Term(term),
+            payload: Payload::Command(Bytes::from(command.to_string())),
+        }
+    }
+
+    fn log(entries: &[Entry]) -> LogCopy {
+        let mut log = LogCopy::default();
+        log.write(entries);
+        log
+    }
+
+    fn observe<'a>(
+        id: u64,
+        role: RoleKind,
+        term: u64,
+        commit: u64,
+        log: &'a LogCopy,
+    ) -> Observation<'a> {
+        Observation {
+            id: NodeId(id),
+            incarnation: 0,
+            role,
+            term: Term(term),
+            commit: Index(commit),
+            log,
+        }
+    }
+
+    #[test]
+    fn two_leaders_in_one_term_are_caught() {
+        let empty = LogCopy::default();
+        let mut checker = Checker::new();
+        checker.after_step(&[observe(1, RoleKind::Leader, 2, 0, &empty)]).expect("one leader");
+        let error = checker
+            .after_step(&[observe(2, RoleKind::Leader, 2, 0, &empty)])
+            .expect_err("two leaders");
+        assert_eq!(error.invariant, Invariant::ElectionSafety);
+    }
+
+    #[test]
+    fn terms_and_commits_never_go_back_within_an_incarnation() {
+        let a = log(&[entry(1, 1, "x"), entry(2, 1, "y")]);
+        let mut checker = Checker::new();
+        checker.after_step(&[observe(1, RoleKind::Follower, 3, 2, &a)]).expect("fine");
+        let error =
+            checker.after_step(&[observe(1, RoleKind::Follower, 3, 1, &a)]).expect_err("back");
+        assert_eq!(error.invariant, Invariant::MonotonicCommit);
+        let mut checker = Checker::new();
+        checker.after_step(&[observe(1, RoleKind::Follower, 3, 0, &a)]).expect("fine");
+        let error =
+            checker.after_step(&[observe(1, RoleKind::Follower, 2, 0, &a)]).expect_err("back");
+        assert_eq!(error.invariant, Invariant::MonotonicTerm);
+        let restarted = Observation { incarnation: 1, ..observe(1, RoleKind::Follower, 2, 0, &a) };
+        checker.after_step(&[restarted]).expect("a restart may lose an undurable term");
+    }
+
+    #[test]
+    fn different_committed_entries_and_incomplete_leaders_are_caught() {
+        let a = log(&[entry(1, 1, "x"), entry(2, 1, "y")]);
+        let b = log(&[entry(1, 1, "x"), entry(2, 2, "z")]);
+        let short = log(&[entry(1, 1, "x")]);
+        let mut checker = Checker::new();
+        checker.after_step(&[observe(1, RoleKind::Leader, 1, 2, &a)]).expect("commit");
+        let error =
+            checker.after_step(&[observe(2, RoleKind::Leader, 2, 0, &short)]).expect_err("lacks 2");
+        assert_eq!(error.invariant, Invariant::LeaderCompleteness);
+        let mut checker = Checker::new();
+        checker.after_step(&[observe(1, RoleKind::Follower, 2, 2, &a)]).expect("commit");
+        let error =
+            checker.after_step(&[observe(2, RoleKind::Follower, 2, 2, &b)]).expect_err("differs");
+        assert_eq!(error.invariant, Invariant::StateMachineSafety);
+    }
+
+    #[test]
+    fn a_stale_leader_need_not_hold_entries_committed_after_its_term() {
+        let a = log(&[entry(1, 1, "x"), entry(2, 3, "y")]);
+        let short = log(&[entry(1, 1, "x")]);
+        let mut checker = Checker::new();
+        checker.after_step(&[observe(1, RoleKind::Leader, 3, 2, &a)]).expect("commit in term 3");
+        checker.after_step(&[observe(2, RoleKind::Leader, 2, 0, &short)]).expect("term 2 is older");
+    }
+
+    #[test]
+    fn a_node_that_could_be_elected_without_a_committed_entry_is_caught() {
+        // Figure 8 (c): index 2 of term 2 counted as committed on n1, n2 and n3, while n5 holds
+        // 2@3 and n1's term-4 entry is not durable yet: n5 could win every vote.
+        let committed = log(&[entry(1, 1, "a"), entry(2, 2, "b")]);
+        let with_noop = log(&[entry(1, 1, "a"), entry(2, 2, "b"), entry(3, 4, "noop")]);
+        let short = log(&[entry(1, 1, "a")]);
+        let orphan = log(&[entry(1, 1, "a"), entry(2, 3, "c")]);
+        let mut checker = Checker::new();
+        checker.after_step(&[observe(1, RoleKind::Leader, 4, 2, &with_noop)]).expect("commit");
+        let node = |id, log, durable| Electable { id: NodeId(id), log, durable };
+        let cluster = [
+            node(1, &with_noop, &committed),
+            node(2, &committed, &committed),
+            node(3, &committed, &committed),
+            node(4, &short, &short),
+            node(5, &orphan, &orphan),
+        ];
+        let error = checker.check_electable(&cluster).expect_err("n5 could win");
+        assert_eq!(error.invariant, Invariant::LeaderCompleteness);
+        // Once the term-4 entry is durable on a majority (as the §5.4.2 rule waits for), n5 can
+        // only win n4.
+        let cluster = [
+            node(1, &with_noop, &with_noop),
+            node(2, &with_noop, &with_noop),
+            node(3, &with_noop, &with_noop),
+            node(4, &short, &short),
+            node(5, &orphan, &orphan),
+        ];
+        checker.check_electable(&cluster).expect("safe");
+    }
+
+    #[test]
+    fn log_matching_votes_and_applies() {
+        let a = log(&[entry(1, 1, "x"), entry(2, 2, "y")]);
+        let b = log(&[entry(1, 1, "w"), entry(2, 2, "y")]);
+        let mut checker = Checker::new();
+        checker.entries_written(NodeId(1), &a, Index(1)).expect("first");
+        let error = checker.entries_written(NodeId(2), &b, Index(2)).expect_err("prefix differs");
+        assert_eq!(error.invariant, Invariant::LogMatching);
+        checker.vote_granted(NodeId(1), Term(4), NodeId(2)).expect("first vote");
+        checker.vote_granted(NodeId(1), Term(4), NodeId(2)).expect("repeated vote");
+        let error = checker.vote_granted(NodeId(1), Term(4), NodeId(3)).expect_err("second");
+        assert_eq!(error.invariant, Invariant::VoteSafety);
+        let error =
+            checker.applying(NodeId(1), &entry(1, 1, "x"), Index(0), Index(0)).expect_err("early");
+        assert_eq!(error.invariant, Invariant::AppliedBeforeCommitted);
+        checker.applying(NodeId(1), &entry(1, 1, "x"), Index(0), Index(1)).expect("fine");
+        let error = checker
+            .applying(NodeId(2), &entry(1, 1, "w"), Index(0), Index(1))
+            .expect_err("differs");
+        assert_eq!(error.invariant, Invariant::StateMachineSafety);
+        let error =
+            checker.applying(NodeId(2), &entry(3, 1, "w"), Index(1), Index(3)).expect_err("gap");
+        assert_eq!(error.invariant, Invariant::StateMachineSafety);
+    }
+}

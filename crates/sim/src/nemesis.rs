@@ -1,0 +1,108 @@
+//! The nemesis: strikes the fault schedule's faults at their times, and undoes each after its
+//! duration.
+//!
+//! Every crash or pause remembers the fault that caused it, and only that fault's recovery ends
+//! it: a node crashed again by another fault while down stays down until the outage of the fault
+//! that holds it ends. Partitions are counted per
+//! link by the network, so overlapping partitions heal independently. The heal (in
+//! `simulation.rs`) ends everything at once and disarms the triggers; faults and undos
+//! scheduled after it do nothing.
+
+use skiff_raft::NodeId;
+
+use crate::faults::FaultKind;
+use crate::simulation::{Event, Simulation};
+use crate::time::Time;
+use crate::trace::trace;
+
+impl Simulation {
+    /// Fault number `number` strikes.
+    pub(crate) fn strike(&mut self, number: usize) {
+        if self.healed {
+            return;
+        }
+        let Some(fault) = self.schedule.faults[number].clone() else { return };
+        self.stats.faults += 1;
+        trace!(self.trace, self.now, "fault {number}: {}", fault.kind);
+        let leader = self.leader();
+        match fault.kind {
+            FaultKind::Crash { target, down_for } => {
+                self.crash_for(target.resolve(leader), number, down_for);
+            }
+            FaultKind::Pause { target, paused_for } => {
+                let id = target.resolve(leader);
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                if node.core.is_some() && !node.paused {
+                    node.struck_by = Some(number);
+                    self.pause(id);
+                    self.queue
+                        .push(self.now + paused_for, Event::Recover { node: id, fault: number });
+                }
+            }
+            FaultKind::Partition { shape, lasts } => {
+                let links = shape.links(&self.ids, leader);
+                self.network.block(&links);
+                self.partitions.insert(number, links);
+                self.queue.push(self.now + lasts, Event::Undo(number));
+            }
+            FaultKind::Skew { node, per_mille } => {
+                self.nodes.get_mut(&node).expect("a node of the cluster").skew = per_mille;
+            }
+            FaultKind::CrashAfterVote { .. } => self.armed_vote = Some(number),
+            FaultKind::CrashAfterElected { elections, after, .. } => {
+                self.armed_elected = Some((number, after, elections));
+            }
+        }
+    }
+
+    /// Crashes `id` on behalf of fault `number`, to restart after `down_for`.
+    fn crash_for(&mut self, id: NodeId, number: usize, down_for: Time) {
+        if self.nodes[&id].core.is_none() {
+            return;
+        }
+        self.crash(id);
+        self.nodes.get_mut(&id).expect("a node of the cluster").struck_by = Some(number);
+        self.queue.push(self.now + down_for, Event::Recover { node: id, fault: number });
+    }
+
+    /// A trigger of fault `number` fired on node `id`.
+    pub(crate) fn triggered_crash(&mut self, id: NodeId, number: usize) {
+        if self.healed {
+            return;
+        }
+        let down_for = match self.schedule.faults[number].as_ref().map(|fault| &fault.kind) {
+            Some(
+                FaultKind::CrashAfterVote { down_for }
+                | FaultKind::CrashAfterElected { down_for, .. },
+            ) => *down_for,
+            _ => return,
+        };
+        self.crash_for(id, number, down_for);
+    }
+
+    /// Partition number `number` heals.
+    pub(crate) fn undo(&mut self, number: usize) {
+        if self.healed {
+            return;
+        }
+        if let Some(links) = self.partitions.remove(&number) {
+            self.network.unblock(&links);
+            trace!(self.trace, self.now, "fault {number} ends: partition healed");
+        }
+    }
+
+    /// Node `id`, crashed or paused by fault `number`, restarts or resumes, unless something
+    /// else has struck it since.
+    pub(crate) fn recover(&mut self, id: NodeId, number: usize) {
+        let node = &self.nodes[&id];
+        if self.healed || node.struck_by != Some(number) {
+            return;
+        }
+        trace!(self.trace, self.now, "fault {number} ends for {id}");
+        if node.core.is_none() {
+            self.restart(id);
+        } else if node.paused {
+            self.resume(id);
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Everything a run is made of, drawn from its seed: the cluster, its timing, the network and
+//! disk behaviour, the workload and the fault rates.
+//!
+//! Varying the world per seed, rather than only the fault schedule, is what makes a seed sweep
+//! cover ground: some seeds run a 7-node cluster on a lossy network with pipelined appends of
+//! 64 entries, others a 3-node cluster with a cache of zero bytes (every send and every apply
+//! goes through `ReadEntries`), one entry per append and a window of one. Ranges are chosen to
+//! reach the corners (a disk slower than the network, messages delayed past several election
+//! timeouts, a tick rate skewed by a fifth) while keeping a seed of ten simulated seconds cheap.
+//!
+//! [`Parameters::describe`] prints the draw, so a failure report says what world it happened in.
+
+use std::fmt::Write as _;
+
+use crate::random::Random;
+use crate::time::Time;
+
+/// How the network behaves while faults are on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NetworkParameters {
+    /// The smallest latency of a message.
+    pub latency_min: Time,
+    /// The largest latency of an ordinary message.
+    pub latency_max: Time,
+    /// The probability that a message is lost.
+    pub loss: f64,
+    /// The probability that a message is delivered twice.
+    pub duplicate: f64,
+    /// The probability that a message is slow: its latency is drawn from a heavy tail.
+    pub slow: f64,
+    /// The largest latency of a slow message.
+    pub slow_max: Time,
+}
+
+/// How fast the disks are.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DiskParameters {
+    /// The smallest time a write takes to become durable.
+    pub write_min: Time,
+    /// The largest time an ordinary write takes.
+    pub write_max: Time,
+    /// The probability that a write stalls (a slow fsync).
+    pub stall: f64,
+    /// The largest time a stalled write takes.
+    pub stall_max: Time,
+    /// The largest time a read takes.
+    pub read_max: Time,
+}
+
+/// The clients and their habits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WorkloadParameters {
+    /// How many clients issue operations.
+    pub clients: u64,
+    /// How many keys they share (few keys, many conflicts).
+    pub keys: u64,
+    /// The longest pause between an operation's end and the client's next invocation.
+    pub think_max: Time,
+    /// How long a client waits for one attempt before retrying elsewhere.
+    pub attempt_timeout: Time,
+    /// How long a client keeps retrying one operation before giving up on it.
+    pub operation_deadline: Time,
+    /// Relative weights of put, get and compare-and-swap.
+    pub mix: [u64; 3],
+}
+
+/// How often faults strike and which kinds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FaultParameters {
+    /// The mean time between two faults.
+    pub mean_interval: Time,
+    /// Relative weights of the fault kinds, in the order of `FaultKind::WEIGHT_ORDER`.
+    pub weights: [u64; 8],
+    /// The longest time a crashed node stays down.
+    pub down_max: Time,
+    /// The longest time a paused node stays paused.
+    pub pause_max: Time,
+    /// The longest time a partition lasts.
+    pub partition_max: Time,
+}
+
+/// Everything drawn from one seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parameters {
+    /// The seed everything was drawn from.
+    pub seed: u64,
+    /// The number of nodes: 3, 5 or 7.
+    pub nodes: u64,
+    /// The nominal time between two ticks of a node.
+    pub tick: Time,
+    /// Each node's tick-rate skew, in thousandths (+50: its ticks are 5% further apart).
+    pub skew_per_mille: Vec<i64>,
+    /// The core's minimum election timeout, in ticks.
+    pub election_timeout: u32,
+    /// The core's heartbeat interval, in ticks.
+    pub heartbeat_interval: u32,
+    /// Whether the core uses pre-vote.
+    pub pre_vote: bool,
+    /// Whether the core uses check-quorum.
+    pub check_quorum: bool,
+    /// The core's limit of entries per `Append`.
+    pub max_append_entries: usize,
+    /// The core's limit of bytes per `Append`.
+    pub max_append_bytes: u64,
+    /// The core's window of `Append`s in flight per follower.
+    pub max_inflight_appends: usize,
+    /// The core's entry cache, in bytes (0: every read goes to storage).
+    pub max_cached_bytes: u64,
+    /// The core's limit of bytes per `Apply`.
+    pub max_apply_bytes: u64,
+    /// The network.
+    pub network: NetworkParameters,
+    /// The disks.
+    pub disk: DiskParameters,
+    /// The workload.
+    pub workload: WorkloadParameters,
+    /// The faults.
+    pub faults: FaultParameters,
+    /// How long faults are injected before the heal phase.
+    pub fault_phase: Time,
+}
+
+impl Parameters {
+    /// The world of `seed`. `nodes` forces the cluster size when given; `fault_phase` is how
+    /// long faults are injected.
+    pub fn from_seed(seed: u64, nodes: Option<u64>, fault_phase: Time) -> Parameters {
+        let mut random = Random::new(seed);
+        let drawn_nodes = [3, 3, 3, 5, 5, 7][random.below(6) as usize];
+        let nodes = nodes.unwrap_or(drawn_nodes);
+        let network = Self::draw_network(&mut random);
+        let disk = Self::draw_disk(&mut random);
+        let election_timeout = random.between(4, 21) as u32;
+        let heartbeat_interval =
+            random.between(1, u64::from(election_timeout / 3).max(1) + 1) as u32;
+        // Raft needs broadcast time << election timeout (§5.6): an election is two round trips
+        // plus a durable vote. Ticks are stretched so that the minimum election timeout covers
+        // that several times over even when every message takes the longest ordinary latency;
+        // otherwise no election could ever finish and the liveness check would be meaningless.
+        let election_round = network.latency_max.times(4) + disk.write_max.times(2);
+        let shortest_tick = election_round.times(4).0 / u64::from(election_timeout);
+        let tick = Time(random.log_uniform(2_000, 20_000).max(shortest_tick));
+        let skewed = random.chance(0.5);
+        let skew_per_mille = (0..nodes)
+            .map(|_| if skewed { random.between(0, 301) as i64 - 150 } else { 0 })
+            .collect();
+        let election_duration = tick.times(u64::from(election_timeout));
+        let attempt_timeout = election_duration.times(random.between(2, 7));
+        let workload = WorkloadParameters {
+            clients: random.between(1, 7),
+            keys: random.between(1, 5),
+            think_max: Time(random.log_uniform(500, 100_000)),
+            attempt_timeout,
+            operation_deadline: attempt_timeout.times(random.between(2, 6)),
+            mix: [random.between(1, 5), random.between(1, 5), random.between(1, 5)],
+        };
+        let faults = Self::draw_faults(&mut random, election_duration);
+        Parameters {
+            seed,
+            nodes,
+            tick,
+            skew_per_mille,
+            election_timeout,
+            heartbeat_interval,
+            pre_vote: random.chance(0.8),
+            check_quorum: random.chance(0.8),
+            max_append_entries: random.pick(&[1, 3, 64]),
+            max_append_bytes: random.pick(&[64, 1 << 20]),
+            max_inflight_appends: random.pick(&[1, 2, 32]),
+            max_cached_bytes: random.pick(&[0, 512, 16 << 20]),
+            max_apply_bytes: random.pick(&[1, 1 << 20]),
+            network,
+            disk,
+            workload,
+            faults,
+            fault_phase,
+        }
+    }
+
+    /// The network's behaviour: from a quiet LAN to a lossy, jittery WAN.
+    fn draw_network(random: &mut Random) -> NetworkParameters {
+        let latency_min = Time(random.log_uniform(20, 2_000));
+        let latency_max = latency_min.times(random.between(2, 21));
+        NetworkParameters {
+            latency_min,
+            latency_max,
+            loss: random.pick(&[0.0, 0.0, 0.001, 0.01, 0.05, 0.2]),
+            duplicate: random.pick(&[0.0, 0.0, 0.01, 0.05]),
+            slow: random.pick(&[0.0, 0.001, 0.01, 0.05]),
+            slow_max: Time(random.log_uniform(100_000, 3_000_000)),
+        }
+    }
+
+    /// The disks' behaviour: from fast SSDs to fsyncs that stall for a quarter second.
+    fn draw_disk(random: &mut Random) -> DiskParameters {
+        let write_min = Time(random.log_uniform(10, 1_000));
+        DiskParameters {
+            write_min,
+            write_max: write_min.times(random.between(2, 51)),
+            stall: random.pick(&[0.0, 0.001, 0.01, 0.05]),
+            stall_max: Time(random.log_uniform(10_000, 300_000)),
+            read_max: Time(random.log_uniform(10, 5_000)),
+        }
+    }
+
+    /// Fault rates and the mix of kinds: a few seeds are fault-free, most favour some kinds.
+    fn draw_faults(random: &mut Random, election_duration: Time) -> FaultParameters {
+        let mut weights = [0; 8];
+        if !random.chance(0.05) {
+            for weight in &mut weights {
+                *weight = random.pick(&[0, 1, 1, 3]);
+            }
+            // Triggers strike where it matters (right after a vote, right after an election),
+            // so every seed with faults has some.
+            weights[7] = weights[7].max(1);
+        }
+        FaultParameters {
+            mean_interval: Time(random.log_uniform(20_000, 1_000_000)),
+            weights,
+            down_max: Time(random.log_uniform(election_duration.0.max(1), 4_000_000)),
+            pause_max: Time(random.log_uniform(election_duration.0.max(1), 3_000_000)),
+            partition_max: Time(random.log_uniform(election_duration.0.max(1), 5_000_000)),
+        }
+    }
+
+    /// The time one minimum election timeout takes at the nominal tick rate.
+    pub fn election_duration(&self) -> Time {
+        self.tick.times(u64::from(self.election_timeout))
+    }
+
+    /// A few lines describing the draw, for failure reports and `--trace`.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        let network = &self.network;
+        let disk = &self.disk;
+        let workload = &self.workload;
+        let faults = &self.faults;
+        let _ = writeln!(
+            text,
+            "cluster: {} nodes, tick {}, skew {:?}‰, election timeout {} ticks, heartbeat {} \
+             ticks, pre-vote {}, check-quorum {}",
+            self.nodes,
+            self.tick,
+            self.skew_per_mille,
+            self.election_timeout,
+            self.heartbeat_interval,
+            self.pre_vote,
+            self.check_quorum
+        );
+        let _ = writeln!(
+            text,
+            "flow: {} entries / {} bytes per append, window {}, cache {} bytes, apply {} bytes",
+            self.max_append_entries,
+            self.max_append_bytes,
+            self.max_inflight_appends,
+            self.max_cached_bytes,
+            self.max_apply_bytes
+        );
+        let _ = writeln!(
+            text,
+            "network: latency {}..{}, loss {}, duplicate {}, slow {} up to {}",
+            network.latency_min,
+            network.latency_max,
+            network.loss,
+            network.duplicate,
+            network.slow,
+            network.slow_max
+        );
+        let _ = writeln!(
+            text,
+            "disk: write {}..{}, stall {} up to {}, read up to {}",
+            disk.write_min, disk.write_max, disk.stall, disk.stall_max, disk.read_max
+        );
+        let _ = writeln!(
+            text,
+            "workload: {} clients, {} keys, think up to {}, attempt timeout {}, deadline {}, \
+             mix put/get/cas {:?}",
+            workload.clients,
+            workload.keys,
+            workload.think_max,
+            workload.attempt_timeout,
+            workload.operation_deadline,
+            workload.mix
+        );
+        let _ = write!(
+            text,
+            "faults: every {} on average for {}, weights {:?}, down up to {}, paused up to {}, \
+             partitioned up to {}",
+            faults.mean_interval,
+            self.fault_phase,
+            faults.weights,
+            faults.down_max,
+            faults.pause_max,
+            faults.partition_max
+        );
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_determines_the_world_and_seeds_differ() {
+        let a = Parameters::from_seed(9, None, Time::seconds(10));
+        assert_eq!(a, Parameters::from_seed(9, None, Time::seconds(10)));
+        assert_ne!(a, Parameters::from_seed(10, None, Time::seconds(10)));
+        assert!([3, 5, 7].contains(&a.nodes));
+        assert!(a.heartbeat_interval < a.election_timeout);
+        assert_eq!(Parameters::from_seed(9, Some(5), Time::seconds(1)).nodes, 5);
+    }
+
+    #[test]
+    fn seeds_cover_every_cluster_size() {
+        let sizes: std::collections::BTreeSet<u64> =
+            (0..100).map(|seed| Parameters::from_seed(seed, None, Time::ZERO).nodes).collect();
+        assert_eq!(sizes.into_iter().collect::<Vec<_>>(), vec![3, 5, 7]);
+    }
+}

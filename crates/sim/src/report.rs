@@ -1,0 +1,181 @@
+//! What a run or a sweep reports: counts, the verdict, and for a failure everything needed to
+//! understand and replay it.
+//!
+//! A failure report names the seed, the broken invariant with its evidence, the world the seed
+//! drew, the faults of the (possibly shrunk) schedule, the last lines of the trace in the
+//! scenario scripts' compact form, and the one command that replays the run with its whole
+//! trace: `skiff sim --seed N --trace`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use crate::faults::FaultSchedule;
+use crate::invariants::Violation;
+use crate::parameters::Parameters;
+use crate::simulation::{DEFAULT_FAULT_PHASE, Options};
+use crate::time::Time;
+use crate::workload::WorkloadStats;
+
+/// Counts of what happened in one run (or, summed, in a sweep).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Simulated time at the end.
+    pub simulated: Time,
+    /// Events handled.
+    pub events: u64,
+    /// Messages between nodes sent (after any hold).
+    pub messages: u64,
+    /// Messages delivered (duplicates count twice).
+    pub delivered: u64,
+    /// Messages lost by the network.
+    pub lost: u64,
+    /// Messages dropped by partitions.
+    pub blocked: u64,
+    /// Messages duplicated.
+    pub duplicated: u64,
+    /// Faults that struck.
+    pub faults: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Terms that had a leader.
+    pub leaders: u64,
+    /// The highest index committed.
+    pub committed: u64,
+    /// The highest term at the end.
+    pub max_term: u64,
+    /// What the clients did.
+    pub workload: WorkloadStats,
+    /// Whether the linearizability check ran out of steps (neither passed nor failed).
+    pub inconclusive: bool,
+}
+
+impl Stats {
+    /// Adds another run's counts to these.
+    pub fn add(&mut self, other: &Stats) {
+        self.simulated = self.simulated + other.simulated;
+        self.events += other.events;
+        self.messages += other.messages;
+        self.delivered += other.delivered;
+        self.lost += other.lost;
+        self.blocked += other.blocked;
+        self.duplicated += other.duplicated;
+        self.faults += other.faults;
+        self.crashes += other.crashes;
+        self.leaders += other.leaders;
+        self.committed += other.committed;
+        self.max_term = self.max_term.max(other.max_term);
+        let (mine, theirs) = (&mut self.workload, &other.workload);
+        mine.invoked += theirs.invoked;
+        mine.ok += theirs.ok;
+        mine.failed += theirs.failed;
+        mine.unknown += theirs.unknown;
+        mine.attempts += theirs.attempts;
+        self.inconclusive |= other.inconclusive;
+    }
+}
+
+/// The first violation of a run, and when it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// What was violated.
+    pub violation: Violation,
+    /// When.
+    pub time: Time,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// The first violation, if any.
+    pub failure: Option<Failure>,
+    /// What happened.
+    pub stats: Stats,
+    /// The hash of the whole trace (meaningful when the trace was on).
+    pub trace_hash: u64,
+    /// The number of trace lines (0 when the trace was off).
+    pub trace_lines: u64,
+    /// The last trace lines (empty when the trace was off).
+    pub tail: Vec<String>,
+    /// The numbers of the faults that were in the schedule.
+    pub faults: BTreeSet<usize>,
+    /// The world the seed drew.
+    pub parameters: Parameters,
+    /// The fault schedule, with left-out faults as `None`.
+    pub schedule: FaultSchedule,
+}
+
+impl Outcome {
+    /// Whether the run kept every invariant.
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// The command that replays `options` with its whole trace.
+pub fn replay_command(options: &Options) -> String {
+    let mut command = format!("skiff sim --seed {} --trace", options.seed);
+    if let Some(defect) = options.defect {
+        let _ = write!(command, " --sabotage {defect}");
+    }
+    if let Some(nodes) = options.nodes {
+        let _ = write!(command, " --nodes {nodes}");
+    }
+    if options.fault_phase != DEFAULT_FAULT_PHASE {
+        let _ = write!(command, " --fault-ms {}", options.fault_phase.0 / 1_000);
+    }
+    if let Some(keep) = &options.keep_faults {
+        let numbers: Vec<String> = keep.iter().map(usize::to_string).collect();
+        let _ = write!(
+            command,
+            " --faults {}",
+            if numbers.is_empty() { "none".to_string() } else { numbers.join(",") }
+        );
+    }
+    command
+}
+
+/// The full report of a failed run (`outcome` should come from a run with the trace on).
+pub fn failure_report(options: &Options, outcome: &Outcome) -> String {
+    let mut text = String::new();
+    let Some(failure) = &outcome.failure else {
+        let _ = writeln!(text, "seed {} passed", outcome.seed);
+        return text;
+    };
+    let _ = writeln!(
+        text,
+        "FAILED seed {}: {} violated at {}",
+        outcome.seed, failure.violation.invariant, failure.time
+    );
+    let _ = writeln!(text, "  {}", failure.violation.detail);
+    if let Some(defect) = options.defect {
+        let _ = writeln!(text, "  (defect switched on: {defect})");
+    }
+    let _ = writeln!(text, "\nworld:");
+    for line in outcome.parameters.describe().lines() {
+        let _ = writeln!(text, "  {line}");
+    }
+    let faults: Vec<String> = outcome
+        .schedule
+        .faults
+        .iter()
+        .enumerate()
+        .filter_map(|(number, fault)| fault.as_ref().map(|fault| format!("  #{number} {fault}")))
+        .collect();
+    let _ = writeln!(text, "\nfault schedule ({} faults):", faults.len());
+    for line in faults.iter().take(40) {
+        let _ = writeln!(text, "{line}");
+    }
+    if faults.len() > 40 {
+        let _ = writeln!(text, "  … {} more", faults.len() - 40);
+    }
+    if !outcome.tail.is_empty() {
+        let _ = writeln!(text, "\nlast {} trace lines:", outcome.tail.len());
+        for line in &outcome.tail {
+            let _ = writeln!(text, "  {line}");
+        }
+    }
+    let _ = writeln!(text, "\nreplay: {}", replay_command(options));
+    text
+}

@@ -1,0 +1,109 @@
+//! The simulator's self-test: defects switched on on purpose, each of which the default seed
+//! budget must catch.
+//!
+//! A checker that cannot fail proves nothing. Four defects live in the core, behind the
+//! switches of [`skiff_raft::Sabotage`]; two break the driver's half of the contract and live in
+//! this simulator's node driver. Each defect names the invariant its violation is expected to
+//! show up as (the checks are independent, so a defect may trip a neighbouring one first; the
+//! self-test accepts the ones listed).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::invariants::Invariant;
+
+/// A deliberate defect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Defect {
+    /// The core commits entries of earlier terms by counting replicas (Raft §5.4.2, Figure 8).
+    CommitEarlierTerms,
+    /// The core grants votes without the up-to-date check (Raft §5.4.1).
+    VoteWithoutLogCheck,
+    /// The driver sends a vote reply before the vote is durable (contract item 1).
+    VoteBeforeDurable,
+    /// The driver restarts a node with its vote forgotten (Raft Figure 2: votedFor is durable).
+    ForgetVote,
+    /// The core acknowledges appended entries before they are durable (contract item 2).
+    AcknowledgeBeforeDurable,
+    /// The core applies entries beyond the commit index.
+    ApplyBeyondCommit,
+}
+
+impl Defect {
+    /// Every defect, in a fixed order.
+    pub const ALL: [Defect; 6] = [
+        Defect::CommitEarlierTerms,
+        Defect::VoteWithoutLogCheck,
+        Defect::VoteBeforeDurable,
+        Defect::ForgetVote,
+        Defect::AcknowledgeBeforeDurable,
+        Defect::ApplyBeyondCommit,
+    ];
+
+    /// The defect's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Defect::CommitEarlierTerms => "commit-earlier-terms",
+            Defect::VoteWithoutLogCheck => "vote-without-log-check",
+            Defect::VoteBeforeDurable => "vote-before-durable",
+            Defect::ForgetVote => "forget-vote",
+            Defect::AcknowledgeBeforeDurable => "acknowledge-before-durable",
+            Defect::ApplyBeyondCommit => "apply-beyond-commit",
+        }
+    }
+
+    /// The invariants a violation caused by this defect is expected to break.
+    pub fn expected(self) -> &'static [Invariant] {
+        use Invariant::*;
+        match self {
+            Defect::CommitEarlierTerms => &[StateMachineSafety, LeaderCompleteness],
+            Defect::VoteWithoutLogCheck => &[LeaderCompleteness, StateMachineSafety],
+            Defect::VoteBeforeDurable | Defect::ForgetVote => &[VoteSafety, ElectionSafety],
+            Defect::AcknowledgeBeforeDurable => &[LeaderCompleteness, StateMachineSafety],
+            Defect::ApplyBeyondCommit => &[AppliedBeforeCommitted],
+        }
+    }
+
+    /// The core's switches for this defect (all off for the driver's defects).
+    pub fn core_switches(self) -> skiff_raft::Sabotage {
+        let mut sabotage = skiff_raft::Sabotage::default();
+        match self {
+            Defect::CommitEarlierTerms => sabotage.commit_earlier_terms = true,
+            Defect::VoteWithoutLogCheck => sabotage.vote_without_log_check = true,
+            Defect::AcknowledgeBeforeDurable => sabotage.acknowledge_before_durable = true,
+            Defect::ApplyBeyondCommit => sabotage.apply_beyond_commit = true,
+            Defect::VoteBeforeDurable | Defect::ForgetVote => {}
+        }
+        sabotage
+    }
+}
+
+impl fmt::Display for Defect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Defect {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Defect, String> {
+        Defect::ALL.into_iter().find(|defect| defect.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = Defect::ALL.iter().map(|defect| defect.name()).collect();
+            format!("unknown defect {name:?}; one of: {}", names.join(", "))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for defect in Defect::ALL {
+            assert_eq!(defect.name().parse::<Defect>(), Ok(defect));
+        }
+        assert!("nonsense".parse::<Defect>().is_err());
+    }
+}

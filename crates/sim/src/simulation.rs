@@ -1,0 +1,561 @@
+//! The runner: one seed, one run, from the first tick to the verdict.
+//!
+//! A run has three phases. In the **fault phase** (ten simulated seconds by default) the clients
+//! run their workload while the fault schedule and the network's rates do their worst. At the
+//! **heal**, every fault is removed: crashed nodes restart, paused ones resume, partitions heal,
+//! the network stops losing, duplicating and stalling messages. The cluster must then elect a
+//! leader and commit a fresh entry (a probe the runner proposes to whoever leads) within a
+//! bound: that is the liveness check. Then the clients finish what they have open (the
+//! **drain**), and the history they recorded must be linearizable.
+//!
+//! Everything happens as events on one queue ordered by simulated time (see `queue.rs`); the
+//! safety invariants (see `invariants.rs`) are checked after every event. The first violation
+//! stops the run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use skiff_raft::{Message, NodeId, ReadRequest, RoleKind, Term};
+
+use crate::driver::SimNode;
+use crate::faults::FaultSchedule;
+use crate::invariants::{Checker, Electable, Invariant, Observation, Violation};
+use crate::linearizability::{CheckError, check_with_budget};
+use crate::network::Network;
+use crate::parameters::Parameters;
+use crate::queue::EventQueue;
+use crate::random::Random;
+use crate::report::{Failure, Outcome, Stats};
+use crate::sabotage::Defect;
+use crate::time::Time;
+use crate::trace::{Trace, TraceMode, trace};
+use crate::workload::{Next, Reply, Request, Workload};
+
+/// How long faults are injected unless told otherwise.
+pub const DEFAULT_FAULT_PHASE: Time = Time::seconds(10);
+
+/// Search steps allowed per key when checking a history; a key that needs more is reported
+/// as inconclusive, not as a violation.
+const LINEARIZABILITY_BUDGET: u64 = 2_000_000;
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The seed everything is drawn from.
+    pub seed: u64,
+    /// A deliberate defect to switch on (the self-test), if any.
+    pub defect: Option<Defect>,
+    /// Force the cluster size instead of drawing it.
+    pub nodes: Option<u64>,
+    /// How long faults are injected before the heal.
+    pub fault_phase: Time,
+    /// What the trace keeps.
+    pub trace: TraceMode,
+    /// Run only these faults of the schedule (by number), if given: for shrinking and replays.
+    pub keep_faults: Option<BTreeSet<usize>>,
+}
+
+impl Options {
+    /// Seed `seed` with every default: no defect, drawn cluster size, ten seconds of faults, no
+    /// trace, the whole fault schedule.
+    pub fn new(seed: u64) -> Options {
+        Options {
+            seed,
+            defect: None,
+            nodes: None,
+            fault_phase: DEFAULT_FAULT_PHASE,
+            trace: TraceMode::Off,
+            keep_faults: None,
+        }
+    }
+}
+
+/// Something that happens at a point in simulated time.
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    /// A node's clock ticks (ignored if the node restarted since it was scheduled).
+    Tick { node: NodeId, incarnation: u64 },
+    /// A message between nodes arrives.
+    Deliver(Packet),
+    /// The oldest pending write of a node's disk becomes durable.
+    DiskDone { node: NodeId, incarnation: u64 },
+    /// A read of a node's storage completes.
+    ReadDone { node: NodeId, incarnation: u64, request: ReadRequest },
+    /// A client's request arrives at a node.
+    ToNode { node: NodeId, request: Request },
+    /// A node's answer arrives at a client.
+    ToClient(Reply),
+    /// A client wakes up (to invoke, or to retry after a back-off).
+    ClientWake { client: u64, token: u64 },
+    /// A client's attempt times out.
+    ClientTimeout { client: u64, sequence: u64, attempt: u64 },
+    /// Fault number `n` of the schedule strikes.
+    Fault(usize),
+    /// Partition number `n` heals.
+    Undo(usize),
+    /// A node crashed or paused by fault `fault` restarts or resumes.
+    Recover { node: NodeId, fault: usize },
+    /// A triggered crash of `node` by fault `fault`.
+    TriggeredCrash { node: NodeId, fault: usize },
+    /// The heal: every fault is removed.
+    Heal,
+    /// Propose a fresh entry to the leader, if the liveness check still waits for one.
+    Probe,
+    /// The liveness check's deadline.
+    LivenessDeadline,
+    /// The end of the run.
+    End,
+}
+
+/// A message between nodes.
+#[derive(Clone, Debug)]
+pub(crate) enum Packet {
+    /// A Raft message.
+    Raft(Message),
+    /// A client request forwarded by `from` to the leader `to`.
+    Forward { from: NodeId, to: NodeId, request: Request },
+}
+
+impl Packet {
+    /// The sender and receiver.
+    pub(crate) fn link(&self) -> (NodeId, NodeId) {
+        match self {
+            Packet::Raft(message) => (message.from, message.to),
+            Packet::Forward { from, to, .. } => (*from, *to),
+        }
+    }
+}
+
+/// A whole simulated run.
+#[derive(Debug)]
+pub struct Simulation {
+    /// The world drawn from the seed.
+    pub(crate) parameters: Parameters,
+    /// The defect switched on, if any.
+    pub(crate) defect: Option<Defect>,
+    /// The current simulated time.
+    pub(crate) now: Time,
+    /// What happens next.
+    pub(crate) queue: EventQueue<Event>,
+    /// The cluster's ids, in order.
+    pub(crate) ids: Vec<NodeId>,
+    /// The nodes with their drivers.
+    pub(crate) nodes: BTreeMap<NodeId, SimNode>,
+    /// The network.
+    pub(crate) network: Network,
+    /// The disks' random choices (latencies).
+    pub(crate) disk_random: Random,
+    /// The probability that a write stalls, in force (zero after the heal).
+    pub(crate) disk_stall: f64,
+    /// The clients.
+    pub(crate) workload: Workload,
+    /// The faults.
+    pub(crate) schedule: FaultSchedule,
+    /// The links each active partition cuts, by fault number.
+    pub(crate) partitions: BTreeMap<usize, Vec<(NodeId, NodeId)>>,
+    /// An armed crash-after-vote trigger: its fault number.
+    pub(crate) armed_vote: Option<usize>,
+    /// An armed crash-after-election trigger: its fault number, the delay, and how many more
+    /// elections it fires for.
+    pub(crate) armed_elected: Option<(usize, Time, u32)>,
+    /// Whether the heal happened.
+    pub(crate) healed: bool,
+    /// When the liveness probe committed, once it did.
+    pub(crate) live_at: Option<Time>,
+    /// The number of probes proposed.
+    pub(crate) probes: u64,
+    /// The invariant checker.
+    pub(crate) checker: Checker,
+    /// The trace.
+    pub(crate) trace: Trace,
+    /// The first violation, which ends the run.
+    pub(crate) failure: Option<Failure>,
+    /// Counts for the summary.
+    pub(crate) stats: Stats,
+    /// How many history events are in the trace already.
+    pub(crate) history_traced: usize,
+}
+
+/// Runs one seed to its verdict.
+pub fn run(options: &Options) -> Outcome {
+    let mut simulation = Simulation::new(options);
+    simulation.start();
+    simulation.run_events();
+    simulation.finish()
+}
+
+impl Simulation {
+    /// A cluster and its world, before the first event.
+    fn new(options: &Options) -> Simulation {
+        let parameters = Parameters::from_seed(options.seed, options.nodes, options.fault_phase);
+        // Independent streams, forked in a fixed order (see `random.rs`).
+        let mut root = Random::new(options.seed ^ 0xF0F0_0000_0000_0001);
+        let mut fault_random = root.fork();
+        let network_random = root.fork();
+        let disk_random = root.fork();
+        let workload_random = root.fork();
+        let node_random = root.fork();
+        let mut schedule = FaultSchedule::generate(&parameters, &mut fault_random);
+        if let Some(keep) = &options.keep_faults {
+            schedule.keep_only(keep);
+        }
+        let ids: Vec<NodeId> = (1..=parameters.nodes).map(NodeId).collect();
+        let nodes = ids
+            .iter()
+            .map(|&id| {
+                (id, SimNode::new(id, &ids, &parameters, options.defect, node_random.clone()))
+            })
+            .collect();
+        Simulation {
+            network: Network::new(parameters.network, network_random),
+            disk_random,
+            disk_stall: parameters.disk.stall,
+            workload: Workload::new(parameters.workload, ids.clone(), workload_random),
+            schedule,
+            partitions: BTreeMap::new(),
+            armed_vote: None,
+            armed_elected: None,
+            healed: false,
+            live_at: None,
+            probes: 0,
+            checker: Checker::new(),
+            trace: Trace::new(options.trace),
+            failure: None,
+            stats: Stats::default(),
+            history_traced: 0,
+            defect: options.defect,
+            now: Time::ZERO,
+            queue: EventQueue::new(),
+            ids,
+            nodes,
+            parameters,
+        }
+    }
+
+    /// Schedules the first events: every node's first tick, the clients, the faults, the heal.
+    fn start(&mut self) {
+        trace!(
+            self.trace,
+            self.now,
+            "seed {}{}",
+            self.parameters.seed,
+            match self.defect {
+                Some(defect) => format!(" with defect {defect}"),
+                None => String::new(),
+            }
+        );
+        if self.trace.on() {
+            for line in self.parameters.describe().lines() {
+                self.trace.line(self.now, format_args!("{line}"));
+            }
+        }
+        for id in self.ids.clone() {
+            self.start_ticking(id);
+        }
+        for (client, next) in self.workload.start(self.now) {
+            self.client_next(client, next);
+        }
+        let faults: Vec<(usize, Time)> = self
+            .schedule
+            .faults
+            .iter()
+            .enumerate()
+            .filter_map(|(number, fault)| fault.as_ref().map(|fault| (number, fault.time)))
+            .collect();
+        for (number, time) in faults {
+            self.queue.push(time, Event::Fault(number));
+        }
+        self.queue.push(self.parameters.fault_phase, Event::Heal);
+    }
+
+    /// The event loop: until the end, or the first violation.
+    fn run_events(&mut self) {
+        while self.failure.is_none() {
+            let Some((time, event)) = self.queue.pop() else { break };
+            assert!(time >= self.now, "time goes backwards: {} -> {time}", self.now);
+            self.now = time;
+            self.stats.events += 1;
+            if matches!(event, Event::End) {
+                break;
+            }
+            self.handle(event);
+            if self.failure.is_none() {
+                self.check_step();
+            }
+        }
+    }
+
+    /// Handles one event.
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick { node, incarnation } => self.tick(node, incarnation),
+            Event::Deliver(packet) => self.deliver(packet),
+            Event::DiskDone { node, incarnation } => self.disk_done(node, incarnation),
+            Event::ReadDone { node, incarnation, request } => {
+                self.read_done(node, incarnation, request);
+            }
+            Event::ToNode { node, request } => self.client_request(node, request),
+            Event::ToClient(reply) => {
+                trace!(
+                    self.trace,
+                    self.now,
+                    "c{} ← {:?} (c{}.{} attempt {})",
+                    reply.client,
+                    reply.answer,
+                    reply.client,
+                    reply.sequence,
+                    reply.attempt
+                );
+                let next = self.workload.reply(reply, self.now);
+                self.client_next(reply.client, next);
+            }
+            Event::ClientWake { client, token } => {
+                let next = self.workload.wake(client, token, self.now);
+                self.client_next(client, next);
+            }
+            Event::ClientTimeout { client, sequence, attempt } => {
+                let next = self.workload.timeout(client, sequence, attempt, self.now);
+                if next != Next::Wait {
+                    trace!(
+                        self.trace,
+                        self.now, "c{client} timeout (c{client}.{sequence} attempt {attempt})"
+                    );
+                }
+                self.client_next(client, next);
+            }
+            Event::Fault(number) => self.strike(number),
+            Event::Undo(number) => self.undo(number),
+            Event::Recover { node, fault } => self.recover(node, fault),
+            Event::TriggeredCrash { node, fault } => self.triggered_crash(node, fault),
+            Event::Heal => self.heal(),
+            Event::Probe => self.probe(),
+            Event::LivenessDeadline => {
+                if self.live_at.is_none() {
+                    let detail = format!(
+                        "no fresh entry committed within {} of the heal ({})",
+                        self.now - self.parameters.fault_phase,
+                        self.cluster_summary()
+                    );
+                    self.fail(Violation::new(Invariant::Liveness, detail));
+                }
+            }
+            Event::End => {}
+        }
+    }
+
+    /// Acts on what a client wants next.
+    pub(crate) fn client_next(&mut self, client: u64, next: Next) {
+        self.record_history();
+        match next {
+            Next::Wait => {}
+            Next::Wake { time, token } => {
+                self.queue.push(time, Event::ClientWake { client, token })
+            }
+            Next::Send { to, request, timeout } => {
+                let Request { sequence, attempt, operation, .. } = request;
+                trace!(
+                    self.trace,
+                    self.now,
+                    "c{client} → {to} {operation} (c{client}.{sequence} attempt {attempt})"
+                );
+                self.queue.push(timeout, Event::ClientTimeout { client, sequence, attempt });
+                if let Some(latency) = self.network.route_client() {
+                    self.queue.push(self.now + latency, Event::ToNode { node: to, request });
+                }
+            }
+        }
+        if self.live_at.is_some() && self.workload.idle() {
+            self.queue.push(self.now, Event::End);
+        }
+    }
+
+    /// Traces history events added since the last call.
+    fn record_history(&mut self) {
+        if !self.trace.on() {
+            return;
+        }
+        let events = &self.workload.history().events;
+        for event in &events[self.history_traced..] {
+            self.trace.line(self.now, format_args!("history: {event:?}"));
+        }
+        self.history_traced = events.len();
+    }
+
+    /// Sends a node's answer to a client.
+    pub(crate) fn reply(&mut self, reply: Reply) {
+        if let Some(latency) = self.network.route_client() {
+            self.queue.push(self.now + latency, Event::ToClient(reply));
+        }
+    }
+
+    /// The heal: removes every fault and starts the liveness check.
+    fn heal(&mut self) {
+        trace!(self.trace, self.now, "heal: every fault removed");
+        self.healed = true;
+        self.armed_vote = None;
+        self.armed_elected = None;
+        self.network.heal();
+        self.partitions.clear();
+        self.disk_stall = 0.0;
+        for id in self.ids.clone() {
+            let node = &self.nodes[&id];
+            if node.core.is_none() {
+                self.restart(id);
+            } else if node.paused {
+                self.resume(id);
+            }
+            let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+            node.skew = self.parameters.skew_per_mille[id.0 as usize - 1];
+        }
+        let election = self.parameters.election_duration();
+        let bound = Time::seconds(2) + election.times(30);
+        self.queue.push(self.now, Event::Probe);
+        self.queue.push(self.now + bound, Event::LivenessDeadline);
+    }
+
+    /// Proposes a fresh entry to the leader (the highest-term one) until one commits.
+    fn probe(&mut self) {
+        if self.live_at.is_some() || self.failure.is_some() {
+            return;
+        }
+        if let Some(leader) = self.leader() {
+            self.probes += 1;
+            let probe = format!("probe.{}", self.probes);
+            self.propose_probe(leader, probe);
+        }
+        let retry = self.parameters.election_duration();
+        self.queue.push(self.now + retry, Event::Probe);
+    }
+
+    /// The probe committed: the cluster is live. Clients finish what they have open.
+    pub(crate) fn probe_committed(&mut self) {
+        if self.live_at.is_some() {
+            return;
+        }
+        self.live_at = Some(self.now);
+        trace!(
+            self.trace,
+            self.now,
+            "live: a fresh entry committed {} after the heal",
+            self.now - self.parameters.fault_phase
+        );
+        self.workload.stop();
+        let drain =
+            self.parameters.workload.operation_deadline + self.parameters.workload.attempt_timeout;
+        self.queue.push(self.now + drain, Event::End);
+        if self.workload.idle() {
+            self.queue.push(self.now, Event::End);
+        }
+    }
+
+    /// The running node that leads the highest term, if any.
+    pub(crate) fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .values()
+            .filter_map(|node| node.core.as_ref())
+            .filter(|core| core.role() == RoleKind::Leader)
+            .max_by_key(|core| core.term())
+            .map(|core| core.id())
+    }
+
+    /// One line about each node, for reports.
+    fn cluster_summary(&self) -> String {
+        let parts: Vec<String> = self
+            .nodes
+            .values()
+            .map(|node| match &node.core {
+                None => format!("{} down", node.id),
+                Some(core) => format!(
+                    "{} {} term {} commit {} last {}{}",
+                    node.id,
+                    core.role(),
+                    core.term(),
+                    core.commit(),
+                    node.log.last_index(),
+                    if node.paused { " paused" } else { "" }
+                ),
+            })
+            .collect();
+        parts.join("; ")
+    }
+
+    /// Records the first violation; the run stops after the current event.
+    pub(crate) fn fail(&mut self, violation: Violation) {
+        if self.failure.is_none() {
+            trace!(self.trace, self.now, "VIOLATION {violation}");
+            self.failure = Some(Failure { violation, time: self.now });
+        }
+    }
+
+    /// The invariant checks after a step.
+    fn check_step(&mut self) {
+        let observations: Vec<Observation<'_>> = self
+            .nodes
+            .values()
+            .filter_map(|node| {
+                let core = node.core.as_ref()?;
+                Some(Observation {
+                    id: node.id,
+                    incarnation: node.incarnation,
+                    role: core.role(),
+                    term: core.term(),
+                    commit: core.commit(),
+                    log: &node.log,
+                })
+            })
+            .collect();
+        if let Err(violation) = self.checker.after_step(&observations) {
+            return self.fail(violation);
+        }
+        let electable: Vec<Electable<'_>> = self
+            .nodes
+            .values()
+            .map(|node| Electable { id: node.id, log: &node.log, durable: &node.disk.log })
+            .collect();
+        if let Err(violation) = self.checker.check_electable(&electable) {
+            self.fail(violation);
+        }
+    }
+
+    /// The verdict: the failure if any, else the linearizability of the history.
+    fn finish(mut self) -> Outcome {
+        if self.failure.is_none() {
+            self.workload.finish(self.now);
+            self.record_history();
+            match check_with_budget(self.workload.history(), LINEARIZABILITY_BUDGET) {
+                Ok(()) => {}
+                Err(CheckError::Violation(violation)) => {
+                    self.fail(Violation::new(Invariant::Linearizability, violation.to_string()));
+                }
+                Err(CheckError::Inconclusive { key, steps }) => {
+                    trace!(
+                        self.trace,
+                        self.now, "linearizability of key {key} inconclusive after {steps} steps"
+                    );
+                    self.stats.inconclusive = true;
+                }
+            }
+        }
+        self.stats.simulated = self.now;
+        self.stats.leaders = self.checker.leader_count() as u64;
+        self.stats.committed = self.checker.committed_index().0;
+        self.stats.workload = self.workload.stats();
+        self.stats.max_term = self
+            .nodes
+            .values()
+            .filter_map(|node| node.core.as_ref().map(|core| core.term()))
+            .max()
+            .unwrap_or(Term(0))
+            .0;
+        Outcome {
+            seed: self.parameters.seed,
+            failure: self.failure,
+            stats: self.stats,
+            trace_hash: self.trace.hash(),
+            trace_lines: self.trace.lines(),
+            tail: self.trace.tail(),
+            faults: self.schedule.numbers(),
+            parameters: self.parameters,
+            schedule: self.schedule,
+        }
+    }
+}
