@@ -1,23 +1,33 @@
 //! Benchmarks of the write-ahead log on the real disk, with the raw disk as the baseline.
 //!
 //! `cargo bench -p skiff-wal` runs, in one process on one file system:
-//! - `raw_fdatasync`: the baseline, a plain loop of `write` + `fdatasync` appending to one
-//!   file, with as many payload bytes per iteration as the log's batch carries;
-//! - `append_sync`: the log appending a batch of 1 to 1,024 entries of 64 B, 256 B or 4 KiB
-//!   and syncing it (one fdatasync); items/s is appends/s, bytes/s counts payload bytes only,
-//!   so the record overhead (26 bytes per entry) shows as a cost;
+//! - `append_sync::<SIZE>` with `N wal`: the log appending a batch of N (1 to 1,024) entries
+//!   of SIZE (64 B, 256 B or 4 KiB) and syncing it (one fdatasync); items/s is appends/s, and
+//!   bytes/s counts payload bytes only, so the record overhead (26 bytes per entry) shows as a
+//!   cost;
+//! - `append_sync::<SIZE>` with `N raw`: the baseline, a plain loop of `write` + `fdatasync`
+//!   appending the same payload bytes to one file. Each raw case runs right before its log
+//!   case, so that both see the disk in the same mood;
 //! - `bandwidth_1mib`: 1 MiB per fsync, as 256 entries of 4 KiB, against a raw 1 MiB write;
 //! - `group_commit`: 1,000 single-entry appends submitted back to back to the writer thread,
 //!   until all are reported durable: what group commit buys over one fsync per append;
-//! - `recovery`: opening a log of 128 MiB (page cache warm), verifying every record.
+//! - `recovery`: opening a log of 128 MiB, verifying every record: from the page cache, or
+//!   from the disk with `SKIFF_BENCH_COLD=1` (drops the page cache before each open; root).
 //!
-//! Files go to a temporary directory under `CARGO_TARGET_TMPDIR` (the target directory, on the
-//! project's disk; not /tmp, which may be a tmpfs), or under `SKIFF_BENCH_DIR` if set.
+//! Files go to temporary directories under `CARGO_TARGET_TMPDIR` (the target directory, on the
+//! project's disk; not /tmp, which may be a tmpfs), or under `SKIFF_BENCH_DIR` if set. They are
+//! removed only when every benchmark is done: on a file system mounted with `discard`, removing
+//! hundreds of megabytes issues TRIMs that slow the fsyncs of whatever runs next.
+//!
+//! fdatasync latency on a shared virtual disk is bimodal (about 0.2 ms, and 4 ms when the
+//! journal waits for other processes' writes); compare a case with its neighbour, and run
+//! again when the two modes mix.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,20 +39,51 @@ use tempfile::TempDir;
 
 fn main() {
     divan::main();
+    KEPT.lock().expect("no benchmark panicked holding it").clear();
 }
 
 /// The entry payload sizes measured.
 const SIZES: [usize; 3] = [64, 256, 4096];
 
-/// The batch sizes measured: entries per fsync.
-const BATCHES: [usize; 4] = [1, 16, 128, 1024];
+/// One case of `append_sync`: a batch size, for the log or for the raw baseline.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    /// Entries (or their payload bytes, for the baseline) per fsync.
+    batch: usize,
+    /// Whether the log is measured, rather than the raw disk.
+    wal: bool,
+}
 
-/// A fresh temporary directory on the disk under test.
-fn bench_dir() -> TempDir {
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.batch, if self.wal { "wal" } else { "raw" })
+    }
+}
+
+/// Every batch size, raw then log (the names sort that way too).
+const CASES: [Case; 8] = [
+    Case { batch: 1, wal: false },
+    Case { batch: 1, wal: true },
+    Case { batch: 16, wal: false },
+    Case { batch: 16, wal: true },
+    Case { batch: 128, wal: false },
+    Case { batch: 128, wal: true },
+    Case { batch: 1024, wal: false },
+    Case { batch: 1024, wal: true },
+];
+
+/// Temporary directories kept until every benchmark has run.
+static KEPT: Mutex<Vec<TempDir>> = Mutex::new(Vec::new());
+
+/// A fresh temporary directory on the disk under test, removed when the run ends.
+fn bench_dir() -> PathBuf {
     let root = std::env::var_os("SKIFF_BENCH_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
     std::fs::create_dir_all(&root).expect("the benchmark directory can be created");
-    tempfile::tempdir_in(root).expect("a temporary directory")
+    let dir = tempfile::tempdir_in(root).expect("a temporary directory");
+    let path = dir.path().to_path_buf();
+    KEPT.lock().expect("no benchmark panicked holding it").push(dir);
+    path
 }
 
 /// `count` entries of `size` payload bytes, from index 1.
@@ -57,11 +98,10 @@ fn entries(count: usize, size: usize) -> Vec<Entry> {
         .collect()
 }
 
-/// A new log in a fresh directory (kept alive by the returned guard).
-fn new_wal() -> (TempDir, Wal) {
-    let dir = bench_dir();
-    let (wal, _) = Wal::open(StdFs, dir.path().join("wal"), Options::new(NodeId(1), 1))
-        .expect("the log opens");
+/// A new log in a fresh directory, and the directory.
+fn new_wal() -> (PathBuf, Wal) {
+    let dir = bench_dir().join("wal");
+    let (wal, _) = Wal::open(StdFs, &dir, Options::new(NodeId(1), 1)).expect("the log opens");
     (dir, wal)
 }
 
@@ -78,7 +118,7 @@ fn raw_loop(bencher: Bencher, bytes: usize, items: usize) {
     let mut file: File = OpenOptions::new()
         .create_new(true)
         .write(true)
-        .open(dir.path().join("raw"))
+        .open(dir.join("raw"))
         .expect("the file is created");
     let buffer = vec![0x5a; bytes];
     bencher.counter(ItemsCount::new(items)).counter(BytesCount::new(bytes)).bench_local(|| {
@@ -87,24 +127,21 @@ fn raw_loop(bencher: Bencher, bytes: usize, items: usize) {
     });
 }
 
-/// The baseline for `append_sync::<SIZE>` with `batch` entries: the same payload bytes.
-#[divan::bench(consts = SIZES, args = BATCHES, max_time = 3)]
-fn raw_fdatasync<const SIZE: usize>(bencher: Bencher, batch: usize) {
-    raw_loop(bencher, SIZE * batch, batch);
-}
-
-/// The log: append `batch` entries of `SIZE` bytes, then sync.
-#[divan::bench(consts = SIZES, args = BATCHES, max_time = 3)]
-fn append_sync<const SIZE: usize>(bencher: Bencher, batch: usize) {
-    let (_dir, mut wal) = new_wal();
-    let mut entries = entries(batch, SIZE);
-    bencher.counter(ItemsCount::new(batch)).counter(BytesCount::new(SIZE * batch)).bench_local(
-        || {
-            renumber(&mut entries, wal.last_index());
-            wal.append(&entries).expect("appends");
-            wal.sync().expect("syncs")
-        },
-    );
+/// Appending batches of SIZE-byte entries with one fsync each: the log, or the raw baseline.
+#[divan::bench(consts = SIZES, args = CASES, sample_count = 300, max_time = 3)]
+fn append_sync<const SIZE: usize>(bencher: Bencher, case: Case) {
+    if !case.wal {
+        return raw_loop(bencher, SIZE * case.batch, case.batch);
+    }
+    let (_, mut wal) = new_wal();
+    let mut entries = entries(case.batch, SIZE);
+    let counted =
+        bencher.counter(ItemsCount::new(case.batch)).counter(BytesCount::new(SIZE * case.batch));
+    counted.bench_local(|| {
+        renumber(&mut entries, wal.last_index());
+        wal.append(&entries).expect("appends");
+        wal.sync().expect("syncs")
+    });
 }
 
 /// Bandwidth: 1 MiB per fsync, for the raw disk and for the log (256 entries of 4 KiB).
@@ -114,14 +151,14 @@ mod bandwidth_1mib {
     /// One MiB.
     const MIB: usize = 1 << 20;
 
-    #[divan::bench(max_time = 4)]
+    #[divan::bench(sample_count = 300, max_time = 5)]
     fn raw(bencher: Bencher) {
         raw_loop(bencher, MIB, 1);
     }
 
-    #[divan::bench(max_time = 4)]
+    #[divan::bench(sample_count = 300, max_time = 5)]
     fn wal(bencher: Bencher) {
-        let (_dir, mut wal) = new_wal();
+        let (_, mut wal) = new_wal();
         let mut entries = entries(MIB / 4096, 4096);
         bencher.counter(BytesCount::new(MIB)).bench_local(|| {
             renumber(&mut entries, wal.last_index());
@@ -136,7 +173,7 @@ mod bandwidth_1mib {
 #[divan::bench(sample_count = 20, max_time = 5)]
 fn group_commit(bencher: Bencher) {
     const APPENDS: usize = 1000;
-    let (_dir, wal) = new_wal();
+    let (_, wal) = new_wal();
     let (sender, receiver) = mpsc::channel();
     let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
     let command = Bytes::from(vec![0x5a; 256]);
@@ -168,7 +205,7 @@ fn group_commit(bencher: Bencher) {
 #[divan::bench(consts = [256, 4096], sample_count = 10, max_time = 20)]
 fn recovery<const SIZE: usize>(bencher: Bencher) {
     const TOTAL: usize = 128 << 20;
-    let (dir, mut wal) = new_wal();
+    let (path, mut wal) = new_wal();
     let per_batch = (1 << 20) / SIZE;
     let mut batch = entries(per_batch, SIZE);
     for _ in 0..TOTAL / (1 << 20) {
@@ -178,14 +215,27 @@ fn recovery<const SIZE: usize>(bencher: Bencher) {
     wal.sync().expect("syncs");
     let last = wal.last_index();
     drop(wal);
-    let path = dir.path().join("wal");
     let on_disk: u64 = std::fs::read_dir(&path)
         .expect("lists")
         .map(|entry| entry.expect("an entry").metadata().expect("metadata").len())
         .sum();
-    bencher.counter(BytesCount::new(on_disk)).bench_local(|| {
-        let (wal, recovery) = Wal::open(StdFs, &path, Options::new(NodeId(1), 1)).expect("opens");
-        assert_eq!(recovery.log.last_index, last);
-        wal
-    });
+    // With SKIFF_BENCH_COLD=1 (root only), the page cache is dropped before every open, so
+    // that recovery reads from the disk; otherwise it measures verification from memory.
+    let cold = std::env::var_os("SKIFF_BENCH_COLD").is_some_and(|value| value == "1");
+    bencher
+        .counter(BytesCount::new(on_disk))
+        .with_inputs(|| cold.then(drop_page_cache))
+        .bench_local_values(|_| {
+            let (wal, recovery) =
+                Wal::open(StdFs, &path, Options::new(NodeId(1), 1)).expect("opens");
+            assert_eq!(recovery.log.last_index, last);
+            wal
+        });
+}
+
+/// Writes back and drops the page cache (Linux, root), outside the timed part.
+fn drop_page_cache() {
+    let status = std::process::Command::new("sync").status().expect("runs sync");
+    assert!(status.success(), "sync failed");
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("dropping the page cache needs root");
 }

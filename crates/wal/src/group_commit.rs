@@ -23,6 +23,7 @@
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use skiff_raft::{Entry, HardState, Index, Term};
 
@@ -49,6 +50,9 @@ pub enum Notification {
         index: Index,
         /// That entry's term.
         term: Term,
+        /// How long the write and fsync of the batch took (for the
+        /// `skiff_disk_wal_fsync_duration_seconds` histogram).
+        sync_duration: Duration,
     },
     /// The writer failed and stopped; nothing after the last `Durable` is known durable.
     Failed(Error),
@@ -175,9 +179,11 @@ fn write_loop(
             next = receiver.try_recv().ok();
         }
         if let (Ok(()), Some(through)) = (&outcome, through) {
-            outcome = wal
-                .sync()
-                .map(|(index, term)| notify(Notification::Durable { through, index, term }));
+            let started = Instant::now();
+            outcome = wal.sync().map(|(index, term)| {
+                let sync_duration = started.elapsed();
+                notify(Notification::Durable { through, index, term, sync_duration });
+            });
         }
         if let Err(error) = outcome {
             notify(Notification::Failed(error));
