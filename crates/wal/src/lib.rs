@@ -82,9 +82,29 @@
 //! [`MemFs`] for tests and the simulator, which loses unsynced data in a crash, tears writes
 //! at any byte, flips bits, and fails writes and fsyncs, all from a seed.
 //!
+//! ## Performance
+//! `cargo bench -p skiff-wal` measures the log against a raw `write` + `fdatasync` loop in the
+//! same run (see `benches/wal.rs`). On the 2-core development VM (ext4 on a virtual disk,
+//! November 2026), medians over three runs:
+//! - one append and sync: 126-184 µs for 64-byte entries against 134-180 µs raw (0.91-1.08x),
+//!   162-200 µs against 147-201 µs for 256 bytes; 4 KiB entries cost up to 1.5x raw, as each
+//!   record (4,122 bytes) straddles two pages;
+//! - 1 MiB per fsync: 395-466 MB/s against 470-533 MB/s raw (84-89 %); the difference is
+//!   the CPU for copying and checksumming, about 0.23 ms per MiB;
+//! - batches of 1,024 small entries: 1.6-2.0 million appends/s (64 B) with one fsync each;
+//! - group commit: 1,000 single-entry appends submitted back to back are durable in about
+//!   1.2 ms, against about 5,500 appends/s with one fsync each;
+//! - recovery (every record verified): 1.9-2.8 GB/s for 256-byte entries and 6 GB/s for 4 KiB
+//!   from the page cache; 1.2 and 1.9 GB/s from the disk (`SKIFF_BENCH_COLD=1`).
+//!
 //! ## Left out, with room made for it
-//! - Preallocating segments (fallocate) to make each fdatasync cheaper: it needs `libc`, and
-//!   the format already tolerates zero-filled tails.
+//! - Preallocating segments: an fdatasync that overwrites allocated blocks took 0.14 ms here
+//!   against 0.19 ms for one that extends the file. `fallocate` needs `libc`; writing zeros
+//!   ahead works with `std`, and the format already treats a zero-filled tail as torn.
+//! - Overlapping the encoding of the next batch with the fsync of this one in
+//!   [`GroupCommit`]; and a bound on its queue, for back-pressure (the core's own limits on
+//!   proposals and in-flight appends bound it today).
+//! - A smaller entry frame: 26 bytes per entry is 40 % of a 64-byte entry.
 //! - Direct I/O and io_uring: the write path is one `pwrite` and one `fdatasync` per batch.
 //! - Streaming snapshots larger than memory: snapshot files are written and read whole, which
 //!   suits the in-memory key-value store; the format has the length up front for streaming.
