@@ -9,10 +9,10 @@
 //!   entry is a binary search over segments, another over the segment's points, and a scan of
 //!   at most `index_interval` bytes from the point found.
 //!
-//! A dense index (one offset per entry) would cost 8 to 16 bytes per entry: 128 MiB per GiB of
-//! 64-byte entries. The sparse one costs 16 bytes per `index_interval` of log, whatever the
-//! entry size: 64 KiB per GiB of log. The price is the scan on a random read, at most 256 KiB
-//! from the page cache; sequential reads (a follower catching up, applying after a restart)
+//! A dense index (one offset per entry) would cost 8 to 16 bytes per entry: 95 to 190 MiB per
+//! GiB of log of 64-byte entries (90 bytes each on disk). The sparse one costs 16 bytes per
+//! `index_interval` of log, whatever the entry size: 64 KiB per GiB of log. The price is the
+//! scan on a random read, at most 256 KiB from the page cache; sequential reads (a follower catching up, applying after a restart)
 //! skip even that by continuing from the read cursor where the previous read stopped.
 //!
 //! Segments are **superseded**, never rewritten. A segment whose header says it follows from
@@ -22,7 +22,8 @@
 //! - live segments are in file-sequence order, with strictly increasing first indexes and
 //!   contiguous ranges: each ends just before the next one starts;
 //! - the term runs are strictly increasing in both index and term and cover exactly
-//!   `[first_index, last_index]`;
+//!   `[first_index, last_index]`; the first may continue the term of the entry before the
+//!   log (`prev_term`), after compaction;
 //! - every live segment but the last (the tail, being written) holds at least one entry.
 
 use skiff_raft::{Index, LogState, Term};
