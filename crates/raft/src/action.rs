@@ -40,8 +40,8 @@ pub struct ReadRequest {
     pub low: Index,
     /// One past the last index to read; every index below it is durable.
     pub high: Index,
-    /// Stop after the entry that reaches this many bytes (by [`Entry::size`]); always return at
-    /// least one entry.
+    /// Return no more entries than fit in this many bytes (by [`Entry::size`]), stopping before
+    /// the entry that would exceed it; always return at least one entry.
     pub max_bytes: u64,
     /// Why the core wants the entries; return it unchanged.
     pub purpose: ReadPurpose,

@@ -32,7 +32,8 @@
 //!    binding across a crash (one vote per term, Raft §5.2). It comes first in every batch.
 //! 2. [`Action::PersistEntries`] may be written **in parallel** with the sends: the leader's own
 //!    disk write overlaps replication. Writes must complete in the order handed over; after a
-//!    write completes, call [`Node::persisted`] with the index and term of its last entry. The
+//!    write completes, call [`Node::persisted`] with the index and term of its last entry (after
+//!    a group commit of several writes, reporting the last one covers them all). The
 //!    core counts the leader toward a quorum, and lets a follower acknowledge, only entries
 //!    reported durable — so never report a write before it is on disk (after fsync).
 //!    A write whose first index is not past the stored log supersedes the stored suffix from
@@ -44,6 +45,7 @@
 //!    them back with [`Node::entries_read`]; the core checks their terms against its own log.
 //! 5. [`Action::Apply`] entries are committed and durable here: apply them in order, after
 //!    everything applied before. Applying may run in parallel with everything else.
+//!    A commit index saved for restarts must come from [`Node::durable_commit`].
 //! 6. [`Action::Event`]s are for observation (logs, metrics, dashboards) and need no action.
 //! 7. Call [`Node::tick`] at a steady rate; election timeouts and heartbeats are in ticks. Feed
 //!    one node's inputs from one thread; [`Node::take_actions`] may follow many inputs, and

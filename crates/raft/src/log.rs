@@ -66,6 +66,17 @@ impl LogState {
     }
 }
 
+/// A `PersistEntries` handed to the driver and not yet reported durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PendingWrite {
+    /// The index of its first entry: it supersedes everything stored from here on.
+    first: Index,
+    /// The index of its last entry.
+    last: Index,
+    /// The term of its last entry: with `last`, what the driver reports when it completes.
+    last_term: Term,
+}
+
 /// The core's view of the log (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct RaftLog {
@@ -89,6 +100,11 @@ pub(crate) struct RaftLog {
     /// The first index appended since the last `take_unpersisted`, if any: the start of the
     /// next `PersistEntries` action.
     unpersisted_from: Option<Index>,
+    /// The writes handed to the driver and not yet reported durable, oldest first. Writes
+    /// complete in this order, so a report settles the oldest write it matches and every write
+    /// before it — and only entries below every still-pending write's first index count as
+    /// durable (a later pending write may supersede what the completed one wrote).
+    pending_writes: VecDeque<PendingWrite>,
     /// The highest index known to be committed.
     commit: Index,
 }
@@ -121,12 +137,17 @@ impl RaftLog {
             }
             _ => {}
         }
-        let mut previous = (state.first_index.prev(), state.prev_term);
-        for &(start, term) in &state.term_starts {
-            if start > state.last_index || (start, term) <= previous || term <= previous.1 {
+        // The first run may continue the compaction point's term; later runs raise the term.
+        let mut previous = state.first_index.prev();
+        let mut previous_term = state.prev_term;
+        for (position, &(start, term)) in state.term_starts.iter().enumerate() {
+            let term_in_order =
+                if position == 0 { term >= previous_term } else { term > previous_term };
+            if start > state.last_index || start <= previous || !term_in_order {
                 return invalid(format!("term run {start}@{term} is out of order"));
             }
-            previous = (start, term);
+            previous = start;
+            previous_term = term;
         }
         if commit > state.last_index {
             return invalid(format!(
@@ -144,6 +165,7 @@ impl RaftLog {
             max_cached_bytes,
             durable: state.last_index,
             unpersisted_from: None,
+            pending_writes: VecDeque::new(),
             commit: commit.max(state.first_index.prev()),
         })
     }
@@ -295,21 +317,47 @@ impl RaftLog {
             self.last_index
         );
         let entries = self.cached(from, self.last_index.next(), u64::MAX);
-        Some(entries.expect("every entry above the durable index is cached"))
+        let entries = entries.expect("every entry above the durable index is cached");
+        let last = entries.last().expect("a write has at least one entry");
+        self.pending_writes.push_back(PendingWrite {
+            first: from,
+            last: last.index,
+            last_term: last.term,
+        });
+        Some(entries)
     }
 
-    /// Records that the driver made the log durable up to `index`, where the entry had `term`.
-    /// Stale reports (of writes superseded since) are ignored. Returns whether `durable` moved.
+    /// Records that the driver completed the write whose last entry is `index` at `term`, and
+    /// every write handed over before it. A report that matches no pending write (a duplicate)
+    /// is ignored. Returns whether `durable` moved.
+    ///
+    /// Matching on (index, term) alone is not enough: a follower can be handed `[2@1]`, then
+    /// `[2@2]`, then `[2@1, 3@3]` by three leaders in turn. When the first write completes, entry
+    /// 2@1 is back in the log, but the disk will hold 2@2 once the second completes — so nothing
+    /// from index 2 on is durable until the third does. Hence the queue, and the bound below by
+    /// the first index of every write still pending.
     pub(crate) fn persisted(&mut self, index: Index, term: Term) -> bool {
-        if index <= self.durable || self.term(index) != Some(term) {
+        let Some(position) = self
+            .pending_writes
+            .iter()
+            .position(|write| write.last == index && write.last_term == term)
+        else {
+            return false;
+        };
+        self.pending_writes.drain(..=position);
+        // After the completed writes the disk's log ends at `index`; what a pending write or a
+        // not yet handed-over append will replace is not durable as the log now stands.
+        let mut durable = index.min(self.last_index);
+        if let Some(next) = self.pending_writes.front() {
+            durable = durable.min(next.first.prev());
+        }
+        if let Some(from) = self.unpersisted_from {
+            durable = durable.min(from.prev());
+        }
+        if durable <= self.durable {
             return false;
         }
-        if self.unpersisted_from.is_some_and(|from| index >= from) {
-            // The driver reports durable an entry it has not been given yet: a driver bug that
-            // would make us acknowledge data that is not on disk. Refuse loudly.
-            panic!("entry {index}@{term} reported durable before it was handed to the driver");
-        }
-        self.durable = index;
+        self.durable = durable;
         self.evict();
         true
     }
@@ -411,8 +459,10 @@ mod tests {
     #[test]
     fn durable_entries_leave_the_cache_when_over_budget() {
         let mut log = empty_log(0);
-        log.append(vec![entry(1, 1), entry(2, 1)]);
-        assert_eq!(log.take_unpersisted().map(|e| e.len()), Some(2));
+        log.append(vec![entry(1, 1)]);
+        assert_eq!(log.take_unpersisted().map(|e| e.len()), Some(1));
+        log.append(vec![entry(2, 1)]);
+        assert_eq!(log.take_unpersisted().map(|e| e.len()), Some(1));
         assert!(log.cached(Index(1), Index(3), u64::MAX).is_some());
         assert!(log.persisted(Index(1), Term(1)));
         assert!(log.cached(Index(1), Index(3), u64::MAX).is_none(), "durable entry 1 evicted");
@@ -429,11 +479,50 @@ mod tests {
         log.merge(Index(1), vec![entry(2, 2)]);
         let rewrite = log.take_unpersisted().expect("the replacement must be written");
         assert_eq!(rewrite, vec![entry(2, 2)]);
-        assert!(!log.persisted(Index(3), Term(1)), "entry 3 no longer exists");
-        assert_eq!(log.durable(), Index(0));
+        assert!(log.persisted(Index(3), Term(1)), "the first write made entry 1 durable");
+        assert_eq!(log.durable(), Index(1), "entry 2 is superseded by the pending rewrite");
         assert!(log.persisted(Index(2), Term(2)));
         assert_eq!(log.durable(), Index(2));
         log.check_invariants();
+    }
+
+    #[test]
+    fn a_completed_write_counts_only_below_later_pending_writes() {
+        // Three leaders in turn hand this follower [2@1], [2@2], then [2@1, 3@3].
+        let mut log = empty_log(u64::MAX);
+        log.append(vec![entry(1, 1)]);
+        log.take_unpersisted();
+        assert!(log.persisted(Index(1), Term(1)));
+        log.merge(Index(1), vec![entry(2, 1)]);
+        log.take_unpersisted();
+        log.merge(Index(1), vec![entry(2, 2)]);
+        log.take_unpersisted();
+        log.merge(Index(1), vec![entry(2, 1), entry(3, 3)]);
+        log.take_unpersisted();
+        // The first write completes: 2@1 is in the log again, but the pending [2@2] will
+        // overwrite it on disk, so it is not durable.
+        assert!(!log.persisted(Index(2), Term(1)));
+        assert_eq!(log.durable(), Index(1));
+        assert!(!log.persisted(Index(2), Term(2)), "2@2 is no longer in the log");
+        assert_eq!(log.durable(), Index(1));
+        assert!(log.persisted(Index(3), Term(3)));
+        assert_eq!(log.durable(), Index(3));
+        assert!(!log.persisted(Index(3), Term(3)), "a duplicate report changes nothing");
+        log.check_invariants();
+    }
+
+    #[test]
+    fn restore_accepts_a_compacted_log_continuing_the_snapshot_term() {
+        let state = LogState {
+            first_index: Index(7),
+            last_index: Index(9),
+            prev_term: Term(1),
+            term_starts: vec![(Index(7), Term(1)), (Index(9), Term(2))],
+        };
+        let log = RaftLog::restore(&state, Index(0), 0).expect("a compacted log is valid");
+        assert_eq!(log.term(Index(6)), Some(Term(1)));
+        assert_eq!(log.term(Index(8)), Some(Term(1)));
+        assert_eq!(log.term(Index(9)), Some(Term(2)));
     }
 
     #[test]

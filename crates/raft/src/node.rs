@@ -26,8 +26,11 @@ pub struct Restored {
     pub hard_state: HardState,
     /// The summary of the durable log.
     pub log: LogState,
-    /// A commit index the driver saved (it may lag: 0 is always safe). Entries up to it are
-    /// re-applied unless `applied` says the state machine already has them.
+    /// A commit index the driver saved (it may lag: 0 is always safe). It must be a value of
+    /// [`Node::durable_commit`], never the bare commit index: a follower can learn that an index
+    /// is committed before its own copy of that entry is durable, and after a crash its disk may
+    /// hold a different, superseded entry there. Entries up to it are re-applied unless
+    /// `applied` says the state machine already has them.
     pub commit: Index,
     /// The last index the state machine had applied (and made durable, if it is durable).
     pub applied: Index,
@@ -245,6 +248,12 @@ impl Node {
         self.log.commit()
     }
 
+    /// The highest index that is both committed and durable on this node: the commit index a
+    /// driver may save and restore with (see [`Restored::commit`]).
+    pub fn durable_commit(&self) -> Index {
+        self.log.commit().min(self.log.durable())
+    }
+
     /// A snapshot of the node's state.
     pub fn status(&self) -> Status {
         let progress = match &self.role {
@@ -337,8 +346,10 @@ impl Node {
         Ok(())
     }
 
-    /// The driver made the log durable up to `index`, whose entry has `term` (contract item 2).
-    /// Reports of writes that were superseded since are recognised by the term and ignored.
+    /// The driver completed the `PersistEntries` write whose last entry is `index` at `term`,
+    /// and every write handed over before it (contract item 2). Only what no still-pending write
+    /// will overwrite counts as durable; a report matching no pending write (a duplicate) is
+    /// ignored.
     pub fn persisted(&mut self, index: Index, term: Term) {
         if !self.log.persisted(index, term) {
             return;

@@ -100,9 +100,18 @@ impl Progress {
     /// advanced.
     pub fn acknowledged(&mut self, match_index: Index) -> bool {
         self.recent_active = true;
-        if match_index <= self.match_index {
+        if match_index < self.match_index {
             if let ProgressState::Probe { paused } = &mut self.state {
                 *paused = false;
+            }
+            return false;
+        }
+        if match_index == self.match_index {
+            // A probe answered at the known match index: the logs match exactly there, so
+            // stream from it (as etcd does). Unpausing alone would probe it again forever.
+            if let ProgressState::Probe { .. } = self.state {
+                self.next_index = match_index.next();
+                self.state = ProgressState::Replicate { inflight: VecDeque::new() };
             }
             return false;
         }

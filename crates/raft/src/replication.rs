@@ -152,7 +152,9 @@ impl Node {
                 progress.recent_active = true;
                 let stale = match progress.state {
                     ProgressState::Probe { .. } => prev_index != progress.next_index.prev(),
-                    ProgressState::Replicate { .. } => prev_index < progress.match_index,
+                    // A rejection at or below the match index answers an Append sent before
+                    // the match was learned (messages were reordered).
+                    ProgressState::Replicate { .. } => prev_index <= progress.match_index,
                 };
                 if stale || prev_index == Index(0) {
                     // Index 0 always matches, so a rejection there is stale or bogus.

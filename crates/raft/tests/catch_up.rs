@@ -57,16 +57,10 @@ fn far_behind_follower_catches_up_linearly() {
                         entries_sent += entries.len() as u64;
                     }
                 }
-                Action::ReadEntries(request) => {
-                    if request.purpose
-                        == (ReadPurpose::Replicate {
-                            to: lagging,
-                            term: cluster.node(leader).term(),
-                        })
-                    {
-                        reads += 1;
-                        assert!(request.high.0 - request.low.0 <= BATCH as u64, "bounded read");
-                    }
+                Action::ReadEntries(request) if matches!(request.purpose, ReadPurpose::Replicate { to, .. } if to == lagging) =>
+                {
+                    reads += 1;
+                    assert!(request.high.0 - request.low.0 <= BATCH as u64, "bounded read");
                 }
                 _ => {}
             }
