@@ -95,8 +95,6 @@ pub(crate) struct SimNode {
     pub(crate) applied: Index,
     /// Client requests this node proposed, by log index, awaiting their apply.
     pub(crate) proposals: BTreeMap<Index, Request>,
-    /// The probes this node proposed, by log index.
-    pub(crate) probes: BTreeMap<Index, Bytes>,
     /// The node's random stream for per-incarnation core seeds.
     pub(crate) random: Random,
 }
@@ -143,7 +141,6 @@ impl SimNode {
             machine: RegisterMap::default(),
             applied: Index(0),
             proposals: BTreeMap::new(),
-            probes: BTreeMap::new(),
             random,
         }
     }
@@ -398,6 +395,11 @@ impl Simulation {
 
     /// A message leaves its sender (after any hold): it meets the network.
     pub(crate) fn transmit(&mut self, message: Message) {
+        if self.quiet_since.is_some()
+            && matches!(&message.body, Body::Append { entries, .. } if entries.is_empty())
+        {
+            self.stats.quiet_probes += 1;
+        }
         if let Body::VoteResponse { granted: true } = message.body {
             if let Err(violation) =
                 self.checker.vote_granted(message.from, message.term, message.to)
@@ -510,17 +512,11 @@ impl Simulation {
             return;
         }
         let Some(core) = node.core.as_mut() else { return };
-        let bytes = Bytes::from(probe);
-        let payload = bytes.clone();
-        match guarded(leader, || core.propose(payload)) {
+        let term = core.term();
+        match guarded(leader, || core.propose(Bytes::from(probe))) {
             Ok(Ok(index)) => {
-                trace!(
-                    self.trace,
-                    self.now,
-                    "{leader} propose {index} {}",
-                    String::from_utf8_lossy(&bytes)
-                );
-                node.probes.insert(index, bytes);
+                trace!(self.trace, self.now, "{leader} propose {index} probe");
+                self.probe_entries.push((index, term));
                 self.take_and_perform(leader);
             }
             Ok(Err(_)) => {}
@@ -541,13 +537,7 @@ impl Simulation {
             Payload::Noop => None,
         };
         let outcome = command.map(|command| (command, node.machine.apply(&command)));
-        let probe = node.probes.remove(&entry.index);
         let proposal = node.proposals.remove(&entry.index);
-        if let (Some(probe), Payload::Command(bytes)) = (probe, &entry.payload)
-            && probe == bytes
-        {
-            self.probe_committed();
-        }
         let Some(request) = proposal else { return };
         let answer = match outcome {
             Some((command, applied))
@@ -623,7 +613,6 @@ impl Simulation {
         node.machine = RegisterMap::default();
         node.applied = Index(0);
         node.proposals.clear();
-        node.probes.clear();
         self.stats.crashes += 1;
         trace!(self.trace, self.now, "{id} crash (lost {lost} pending writes)");
     }

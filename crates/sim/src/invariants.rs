@@ -31,8 +31,8 @@
 //! - **Applied only when committed**: an entry is applied only at or below the node's commit
 //!   index.
 //!
-//! Liveness, linearizability and the core's own assertions are reported through the same
-//! [`Violation`] type by the runner.
+//! Liveness, bounded work (no message storm), linearizability and the core's own assertions are
+//! reported through the same [`Violation`] type by the runner.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -62,6 +62,8 @@ pub enum Invariant {
     AppliedBeforeCommitted,
     /// With faults removed, a leader is elected and commits a fresh entry in bounded time.
     Liveness,
+    /// The cluster's work stays proportional to its load: no message storm, no livelock.
+    BoundedWork,
     /// The clients' history has a linearization.
     Linearizability,
     /// The core panicked: one of its own assertions failed.
@@ -83,6 +85,7 @@ impl Invariant {
             Invariant::MonotonicCommit => "monotonic commit",
             Invariant::AppliedBeforeCommitted => "applied before committed",
             Invariant::Liveness => "liveness",
+            Invariant::BoundedWork => "bounded work",
             Invariant::Linearizability => "linearizability",
             Invariant::CoreAssertion => "core assertion",
             Invariant::DriverContract => "driver contract",
@@ -198,6 +201,12 @@ impl Checker {
     /// The highest index known to be committed.
     pub fn committed_index(&self) -> Index {
         Index(self.committed.len() as u64)
+    }
+
+    /// The term of the entry committed at `index`, if `index` is known to be committed.
+    pub fn committed_term(&self, index: Index) -> Option<Term> {
+        let position = index.0.checked_sub(1)?;
+        self.committed.get(position as usize).map(|entry| entry.term)
     }
 
     /// The number of terms that had a leader.

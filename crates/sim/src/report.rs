@@ -47,6 +47,8 @@ pub struct Stats {
     pub workload: WorkloadStats,
     /// Whether the linearizability check ran out of steps (neither passed nor failed).
     pub inconclusive: bool,
+    /// Empty `Append`s sent during the final quiet period.
+    pub quiet_probes: u64,
 }
 
 impl Stats {
@@ -71,6 +73,7 @@ impl Stats {
         mine.unknown += theirs.unknown;
         mine.attempts += theirs.attempts;
         self.inconclusive |= other.inconclusive;
+        self.quiet_probes += other.quiet_probes;
     }
 }
 

@@ -9,12 +9,13 @@
 //! **drain**), and the history they recorded must be linearizable.
 //!
 //! Everything happens as events on one queue ordered by simulated time (see `queue.rs`); the
-//! safety invariants (see `invariants.rs`) are checked after every event. The first violation
-//! stops the run.
+//! safety invariants (see `invariants.rs`) are checked after every event, and so is the amount
+//! of work pending: a livelock that makes nodes exchange messages as fast as they can shows up
+//! as a storm of events at one instant of simulated time. The first violation stops the run.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use skiff_raft::{Message, NodeId, ReadRequest, RoleKind, Term};
+use skiff_raft::{Index, Message, NodeId, ReadRequest, RoleKind, Term};
 
 use crate::driver::SimNode;
 use crate::faults::FaultSchedule;
@@ -32,6 +33,15 @@ use crate::workload::{Next, Reply, Request, Workload};
 
 /// How long faults are injected unless told otherwise.
 pub const DEFAULT_FAULT_PHASE: Time = Time::seconds(10);
+
+/// Events that may be pending at once. A healthy run has a few thousand (messages in flight,
+/// ticks, timers); far more means nodes exchange messages faster than anything drives them.
+const MAX_PENDING_EVENTS: usize = 200_000;
+
+/// Events one simulated millisecond may hold. A healthy run averages a few dozen, and even a
+/// 7-node catch-up burst stays in the hundreds; a storm of messages feeding on duplicates
+/// passes this within a few hundred simulated milliseconds.
+const MAX_EVENTS_PER_MILLISECOND: u64 = 20_000;
 
 /// Search steps allowed per key when checking a history; a key that needs more is reported
 /// as inconclusive, not as a violation.
@@ -102,6 +112,8 @@ pub(crate) enum Event {
     Probe,
     /// The liveness check's deadline.
     LivenessDeadline,
+    /// The clients are done: a quiet period starts, in which only heartbeats should flow.
+    Quiet,
     /// The end of the run.
     End,
 }
@@ -163,6 +175,8 @@ pub struct Simulation {
     pub(crate) live_at: Option<Time>,
     /// The number of probes proposed.
     pub(crate) probes: u64,
+    /// Where each probe went in its leader's log: (index, term).
+    pub(crate) probe_entries: Vec<(Index, Term)>,
     /// The invariant checker.
     pub(crate) checker: Checker,
     /// The trace.
@@ -173,6 +187,12 @@ pub struct Simulation {
     pub(crate) stats: Stats,
     /// How many history events are in the trace already.
     pub(crate) history_traced: usize,
+    /// When the quiet period started, once it did.
+    pub(crate) quiet_since: Option<Time>,
+    /// The simulated millisecond whose events `events_this_millisecond` counts.
+    millisecond: u64,
+    /// Events handled in that millisecond.
+    events_this_millisecond: u64,
 }
 
 /// Runs one seed to its verdict.
@@ -217,11 +237,15 @@ impl Simulation {
             healed: false,
             live_at: None,
             probes: 0,
+            probe_entries: Vec::new(),
             checker: Checker::new(),
             trace: Trace::new(options.trace),
             failure: None,
             stats: Stats::default(),
             history_traced: 0,
+            quiet_since: None,
+            millisecond: 0,
+            events_this_millisecond: 0,
             defect: options.defect,
             now: Time::ZERO,
             queue: EventQueue::new(),
@@ -281,6 +305,22 @@ impl Simulation {
             if self.failure.is_none() {
                 self.check_step();
             }
+            if self.now.0 / 1_000 != self.millisecond {
+                self.millisecond = self.now.0 / 1_000;
+                self.events_this_millisecond = 0;
+            }
+            self.events_this_millisecond += 1;
+            if self.events_this_millisecond > MAX_EVENTS_PER_MILLISECOND
+                || self.queue.len() > MAX_PENDING_EVENTS
+            {
+                let detail = format!(
+                    "a message storm: {} events in one simulated millisecond, {} pending ({})",
+                    self.events_this_millisecond,
+                    self.queue.len(),
+                    self.cluster_summary()
+                );
+                self.fail(Violation::new(Invariant::BoundedWork, detail));
+            }
         }
     }
 
@@ -338,6 +378,7 @@ impl Simulation {
                     self.fail(Violation::new(Invariant::Liveness, detail));
                 }
             }
+            Event::Quiet => self.quiet(),
             Event::End => {}
         }
     }
@@ -364,7 +405,7 @@ impl Simulation {
             }
         }
         if self.live_at.is_some() && self.workload.idle() {
-            self.queue.push(self.now, Event::End);
+            self.queue.push(self.now, Event::Quiet);
         }
     }
 
@@ -426,7 +467,7 @@ impl Simulation {
         self.queue.push(self.now + retry, Event::Probe);
     }
 
-    /// The probe committed: the cluster is live. Clients finish what they have open.
+    /// A probe committed (some node's commit index reached it): the cluster is live. Clients finish what they have open.
     pub(crate) fn probe_committed(&mut self) {
         if self.live_at.is_some() {
             return;
@@ -444,6 +485,40 @@ impl Simulation {
         self.queue.push(self.now + drain, Event::End);
         if self.workload.idle() {
             self.queue.push(self.now, Event::End);
+        }
+    }
+
+    /// Starts the quiet period (once): no clients, no faults, so the traffic must be heartbeats.
+    fn quiet(&mut self) {
+        if self.quiet_since.is_some() {
+            return;
+        }
+        self.workload.finish(self.now);
+        self.quiet_since = Some(self.now);
+        self.stats.quiet_probes = 0;
+        let length = self.parameters.election_duration().times(4);
+        trace!(self.trace, self.now, "quiet for {length}: only heartbeats should flow");
+        self.queue.push(self.now + length, Event::End);
+    }
+
+    /// The quiet period's verdict: empty `Append`s are probes, at most one per follower per
+    /// heartbeat answer, or commit-index news, and the commit index does not move while no one
+    /// proposes. Many more means a livelock of probes.
+    fn check_quiet(&mut self) {
+        let Some(since) = self.quiet_since else { return };
+        let heartbeat = self.parameters.tick.times(u64::from(self.parameters.heartbeat_interval));
+        let rounds = (self.now - since).0.div_ceil(heartbeat.0.max(1));
+        let allowance = 3 * (self.parameters.nodes - 1) * rounds + 20;
+        if self.stats.quiet_probes > allowance {
+            let detail = format!(
+                "the idle cluster sent {} empty Appends in {} ({} heartbeat rounds allow about \
+                 {allowance}): {}",
+                self.stats.quiet_probes,
+                self.now - since,
+                rounds,
+                self.cluster_summary()
+            );
+            self.fail(Violation::new(Invariant::BoundedWork, detail));
         }
     }
 
@@ -512,12 +587,23 @@ impl Simulation {
             .map(|node| Electable { id: node.id, log: &node.log, durable: &node.disk.log })
             .collect();
         if let Err(violation) = self.checker.check_electable(&electable) {
-            self.fail(violation);
+            return self.fail(violation);
+        }
+        if self.live_at.is_none()
+            && self
+                .probe_entries
+                .iter()
+                .any(|&(index, term)| self.checker.committed_term(index) == Some(term))
+        {
+            self.probe_committed();
         }
     }
 
     /// The verdict: the failure if any, else the linearizability of the history.
     fn finish(mut self) -> Outcome {
+        if self.failure.is_none() {
+            self.check_quiet();
+        }
         if self.failure.is_none() {
             self.workload.finish(self.now);
             self.record_history();

@@ -2,33 +2,32 @@
 //! a violation of the invariant the defect breaks. A checker that cannot fail proves nothing.
 
 use skiff_sim::sweep::{DEFAULT_SEEDS, investigate};
-use skiff_sim::{Defect, Sweep, failure_report, sweep};
+use skiff_sim::{Defect, Options, failure_report, run};
 
-/// Sweeps the default budget with `defect` on; returns after the first violation, checking it.
-fn caught(defect: Defect) {
-    let plan =
-        Sweep { defect: Some(defect), stop_at_first_failure: true, ..Sweep::new(0, DEFAULT_SEEDS) };
-    let summary = sweep(&plan, |_| {});
-    let Some((options, outcome)) = summary.failures.first() else {
-        panic!(
-            "{defect} went unnoticed through {DEFAULT_SEEDS} seeds: the simulator lost its teeth"
+/// Runs the default budget with `defect` on until a seed breaks one of the invariants the
+/// defect is expected to break; returns how many seeds that took. Seeds that break another
+/// invariant first (a defect can break several things, and the core has known bugs, see
+/// tests/sweep.rs) do not count as catching the defect.
+fn caught(defect: Defect) -> u64 {
+    for seed in 0..DEFAULT_SEEDS {
+        let options = Options { defect: Some(defect), ..Options::new(seed) };
+        let outcome = run(&options);
+        let Some(failure) = &outcome.failure else { continue };
+        if !defect.expected().contains(&failure.violation.invariant) {
+            continue;
+        }
+        // The report replays: the traced run fails the same way.
+        let (replay, traced) = investigate(&options, &outcome, 0);
+        let replayed = traced.failure.as_ref().map(|failure| &failure.violation);
+        assert_eq!(replayed, Some(&failure.violation), "{}", failure_report(&replay, &traced));
+        println!(
+            "{defect}: caught by seed {seed} ({}) after {} seeds",
+            failure.violation.invariant,
+            seed + 1
         );
-    };
-    let failure = outcome.failure.as_ref().expect("a failure");
-    let (replay, traced) = investigate(options, outcome, 0);
-    assert!(
-        defect.expected().contains(&failure.violation.invariant),
-        "{defect} was caught as {} instead of one of {:?}:\n{}",
-        failure.violation.invariant,
-        defect.expected(),
-        failure_report(&replay, &traced)
-    );
-    // The report replays: the traced run fails the same way.
-    assert_eq!(
-        traced.failure.as_ref().map(|f| f.violation.clone()),
-        Some(failure.violation.clone())
-    );
-    println!("{defect}: caught by seed {} after {} seeds", outcome.seed, summary.seeds);
+        return seed + 1;
+    }
+    panic!("{defect} went unnoticed through {DEFAULT_SEEDS} seeds: the simulator lost its teeth");
 }
 
 #[test]

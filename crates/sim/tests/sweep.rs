@@ -1,19 +1,35 @@
 //! The smoke sweep CI runs: a fixed range of seeds, every one of which must keep every
-//! invariant, recover after the heal, and produce a linearizable history. A failure prints the
-//! full report, with the command that replays it.
+//! invariant, recover after the heal, and produce a linearizable history; and the pinned seeds
+//! of bugs found before. A failure prints the full report, with the command that replays it.
 
 use skiff_sim::sweep::investigate;
-use skiff_sim::{Sweep, failure_report, sweep};
+use skiff_sim::{Options, Sweep, failure_report, run, sweep};
 
 /// Seeds run by `cargo test`; `skiff sim --seeds N` runs more on demand.
 const SMOKE_SEEDS: u64 = 300;
+
+/// Seeds that once failed and must pass from now on, with what they found.
+///
+/// 205, 233 and 749 found the probe livelock fixed in 8414a99 (the core's scenario
+/// `late_rejection_at_match_index_is_stale` covers the same bug): a late rejection at the
+/// follower's match index sent the leader back to probing past its last entry, and a probe
+/// acknowledged at the match index never returned to replicate state, so leader and follower
+/// exchanged empty Appends as fast as the network carried them. 205 and 233 showed it as an idle
+/// cluster flooding its quiet period with empty Appends, 749 as a storm of duplicated messages
+/// (20,000 events in one simulated millisecond) in the middle of the fault phase.
+const PINNED_SEEDS: &[u64] = &[205, 233, 749];
+
+/// The report of a failed run, replayed with the trace on.
+fn report(options: &Options, outcome: &skiff_sim::Outcome) -> String {
+    let (replay, traced) = investigate(options, outcome, 0);
+    failure_report(&replay, &traced)
+}
 
 #[test]
 fn every_seed_of_the_smoke_sweep_passes() {
     let summary = sweep(&Sweep::new(0, SMOKE_SEEDS), |_| {});
     if let Some((options, outcome)) = summary.failures.first() {
-        let (replay, traced) = investigate(options, outcome, 0);
-        panic!("{}", failure_report(&replay, &traced));
+        panic!("{}", report(options, outcome));
     }
     assert_eq!(summary.seeds, SMOKE_SEEDS);
     let totals = summary.totals;
@@ -24,4 +40,13 @@ fn every_seed_of_the_smoke_sweep_passes() {
     assert!(totals.workload.unknown > 0, "no operation ended unknown: {totals:?}");
     assert!(totals.lost > 0 && totals.blocked > 0 && totals.duplicated > 0, "{totals:?}");
     assert_eq!(summary.inconclusive, 0, "a linearizability check was inconclusive");
+}
+
+#[test]
+fn pinned_seeds_pass() {
+    for &seed in PINNED_SEEDS {
+        let options = Options::new(seed);
+        let outcome = run(&options);
+        assert!(outcome.passed(), "{}", report(&options, &outcome));
+    }
 }
