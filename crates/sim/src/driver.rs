@@ -495,6 +495,7 @@ impl Simulation {
                 _ => {
                     let answer = Answer::NotLeader(leader.filter(|&leader| leader != id));
                     self.reply(Reply {
+                        from: id,
                         client: request.client,
                         sequence: request.sequence,
                         attempt: request.attempt,
@@ -552,6 +553,7 @@ impl Simulation {
             _ => Answer::Aborted,
         };
         self.reply(Reply {
+            from: id,
             client: request.client,
             sequence: request.sequence,
             attempt: request.attempt,

@@ -29,7 +29,7 @@ use crate::report::{Failure, Outcome, Stats};
 use crate::sabotage::Defect;
 use crate::time::Time;
 use crate::trace::{Trace, TraceMode, trace};
-use crate::workload::{Next, Reply, Request, Workload};
+use crate::workload::{Next, Reply, Request, Workload, show_event};
 
 /// How long faults are injected unless told otherwise.
 pub const DEFAULT_FAULT_PHASE: Time = Time::seconds(10);
@@ -338,7 +338,8 @@ impl Simulation {
                 trace!(
                     self.trace,
                     self.now,
-                    "c{} ← {:?} (c{}.{} attempt {})",
+                    "{} → c{} {} (c{}.{} attempt {})",
+                    reply.from,
                     reply.client,
                     reply.answer,
                     reply.client,
@@ -416,7 +417,7 @@ impl Simulation {
         }
         let events = &self.workload.history().events;
         for event in &events[self.history_traced..] {
-            self.trace.line(self.now, format_args!("history: {event:?}"));
+            self.trace.line(self.now, format_args!("{}", show_event(event)));
         }
         self.history_traced = events.len();
     }

@@ -18,6 +18,7 @@
 //! violations easier to read.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use skiff_raft::NodeId;
 
@@ -55,6 +56,8 @@ pub enum Answer {
 /// An answer on its way back to a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
+    /// The node that answers.
+    pub from: NodeId,
     /// The client.
     pub client: ClientId,
     /// The operation's sequence number.
@@ -386,6 +389,40 @@ impl Workload {
     }
 }
 
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Done(result) => write!(f, "done: {}", show_result(*result)),
+            Answer::NotLeader(Some(leader)) => write!(f, "not leader, try {leader}"),
+            Answer::NotLeader(None) => write!(f, "not leader, no leader known"),
+            Answer::Aborted => write!(f, "aborted: another entry took its index"),
+        }
+    }
+}
+
+/// A result in trace form: `ok`, `→ 5`, `→ absent`, `→ swapped`, `→ not swapped`.
+pub fn show_result(result: OperationResult) -> String {
+    match result {
+        OperationResult::Put => "ok".to_string(),
+        OperationResult::Get(Some(value)) => format!("→ {value}"),
+        OperationResult::Get(None) => "→ absent".to_string(),
+        OperationResult::Cas(true) => "→ swapped".to_string(),
+        OperationResult::Cas(false) => "→ not swapped".to_string(),
+    }
+}
+
+/// A history event in trace form: `c3 invokes put k1=5`, `c3 completes: → 5`.
+pub fn show_event(event: &Event) -> String {
+    match *event {
+        Event::Invoke { client, operation, .. } => format!("c{client} invokes {operation}"),
+        Event::Complete { client, outcome, .. } => match outcome {
+            Outcome::Ok(result) => format!("c{client} completes: {}", show_result(result)),
+            Outcome::Fail => format!("c{client} completes: failed"),
+            Outcome::Unknown => format!("c{client} completes: unknown"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +457,7 @@ mod tests {
             Operation::Cas { .. } => OperationResult::Cas(false),
         };
         let reply = Reply {
+            from: NodeId(1),
             client: 1,
             sequence: request.sequence,
             attempt: request.attempt,
@@ -466,6 +504,7 @@ mod tests {
                 Next::Send { request, .. } => {
                     now = now + Time(30);
                     let reply = Reply {
+                        from: NodeId(2),
                         client: 1,
                         sequence: request.sequence,
                         attempt: request.attempt,
