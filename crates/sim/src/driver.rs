@@ -233,28 +233,7 @@ impl Simulation {
                     Ok(released)
                 }
             },
-            Input::Read(request) => {
-                let entries = node.disk.log.read(&request);
-                if entries.is_empty() {
-                    // The range was superseded since the request (the node stopped leading
-                    // and its log was truncated): nothing to hand back.
-                    Ok(Vec::new())
-                } else {
-                    let stale =
-                        entries.iter().any(|entry| node.log.term(entry.index) != Some(entry.term));
-                    guarded(id, || core.entries_read(request, entries)).and_then(
-                        |read| match read {
-                            Ok(()) => Ok(Vec::new()),
-                            // Storage changed under a read that is no longer wanted: fine.
-                            Err(_) if stale => Ok(Vec::new()),
-                            Err(error) => Err(Violation::new(
-                                Invariant::DriverContract,
-                                format!("{id} refused a read of its own durable log: {error}"),
-                            )),
-                        },
-                    )
-                }
-            }
+            Input::Read(request) => serve_read(node, request).map(|()| Vec::new()),
         };
         match result {
             Ok(released) => {
@@ -681,6 +660,28 @@ impl Simulation {
             self.process(id, input);
         }
         self.start_ticking(id);
+    }
+}
+
+/// Serves a completed read from `node`'s durable log to its core.
+fn serve_read(node: &mut SimNode, request: ReadRequest) -> Result<(), Violation> {
+    let id = node.id;
+    let entries = node.disk.log.read(&request);
+    if entries.is_empty() {
+        // The range was superseded since the request (the node stopped leading and its log
+        // was truncated): nothing to hand back.
+        return Ok(());
+    }
+    let stale = entries.iter().any(|entry| node.log.term(entry.index) != Some(entry.term));
+    let core = node.core.as_mut().expect("only running nodes get inputs");
+    match guarded(id, || core.entries_read(request, entries))? {
+        Ok(()) => Ok(()),
+        // Storage changed under a read that is no longer wanted: fine.
+        Err(_) if stale => Ok(()),
+        Err(error) => Err(Violation::new(
+            Invariant::DriverContract,
+            format!("{id} refused a read of its own durable log: {error}"),
+        )),
     }
 }
 

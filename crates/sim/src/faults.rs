@@ -214,7 +214,8 @@ impl FaultSchedule {
         let count = nodes.len();
         match kind {
             2 => {
-                let size = random.between(1, count.div_ceil(2) as u64) as usize;
+                // Fewer than half: at least one node, even in clusters of one or two.
+                let size = random.between(1, count.div_ceil(2).max(2) as u64) as usize;
                 Shape::Minority(random.subset(nodes, size))
             }
             3 => Shape::Isolate(Self::target(random, nodes)),

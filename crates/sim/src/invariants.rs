@@ -475,6 +475,18 @@ impl Checker {
                 format!("{node} applied {entry} with commit index {commit}"),
             ));
         }
+        if let Some(committed) = self.committed_term(entry.index)
+            && committed != entry.term
+        {
+            let first = self.committed_by[entry.index.0 as usize - 1];
+            return Err(Violation::new(
+                Invariant::StateMachineSafety,
+                format!(
+                    "{node} applied {entry} where {first} committed {}@{committed}",
+                    entry.index
+                ),
+            ));
+        }
         let payload = match &entry.payload {
             Payload::Noop => 0,
             Payload::Command(command) => fnv1a(command),
