@@ -89,6 +89,8 @@ pub(crate) struct SimNode {
     pub(crate) ticking: bool,
     /// The tick-rate skew in force, in thousandths.
     pub(crate) skew: i64,
+    /// No write completes before this time (a stalled disk).
+    pub(crate) disk_stalled_until: Time,
     /// The state machine.
     pub(crate) machine: RegisterMap,
     /// The last index applied in this incarnation.
@@ -138,6 +140,7 @@ impl SimNode {
             stash: Vec::new(),
             ticking: false,
             skew: parameters.skew_per_mille[id.0 as usize - 1],
+            disk_stalled_until: Time::ZERO,
             machine: RegisterMap::default(),
             applied: Index(0),
             proposals: BTreeMap::new(),
@@ -349,6 +352,12 @@ impl Simulation {
     pub(crate) fn disk_done(&mut self, id: NodeId, incarnation: u64) {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         if node.incarnation != incarnation {
+            return;
+        }
+        if self.now < node.disk_stalled_until {
+            // Writes complete in order: this one, and every one behind it, waits out the stall.
+            let until = node.disk_stalled_until;
+            self.queue.push(until, Event::DiskDone { node: id, incarnation });
             return;
         }
         let Some((sequence, write)) = node.disk.complete_next() else { return };

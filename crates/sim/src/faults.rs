@@ -13,6 +13,10 @@
 //! durable is lost), and crash the next node elected leader shortly after its election (before
 //! its first entries are durable, which is where Figure 8 starts).
 //!
+//! A disk stall holds every write of one node for a while, as a stuck fsync does; writes pile
+//! up behind it, which is how a follower comes to have several overlapping writes pending
+//! across leader changes.
+//!
 //! The partition shapes: a minority cut from the majority; the leader isolated; a bridge (two
 //! halves that cannot talk, and one node that talks to both); one-way links (a node that can
 //! send but not receive, or the reverse); random link failures. Message loss, duplication and
@@ -98,6 +102,14 @@ pub enum FaultKind {
         /// The new skew.
         per_mille: i64,
     },
+    /// The node's disk completes no write for `lasts` (a stuck fsync): writes pile up behind
+    /// it, and a crash meanwhile loses them all.
+    DiskStall {
+        /// Whose disk.
+        target: Target,
+        /// How long.
+        lasts: Time,
+    },
     /// Arms a trigger: the next node that grants a vote crashes right after the grant leaves,
     /// and restarts after `down_for`.
     CrashAfterVote {
@@ -119,8 +131,8 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// The kinds in the order of `FaultParameters::weights`.
-    pub const WEIGHT_ORDER: [&'static str; 8] =
-        ["crash", "pause", "minority", "isolate", "bridge", "one-way", "skew", "trigger"];
+    pub const WEIGHT_ORDER: [&'static str; 9] =
+        ["crash", "pause", "minority", "isolate", "bridge", "one-way", "skew", "trigger", "disk"];
 }
 
 /// One fault of the schedule.
@@ -171,6 +183,10 @@ impl FaultSchedule {
                         FaultKind::Skew { node, per_mille: random.between(0, 1001) as i64 - 500 }
                     } else if kind == 7 {
                         Self::trigger(random, parameters)
+                    } else if kind == 8 {
+                        let target = Self::target(random, &nodes);
+                        let lasts = Time(random.log_uniform(1_000, rates.pause_max.0.max(1_000)));
+                        FaultKind::DiskStall { target, lasts }
                     } else {
                         let shape = Self::shape(random, &nodes, kind);
                         let lasts =
@@ -351,6 +367,9 @@ impl fmt::Display for FaultKind {
             FaultKind::Pause { target, paused_for } => write!(f, "pause {target} for {paused_for}"),
             FaultKind::Partition { shape, lasts } => write!(f, "partition: {shape}, for {lasts}"),
             FaultKind::Skew { node, per_mille } => write!(f, "skew {node}'s ticks by {per_mille}‰"),
+            FaultKind::DiskStall { target, lasts } => {
+                write!(f, "stall {target}'s disk for {lasts}")
+            }
             FaultKind::CrashAfterVote { down_for } => {
                 write!(f, "arm: crash the next voter after its grant, for {down_for}")
             }

@@ -48,6 +48,11 @@ impl Simulation {
             FaultKind::Skew { node, per_mille } => {
                 self.nodes.get_mut(&node).expect("a node of the cluster").skew = per_mille;
             }
+            FaultKind::DiskStall { target, lasts } => {
+                let id = target.resolve(leader);
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                node.disk_stalled_until = node.disk_stalled_until.max(self.now + lasts);
+            }
             FaultKind::CrashAfterVote { .. } => self.armed_vote = Some(number),
             FaultKind::CrashAfterElected { elections, after, .. } => {
                 self.armed_elected = Some((number, after, elections));

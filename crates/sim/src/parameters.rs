@@ -70,7 +70,7 @@ pub struct FaultParameters {
     /// The mean time between two faults.
     pub mean_interval: Time,
     /// Relative weights of the fault kinds, in the order of `FaultKind::WEIGHT_ORDER`.
-    pub weights: [u64; 8],
+    pub weights: [u64; 9],
     /// The longest time a crashed node stays down.
     pub down_max: Time,
     /// The longest time a paused node stays paused.
@@ -190,21 +190,21 @@ impl Parameters {
         }
     }
 
-    /// The disks' behaviour: from fast SSDs to fsyncs that stall for a quarter second.
+    /// The disks' behaviour: from fast SSDs to fsyncs that stall for up to a second.
     fn draw_disk(random: &mut Random) -> DiskParameters {
         let write_min = Time(random.log_uniform(10, 1_000));
         DiskParameters {
             write_min,
             write_max: write_min.times(random.between(2, 51)),
             stall: random.pick(&[0.0, 0.001, 0.01, 0.05]),
-            stall_max: Time(random.log_uniform(10_000, 300_000)),
+            stall_max: Time(random.log_uniform(10_000, 1_000_000)),
             read_max: Time(random.log_uniform(10, 5_000)),
         }
     }
 
     /// Fault rates and the mix of kinds: a few seeds are fault-free, most favour some kinds.
     fn draw_faults(random: &mut Random, election_duration: Time) -> FaultParameters {
-        let mut weights = [0; 8];
+        let mut weights = [0; 9];
         if !random.chance(0.05) {
             for weight in &mut weights {
                 *weight = random.pick(&[0, 1, 1, 3]);

@@ -447,6 +447,7 @@ impl Simulation {
             }
             let node = self.nodes.get_mut(&id).expect("a node of the cluster");
             node.skew = self.parameters.skew_per_mille[id.0 as usize - 1];
+            node.disk_stalled_until = Time::ZERO;
         }
         let election = self.parameters.election_duration();
         let bound = Time::seconds(2) + election.times(30);

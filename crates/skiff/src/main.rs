@@ -126,6 +126,13 @@ fn simulate(args: SimArgs) -> ExitCode {
     let mut done = 0;
     let summary = sweep(&plan, |outcome| {
         done += 1;
+        if let Some(failure) = &outcome.failure {
+            // Said at once, so that a long sweep shows its failures as it goes.
+            if interactive {
+                eprintln!();
+            }
+            eprintln!("seed {} failed: {}", outcome.seed, failure.violation);
+        }
         if interactive && (done % 10 == 0 || done == count) {
             eprint!("\r{done}/{count} seeds (last: {}){}", outcome.seed, " ".repeat(8));
             let _ = std::io::stderr().flush();
