@@ -324,8 +324,11 @@ impl Simulation {
                 if let CoreEvent::RoleChanged { role: RoleKind::Leader, .. } = event
                     && let Some((fault, after, elections)) = self.armed_elected.take()
                 {
-                    trace!(self.trace, self.now, "fault {fault} triggered: crash {id} in {after}");
-                    self.queue.push(self.now + after, Event::TriggeredCrash { node: id, fault });
+                    trace!(
+                        self.trace,
+                        self.now, "fault {fault} triggered: strikes {id} in {after}"
+                    );
+                    self.queue.push(self.now + after, Event::Triggered { node: id, fault });
                     if elections > 1 {
                         self.armed_elected = Some((fault, after, elections - 1));
                     }
@@ -400,7 +403,7 @@ impl Simulation {
                     self.trace,
                     self.now, "fault {fault} triggered: crash {voter} after its vote"
                 );
-                self.queue.push(self.now, Event::TriggeredCrash { node: voter, fault });
+                self.queue.push(self.now, Event::Triggered { node: voter, fault });
             }
         }
         self.send_packet(Packet::Raft(message));

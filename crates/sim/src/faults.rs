@@ -10,8 +10,8 @@
 //! leader" pick whichever node leads at that moment, since the point is to hit the leader. Two
 //! kinds are *triggers*, armed at their time and fired by the next matching event: crash the next
 //! node that grants a vote (just after the grant leaves, which is when a vote that was not made
-//! durable is lost), and crash the next node elected leader shortly after its election (before
-//! its first entries are durable, which is where Figure 8 starts).
+//! durable is lost), and crash or isolate the next nodes elected leader shortly after their
+//! election (before their first entries are replicated, which is where Figure 8 starts).
 //!
 //! A disk stall holds every write of one node for a while, as a stuck fsync does; writes pile
 //! up behind it, which is how a follower comes to have several overlapping writes pending
@@ -127,6 +127,17 @@ pub enum FaultKind {
         /// How long it stays down.
         down_for: Time,
     },
+    /// Arms a trigger: the next `elections` nodes elected leader are each cut off from every
+    /// other node `after` their election, for `lasts`. Unlike a crash, the new leader keeps
+    /// its first entries (durable or not), orphans of its term that the others never see.
+    IsolateAfterElected {
+        /// How many elections the trigger stays armed for.
+        elections: u32,
+        /// How long after the election.
+        after: Time,
+        /// How long the isolation lasts.
+        lasts: Time,
+    },
 }
 
 impl FaultKind {
@@ -206,20 +217,21 @@ impl FaultSchedule {
         if random.chance(0.5) { Target::Leader { fallback: node } } else { Target::Node(node) }
     }
 
-    /// One of the two triggers, with a short outage: the node should be back within the same
+    /// One of the triggers. Crashes are short: the node should be back within the same
     /// election, when a forgotten vote can be cast again.
     fn trigger(random: &mut Random, parameters: &Parameters) -> FaultKind {
         let election = parameters.election_duration().0.max(1_000);
         let down_for = Time(random.log_uniform(100, election));
-        if random.chance(0.4) {
-            FaultKind::CrashAfterVote { down_for }
-        } else {
-            // Soon after the election, often before the new leader's first entry is replicated.
-            let round_trip = parameters.network.latency_max.times(2).0.max(2);
-            FaultKind::CrashAfterElected {
-                elections: random.between(1, 5) as u32,
-                after: Time(random.log_uniform(1, round_trip)),
-                down_for,
+        // Soon after the election, often before the new leader's first entry is replicated.
+        let round_trip = parameters.network.latency_max.times(2).0.max(2);
+        let elections = random.between(1, 5) as u32;
+        let after = Time(random.log_uniform(1, round_trip));
+        match random.below(3) {
+            0 => FaultKind::CrashAfterVote { down_for },
+            1 => FaultKind::CrashAfterElected { elections, after, down_for },
+            _ => {
+                let lasts = Time(random.log_uniform(1_000, election.saturating_mul(8)));
+                FaultKind::IsolateAfterElected { elections, after, lasts }
             }
         }
     }
@@ -373,6 +385,11 @@ impl fmt::Display for FaultKind {
             FaultKind::CrashAfterVote { down_for } => {
                 write!(f, "arm: crash the next voter after its grant, for {down_for}")
             }
+            FaultKind::IsolateAfterElected { elections, after, lasts } => write!(
+                f,
+                "arm: isolate each of the next {elections} leaders {after} after its election, \
+                 for {lasts}"
+            ),
             FaultKind::CrashAfterElected { elections, after, down_for } => write!(
                 f,
                 "arm: crash each of the next {elections} leaders {after} after its election, \

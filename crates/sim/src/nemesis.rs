@@ -10,7 +10,7 @@
 
 use skiff_raft::NodeId;
 
-use crate::faults::FaultKind;
+use crate::faults::{FaultKind, Shape, Target};
 use crate::simulation::{Event, Simulation};
 use crate::time::Time;
 use crate::trace::trace;
@@ -41,9 +41,7 @@ impl Simulation {
             }
             FaultKind::Partition { shape, lasts } => {
                 let links = shape.links(&self.ids, leader);
-                self.network.block(&links);
-                self.partitions.insert(number, links);
-                self.queue.push(self.now + lasts, Event::Undo(number));
+                self.partition(links, lasts);
             }
             FaultKind::Skew { node, per_mille } => {
                 self.nodes.get_mut(&node).expect("a node of the cluster").skew = per_mille;
@@ -54,7 +52,8 @@ impl Simulation {
                 node.disk_stalled_until = node.disk_stalled_until.max(self.now + lasts);
             }
             FaultKind::CrashAfterVote { .. } => self.armed_vote = Some(number),
-            FaultKind::CrashAfterElected { elections, after, .. } => {
+            FaultKind::CrashAfterElected { elections, after, .. }
+            | FaultKind::IsolateAfterElected { elections, after, .. } => {
                 self.armed_elected = Some((number, after, elections));
             }
         }
@@ -70,29 +69,42 @@ impl Simulation {
         self.queue.push(self.now + down_for, Event::Recover { node: id, fault: number });
     }
 
+    /// Cuts `links` for `lasts`.
+    fn partition(&mut self, links: Vec<(NodeId, NodeId)>, lasts: Time) {
+        let id = self.next_partition;
+        self.next_partition += 1;
+        self.network.block(&links);
+        self.partitions.insert(id, links);
+        self.queue.push(self.now + lasts, Event::Undo(id));
+    }
+
     /// A trigger of fault `number` fired on node `id`.
-    pub(crate) fn triggered_crash(&mut self, id: NodeId, number: usize) {
+    pub(crate) fn triggered(&mut self, id: NodeId, number: usize) {
         if self.healed {
             return;
         }
-        let down_for = match self.schedule.faults[number].as_ref().map(|fault| &fault.kind) {
+        match self.schedule.faults[number].as_ref().map(|fault| fault.kind.clone()) {
             Some(
                 FaultKind::CrashAfterVote { down_for }
                 | FaultKind::CrashAfterElected { down_for, .. },
-            ) => *down_for,
-            _ => return,
-        };
-        self.crash_for(id, number, down_for);
+            ) => self.crash_for(id, number, down_for),
+            Some(FaultKind::IsolateAfterElected { lasts, .. }) => {
+                trace!(self.trace, self.now, "fault {number}: {id} isolated for {lasts}");
+                let links = Shape::Isolate(Target::Node(id)).links(&self.ids, None);
+                self.partition(links, lasts);
+            }
+            _ => {}
+        }
     }
 
-    /// Partition number `number` heals.
-    pub(crate) fn undo(&mut self, number: usize) {
+    /// Partition `id` heals.
+    pub(crate) fn undo(&mut self, id: u64) {
         if self.healed {
             return;
         }
-        if let Some(links) = self.partitions.remove(&number) {
+        if let Some(links) = self.partitions.remove(&id) {
             self.network.unblock(&links);
-            trace!(self.trace, self.now, "fault {number} ends: partition healed");
+            trace!(self.trace, self.now, "partition healed ({} links)", links.len());
         }
     }
 

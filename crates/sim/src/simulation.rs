@@ -100,12 +100,12 @@ pub(crate) enum Event {
     ClientTimeout { client: u64, sequence: u64, attempt: u64 },
     /// Fault number `n` of the schedule strikes.
     Fault(usize),
-    /// Partition number `n` heals.
-    Undo(usize),
+    /// Partition `n` (numbered as partitions start) heals.
+    Undo(u64),
     /// A node crashed or paused by fault `fault` restarts or resumes.
     Recover { node: NodeId, fault: usize },
-    /// A triggered crash of `node` by fault `fault`.
-    TriggeredCrash { node: NodeId, fault: usize },
+    /// A trigger of fault `fault` strikes `node`.
+    Triggered { node: NodeId, fault: usize },
     /// The heal: every fault is removed.
     Heal,
     /// Propose a fresh entry to the leader, if the liveness check still waits for one.
@@ -162,8 +162,10 @@ pub struct Simulation {
     pub(crate) workload: Workload,
     /// The faults.
     pub(crate) schedule: FaultSchedule,
-    /// The links each active partition cuts, by fault number.
-    pub(crate) partitions: BTreeMap<usize, Vec<(NodeId, NodeId)>>,
+    /// The links each active partition cuts, by partition number.
+    pub(crate) partitions: BTreeMap<u64, Vec<(NodeId, NodeId)>>,
+    /// The number of the next partition.
+    pub(crate) next_partition: u64,
     /// An armed crash-after-vote trigger: its fault number.
     pub(crate) armed_vote: Option<usize>,
     /// An armed crash-after-election trigger: its fault number, the delay, and how many more
@@ -232,6 +234,7 @@ impl Simulation {
             workload: Workload::new(parameters.workload, ids.clone(), workload_random),
             schedule,
             partitions: BTreeMap::new(),
+            next_partition: 0,
             armed_vote: None,
             armed_elected: None,
             healed: false,
@@ -366,7 +369,7 @@ impl Simulation {
             Event::Fault(number) => self.strike(number),
             Event::Undo(number) => self.undo(number),
             Event::Recover { node, fault } => self.recover(node, fault),
-            Event::TriggeredCrash { node, fault } => self.triggered_crash(node, fault),
+            Event::Triggered { node, fault } => self.triggered(node, fault),
             Event::Heal => self.heal(),
             Event::Probe => self.probe(),
             Event::LivenessDeadline => {
