@@ -7,7 +7,7 @@
 //! everything else unchanged, to find the few that matter.
 //!
 //! Who a fault strikes is partly decided when it strikes: "crash the leader" or "isolate the
-//! leader" pick whichever node leads at that moment, since the point is to hit the leader. Two
+//! leader" pick whichever node leads at that moment, since the point is to hit the leader. Three
 //! kinds are *triggers*, armed at their time and fired by the next matching event: crash the next
 //! node that grants a vote (just after the grant leaves, which is when a vote that was not made
 //! durable is lost), and crash or isolate the next nodes elected leader shortly after their
