@@ -10,6 +10,7 @@ const SMOKE_SEEDS: u64 = 300;
 
 /// Seeds that once failed and must pass from now on, with what they found.
 ///
+/// With the simulator as of 84b6a55 (later changes to what a seed draws move the worlds on),
 /// 205, 233 and 749 found the probe livelock fixed in 8414a99 (the core's scenario
 /// `late_rejection_at_match_index_is_stale` covers the same bug): a late rejection at the
 /// follower's match index sent the leader back to probing past its last entry, and a probe
