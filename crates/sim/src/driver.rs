@@ -42,7 +42,7 @@ use crate::random::Random;
 use crate::sabotage::Defect;
 use crate::simulation::{Event, Packet, Simulation};
 use crate::state_machine::{Applied, Command, RegisterMap};
-use crate::storage::{Disk, LogCopy, Write};
+use crate::storage::{Disk, LogCopy, SecondVote, Write};
 use crate::time::Time;
 use crate::trace::trace;
 use crate::workload::{Answer, Reply, Request};
@@ -125,6 +125,8 @@ impl SimNode {
             random.next_u64();
         }
         config.seed = random.next_u64();
+        // The file system's seed is a function of the core's, so that no stream draws more.
+        let disk = Disk::new(id, config.seed ^ 0xD15C_D15C_D15C_D15C);
         let core = Node::new(config.clone(), Restored::default())
             .expect("the drawn configuration is valid");
         SimNode {
@@ -132,7 +134,7 @@ impl SimNode {
             config,
             core: Some(core),
             incarnation: 0,
-            disk: Disk::default(),
+            disk,
             log: LogCopy::default(),
             held: VecDeque::new(),
             paused: false,
@@ -363,7 +365,16 @@ impl Simulation {
             self.queue.push(until, Event::DiskDone { node: id, incarnation });
             return;
         }
-        let Some((sequence, write)) = node.disk.complete_next() else { return };
+        let (sequence, write) = match node.disk.complete_next() {
+            Ok(Some(completed)) => completed,
+            Ok(None) => return,
+            Err(SecondVote(refusal)) => {
+                return self.fail(Violation::new(
+                    Invariant::VoteSafety,
+                    format!("{id} votes twice in one term: {refusal}"),
+                ));
+            }
+        };
         if self.trace.on() {
             let what = match &write {
                 Write::HardState(hard_state) => show_hard_state(*hard_state),
@@ -597,7 +608,7 @@ impl Simulation {
         let lost = node.disk.pending_writes();
         node.core = None;
         node.incarnation += 1;
-        node.disk.crash();
+        let recovery = node.disk.crash();
         node.log = node.disk.log.clone();
         node.held.clear();
         node.stash.clear();
@@ -607,7 +618,13 @@ impl Simulation {
         node.applied = Index(0);
         node.proposals.clear();
         self.stats.crashes += 1;
-        trace!(self.trace, self.now, "{id} crash (lost {lost} pending writes)");
+        trace!(
+            self.trace,
+            self.now,
+            "{id} crash ({lost} writes in flight; recovered {} entries, {} torn bytes cut)",
+            recovery.log.last_index,
+            recovery.torn_bytes
+        );
     }
 
     /// Restarts node `id` from its durable state.
@@ -617,16 +634,11 @@ impl Simulation {
         if node.core.is_some() {
             return;
         }
-        let mut hard_state = node.disk.hard_state;
+        let mut restored = node.disk.restored();
         if forget_vote {
-            hard_state.vote = None;
+            restored.hard_state.vote = None;
         }
-        let restored = Restored {
-            hard_state,
-            log: node.disk.log.log_state(),
-            commit: Index(0),
-            applied: Index(0),
-        };
+        let hard_state = restored.hard_state;
         let mut config = node.config.clone();
         config.seed = node.random.next_u64();
         node.struck_by = None;
@@ -678,7 +690,7 @@ impl Simulation {
 /// Serves a completed read from `node`'s durable log to its core.
 fn serve_read(node: &mut SimNode, request: ReadRequest) -> Result<(), Violation> {
     let id = node.id;
-    let entries = node.disk.log.read(&request);
+    let entries = node.disk.read(&request);
     if entries.is_empty() {
         // The range was superseded since the request (the node stopped leading and its log
         // was truncated): nothing to hand back.

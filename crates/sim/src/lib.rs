@@ -34,8 +34,8 @@
 //! - `sweep.rs`: many seeds in a row, for the CLI (`skiff sim`) and the tests.
 //!
 //! ## Left out for now
-//! Torn and corrupted writes (they arrive with crates/wal's fault-injecting file system), the
-//! kv crate's state machine, snapshots and membership changes (not in the core yet), clients
+//! Bit flips and I/O errors from the file system (crates/wal's `MemFs` can inject both; a node
+//! would stop on them, which the simulator does not model yet), the kv crate's state machine, snapshots and membership changes (not in the core yet), clients
 //! behind partitions, and batching several inputs per `take_actions`.
 
 pub mod driver;

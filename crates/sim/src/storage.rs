@@ -1,10 +1,14 @@
 //! Simulated storage: a node's durable term, vote and log, and the writes still on their way.
 //!
 //! A real disk makes a write durable some time after it is issued (after the fsync), and a crash
-//! loses every write not yet durable. [`Disk`] models exactly that: writes are queued with a
-//! completion time, complete in the order they were issued (contract item 2 of the core asks
-//! for that order), and [`Disk::crash`] drops whatever had not completed. Torn and corrupted
-//! writes arrive with crates/wal and its fault-injecting file system.
+//! keeps an unknown part of what was not yet synced. [`Disk`] models exactly that with the real
+//! thing: each node has a `skiff_wal::Wal` on its own `skiff_wal::MemFs`. Writes are queued with
+//! a completion time and complete in the order they were issued (contract item 2 of the core
+//! asks for that order); completing one writes it to the log and syncs it. In
+//! [`Disk::crash`] the writes still in flight reach the file unsynced, the file system keeps a
+//! random prefix of the unsynced bytes and may tear the last write at any byte, and the log is
+//! reopened: it must cut the torn tail and recover every synced write, and the core restarts
+//! from what it recovered.
 //!
 //! [`LogCopy`] is a log of entries together with a running hash of each prefix (the *chain*:
 //! `chain[i]` hashes every entry up to index `i`). The disk keeps one for the durable log, and
@@ -15,7 +19,8 @@
 
 use std::collections::VecDeque;
 
-use skiff_raft::{Entry, HardState, Index, LogState, Payload, ReadRequest, Term};
+use skiff_raft::{Entry, HardState, Index, LogState, NodeId, Payload, ReadRequest, Restored, Term};
+use skiff_wal::{MemFs, Options, Recovery, Wal};
 
 use crate::time::Time;
 
@@ -152,12 +157,27 @@ struct PendingWrite {
     write: Write,
 }
 
-/// A node's disk: what is durable, and the writes not yet durable.
-#[derive(Clone, Debug, Default)]
+/// The data directory of every node's log on its own file system.
+const WAL_DIR: &str = "/skiff";
+
+/// The cluster id written in every node's identity file.
+const CLUSTER: u64 = 1;
+
+/// A node's disk: the real write-ahead log on a fault-injecting in-memory file system, the
+/// writes in flight, and a mirror of what the log holds durably.
+#[derive(Debug)]
 pub struct Disk {
-    /// The durable term and vote.
+    /// The node's file system: survives crashes, losing (and tearing) what was not synced.
+    fs: MemFs,
+    /// The node's write-ahead log, opened on `fs`.
+    wal: Wal,
+    /// The options the log is (re)opened with.
+    options: Options,
+    /// What the log's last open recovered: what a restart restores the core from.
+    recovery: Recovery,
+    /// The durable term and vote: what the log holds, as of the last sync or recovery.
     pub hard_state: HardState,
-    /// The durable log.
+    /// The durable log, as the log holds it (rebuilt from the log itself at recovery).
     pub log: LogCopy,
     /// Writes issued and not yet durable, oldest first; they complete in this order.
     pending: VecDeque<PendingWrite>,
@@ -169,9 +189,37 @@ pub struct Disk {
     pending_hard_state: Option<u64>,
 }
 
+/// Why a write was refused by the log before it reached it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecondVote(pub String);
+
 impl Disk {
+    /// A new, empty disk of node `id`, its file system's random choices drawn from `seed`.
+    pub fn new(id: NodeId, seed: u64) -> Disk {
+        let fs = MemFs::new(seed);
+        let mut options = Options::new(id, CLUSTER);
+        // Every record goes to the file as it is written, so that a crash finds unsynced
+        // records in the file to keep, drop or tear.
+        options.write_buffer = 0;
+        let (wal, recovery) = Wal::open(fs.clone(), WAL_DIR, options.clone())
+            .expect("a new log opens on an empty file system");
+        Disk {
+            fs,
+            wal,
+            options,
+            recovery,
+            hard_state: HardState::default(),
+            log: LogCopy::default(),
+            pending: VecDeque::new(),
+            next_sequence: 0,
+            last_completion: Time::ZERO,
+            pending_hard_state: None,
+        }
+    }
+
     /// Issues `write` at `now`, taking `latency` on its own; returns its number and when it
-    /// completes (never before an earlier write).
+    /// completes (never before an earlier write). The write reaches the log when it completes
+    /// (or, partly, in a crash before).
     pub fn submit(&mut self, write: Write, now: Time, latency: Time) -> (u64, Time) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
@@ -184,25 +232,73 @@ impl Disk {
         (sequence, completion)
     }
 
-    /// Makes the oldest pending write durable and returns its number and contents.
-    pub fn complete_next(&mut self) -> Option<(u64, Write)> {
-        let PendingWrite { sequence, write } = self.pending.pop_front()?;
+    /// Makes the oldest pending write durable: written to the log and synced. Returns its
+    /// number and contents, or why the log refuses it: a second vote in a term whose vote the
+    /// log already holds (the log would panic on it; the driver reports a vote-safety breach).
+    pub fn complete_next(&mut self) -> Result<Option<(u64, Write)>, SecondVote> {
+        let Some(PendingWrite { sequence, write }) = self.pending.pop_front() else {
+            return Ok(None);
+        };
+        if let Write::HardState(hard_state) = &write
+            && let Some(refusal) = self.second_vote(*hard_state)
+        {
+            return Err(refusal);
+        }
+        self.write_to_log(&write);
+        let (index, term) = self.wal.sync().expect("the simulated file system injects no errors");
         match &write {
             Write::HardState(hard_state) => {
-                assert!(
-                    hard_state.term >= self.hard_state.term,
-                    "durable term goes backwards: {} -> {}",
-                    self.hard_state.term,
-                    hard_state.term
-                );
                 self.hard_state = *hard_state;
                 if self.pending_hard_state == Some(sequence) {
                     self.pending_hard_state = None;
                 }
             }
-            Write::Entries(entries) => self.log.write(entries),
+            Write::Entries(entries) => {
+                self.log.write(entries);
+                let last = entries.last().expect("writes are non-empty");
+                assert_eq!(
+                    (index, term),
+                    (last.index, last.term),
+                    "the log's sync reports the write's last entry durable"
+                );
+            }
         }
-        Some((sequence, write))
+        Ok(Some((sequence, write)))
+    }
+
+    /// Why saving `hard_state` would be a second vote in a term, if it would.
+    fn second_vote(&self, hard_state: HardState) -> Option<SecondVote> {
+        let saved = self.wal.hard_state();
+        (hard_state.term == saved.term && saved.vote.is_some() && hard_state.vote != saved.vote)
+            .then(|| {
+                SecondVote(format!(
+                    "the log holds a vote for {} in term {}, and a vote for {} was to be saved",
+                    saved.vote.map_or_else(|| "none".to_string(), |vote| vote.to_string()),
+                    saved.term,
+                    hard_state.vote.map_or_else(|| "none".to_string(), |vote| vote.to_string()),
+                ))
+            })
+    }
+
+    /// Hands `write` to the log (written to the file, not synced).
+    fn write_to_log(&mut self, write: &Write) {
+        let result = match write {
+            Write::HardState(hard_state) => self.wal.save_hard_state(*hard_state),
+            Write::Entries(entries) => self.wal.append(entries),
+        };
+        result.expect("the simulated file system injects no errors");
+    }
+
+    /// Serves a read of the durable log through the log's own `read` (every record verified
+    /// again), as far as the log holds the range.
+    pub fn read(&mut self, request: &ReadRequest) -> Vec<Entry> {
+        let high = request.high.min(self.wal.last_index().next());
+        if request.low < self.wal.first_index() || request.low >= high {
+            return Vec::new();
+        }
+        self.wal
+            .read(request.low, high, request.max_bytes)
+            .expect("the simulated file system injects no errors")
     }
 
     /// The number of the newest hard-state write not yet durable, if any: a message must not
@@ -216,10 +312,41 @@ impl Disk {
         self.pending.len()
     }
 
-    /// A crash: every write not yet durable is lost.
-    pub fn crash(&mut self) {
-        self.pending.clear();
+    /// A crash. The writes in flight reach the file, unsynced, in order (as far as the log
+    /// takes them), then the file system crashes: unsynced bytes are kept up to a random point
+    /// and may be torn at any byte. The log is reopened and recovers (cutting a torn tail);
+    /// the durable mirror is rebuilt from what it recovered. Returns the recovery.
+    pub fn crash(&mut self) -> Recovery {
+        for PendingWrite { write, .. } in std::mem::take(&mut self.pending) {
+            if let Write::HardState(hard_state) = &write
+                && self.second_vote(*hard_state).is_some()
+            {
+                break;
+            }
+            self.write_to_log(&write);
+        }
         self.pending_hard_state = None;
+        self.fs.crash();
+        let (wal, recovery) = Wal::open(self.fs.clone(), WAL_DIR, self.options.clone())
+            .expect("the log recovers from a crash of the simulated file system");
+        self.wal = wal;
+        self.hard_state = recovery.hard_state;
+        self.log = LogCopy::default();
+        let last = self.wal.last_index();
+        if last >= Index(1) {
+            let entries = self
+                .wal
+                .read(Index(1), last.next(), u64::MAX)
+                .expect("the recovered log reads back");
+            self.log.write(&entries);
+        }
+        self.recovery = recovery.clone();
+        recovery
+    }
+
+    /// What a restart restores the core from: the log's last recovery.
+    pub fn restored(&self) -> Restored {
+        self.recovery.restored()
     }
 }
 
@@ -269,7 +396,7 @@ mod tests {
 
     #[test]
     fn writes_complete_in_order_and_a_crash_loses_the_rest() {
-        let mut disk = Disk::default();
+        let mut disk = Disk::new(NodeId(1), 7);
         let hard_state = HardState { term: Term(2), vote: Some(NodeId(1)) };
         let (first, first_done) = disk.submit(Write::HardState(hard_state), Time(0), Time(50));
         let (_, second_done) =
@@ -277,12 +404,36 @@ mod tests {
         assert!(second_done >= first_done, "a later write never overtakes an earlier one");
         assert_eq!(disk.pending_hard_state(), Some(first));
         assert!(
-            matches!(disk.complete_next(), Some((sequence, Write::HardState(_))) if sequence == first)
+            matches!(disk.complete_next(), Ok(Some((sequence, Write::HardState(_)))) if sequence == first)
         );
         assert_eq!(disk.hard_state, hard_state);
         assert_eq!(disk.pending_hard_state(), None);
+        let recovery = disk.crash();
+        assert!(matches!(disk.complete_next(), Ok(None)));
+        assert_eq!(recovery.hard_state, hard_state, "the synced vote survives");
+        assert!(disk.log.last_index() <= Index(1), "the entry write may survive, unsynced");
+        assert_eq!(disk.hard_state, hard_state);
+    }
+
+    #[test]
+    fn the_log_serves_reads_and_refuses_a_second_vote() {
+        let mut disk = Disk::new(NodeId(1), 3);
+        let vote = |node| HardState { term: Term(2), vote: Some(NodeId(node)) };
+        disk.submit(Write::HardState(vote(1)), Time(0), Time(1));
+        disk.submit(Write::Entries(vec![entry(1, 2, "a"), entry(2, 2, "b")]), Time(0), Time(1));
+        assert!(disk.complete_next().is_ok());
+        assert!(disk.complete_next().is_ok());
+        let request = ReadRequest {
+            low: Index(1),
+            high: Index(5),
+            max_bytes: u64::MAX,
+            purpose: ReadPurpose::Replicate { to: NodeId(2), term: Term(2) },
+        };
+        assert_eq!(disk.read(&request), disk.log.read(&request));
+        assert_eq!(disk.read(&request).len(), 2);
         disk.crash();
-        assert!(disk.complete_next().is_none());
-        assert_eq!(disk.log.last_index(), Index(0), "the entry write was lost");
+        assert_eq!(disk.log.last_index(), Index(2), "synced entries survive a crash");
+        disk.submit(Write::HardState(vote(3)), Time(0), Time(1));
+        assert!(disk.complete_next().is_err(), "a second vote in term 2 is refused");
     }
 }
