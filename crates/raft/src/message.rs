@@ -71,9 +71,16 @@ pub enum Body {
     Heartbeat {
         /// min(leader's commit index, the receiver's match index).
         commit: Index,
+        /// The leader's latest read round in this term (0 before the first): an answer echoing
+        /// it confirms the leadership that linearizable reads of that round rely on (ReadIndex,
+        /// Raft thesis §6.4).
+        read_round: u64,
     },
     /// The answer to a `Heartbeat`.
-    HeartbeatResponse,
+    HeartbeatResponse {
+        /// The `read_round` of the heartbeat answered (0 for an answer to a stale message).
+        read_round: u64,
+    },
 }
 
 /// How a follower answered an `Append`.
@@ -132,8 +139,14 @@ impl fmt::Display for Message {
                     None => write!(f, "{conflict_index}@none"),
                 }
             }
-            Body::Heartbeat { commit } => write!(f, "Heartbeat commit={commit}"),
-            Body::HeartbeatResponse => write!(f, "HeartbeatResponse"),
+            Body::Heartbeat { commit, read_round: 0 } => write!(f, "Heartbeat commit={commit}"),
+            Body::Heartbeat { commit, read_round } => {
+                write!(f, "Heartbeat commit={commit} round={read_round}")
+            }
+            Body::HeartbeatResponse { read_round: 0 } => write!(f, "HeartbeatResponse"),
+            Body::HeartbeatResponse { read_round } => {
+                write!(f, "HeartbeatResponse round={read_round}")
+            }
         }
     }
 }

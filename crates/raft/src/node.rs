@@ -336,12 +336,14 @@ impl Node {
                 self.follow(message.from);
                 self.handle_append(message.from, prev_index, prev_term, entries, commit);
             }
-            Body::Heartbeat { commit } => {
+            Body::Heartbeat { commit, read_round } => {
                 self.follow(message.from);
-                self.handle_heartbeat(message.from, commit);
+                self.handle_heartbeat(message.from, commit, read_round);
             }
             Body::AppendResponse(outcome) => self.handle_append_response(message.from, outcome)?,
-            Body::HeartbeatResponse => self.handle_heartbeat_response(message.from),
+            Body::HeartbeatResponse { read_round } => {
+                self.handle_heartbeat_response(message.from, read_round);
+            }
         }
         Ok(())
     }
@@ -491,7 +493,9 @@ impl Node {
     /// or a stale candidate learns it is behind (Raft §5.1). Other stale messages are dropped.
     fn answer_stale(&mut self, message: Message) {
         let body = match message.body {
-            Body::Append { .. } | Body::Heartbeat { .. } => Body::HeartbeatResponse,
+            Body::Append { .. } | Body::Heartbeat { .. } => {
+                Body::HeartbeatResponse { read_round: 0 }
+            }
             Body::PreVote { .. } => Body::PreVoteResponse { granted: false },
             Body::Vote { .. } => Body::VoteResponse { granted: false },
             _ => return,

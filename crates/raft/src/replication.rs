@@ -175,7 +175,7 @@ impl Node {
     }
 
     /// Handles a follower's answer to a heartbeat: unpause a probe, or restart a stalled stream.
-    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId) {
+    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, _read_round: u64) {
         let last_index = self.log.last_index();
         let Role::Leader(leader) = &mut self.role else { return };
         let progress = leader.progress.get_mut(&from).expect("validated senders are voters");
@@ -195,7 +195,7 @@ impl Node {
             .map(|(id, progress)| (*id, commit.min(progress.match_index)))
             .collect();
         for (peer, commit) in beats {
-            self.send(peer, Body::Heartbeat { commit });
+            self.send(peer, Body::Heartbeat { commit, read_round: 0 });
         }
     }
 
@@ -288,13 +288,13 @@ impl Node {
     }
 
     /// Handles a heartbeat from the leader of the current term.
-    pub(crate) fn handle_heartbeat(&mut self, leader: NodeId, commit: Index) {
+    pub(crate) fn handle_heartbeat(&mut self, leader: NodeId, commit: Index, read_round: u64) {
         // The leader capped `commit` at our match index, so our log holds it and agrees.
         let commit = commit.min(self.log.last_index());
         if commit > self.log.commit() {
             self.advance_commit(commit);
         }
-        self.send(leader, Body::HeartbeatResponse);
+        self.send(leader, Body::HeartbeatResponse { read_round });
     }
 
     /// Acknowledges to the leader everything durable that matches its log; only when that grew,

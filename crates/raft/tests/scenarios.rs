@@ -171,7 +171,7 @@ fn type_name(body: &Body) -> &'static str {
         Body::Append { .. } => "Append",
         Body::AppendResponse(_) => "AppendResponse",
         Body::Heartbeat { .. } => "Heartbeat",
-        Body::HeartbeatResponse => "HeartbeatResponse",
+        Body::HeartbeatResponse { .. } => "HeartbeatResponse",
     }
 }
 

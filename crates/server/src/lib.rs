@@ -1,0 +1,1 @@
+//! skiff-server (being written).
