@@ -29,6 +29,20 @@ pub enum Action {
     /// Apply these committed entries to the state machine, in order, after every entry applied
     /// before. They are consecutive, committed and durable on this node.
     Apply(Vec<Entry>),
+    /// The reads asked for with these contexts ([`Node::read_index`](crate::Node::read_index))
+    /// are confirmed: serve each once the state machine has applied up to `index`.
+    ReadReady {
+        /// The read index: apply up to here, then read.
+        index: Index,
+        /// The driver's contexts of the reads, in the order asked.
+        contexts: Vec<u64>,
+    },
+    /// The reads asked for with these contexts cannot be confirmed: this node stopped leading.
+    /// Retry them at the new leader.
+    ReadFailed {
+        /// The driver's contexts of the reads.
+        contexts: Vec<u64>,
+    },
     /// Something happened that the driver may report (logs, metrics, the dashboard).
     Event(Event),
 }

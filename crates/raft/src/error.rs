@@ -35,6 +35,19 @@ pub enum ProposeError {
     },
 }
 
+/// Why a linearizable read was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum ReadIndexError {
+    /// Only the leader confirms reads; `leader` is the one this node knows of, if any.
+    #[error("not the leader (leader: {leader:?}, term {term})")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+        /// This node's current term.
+        term: Term,
+    },
+}
+
 /// Why a message was refused. Messages come from the network: a bad one is an error, never a
 /// panic.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]

@@ -23,6 +23,7 @@
 //! - `progress.rs`: the leader's view of each follower: probe / replicate, the inflight window.
 //! - `log.rs`: the core's view of the log: term runs, the tail cache, durable and commit indexes.
 //! - `quorum.rs`: majority arithmetic, the one place that knows what a quorum is.
+//! - `read_index.rs`: linearizable reads confirmed by a heartbeat round (thesis §6.4), batched.
 //! - `testkit.rs`: an in-memory driver for a whole cluster, for tests, examples and benchmarks.
 //!
 //! ## The driver's contract
@@ -46,8 +47,12 @@
 //! 5. [`Action::Apply`] entries are committed and durable here: apply them in order, after
 //!    everything applied before. Applying may run in parallel with everything else.
 //!    A commit index saved for restarts must come from [`Node::durable_commit`].
-//! 6. [`Action::Event`]s are for observation (logs, metrics, dashboards) and need no action.
-//! 7. Call [`Node::tick`] at a steady rate; election timeouts and heartbeats are in ticks. Feed
+//! 6. [`Action::ReadReady`] answers [`Node::read_index`]: serve each of its reads once the state
+//!    machine has applied up to its index (an apply that comes in the same batch counts).
+//!    [`Action::ReadFailed`] means leadership was lost before the read was confirmed: retry it
+//!    at the new leader. The core keeps no timeout for reads; the driver does.
+//! 7. [`Action::Event`]s are for observation (logs, metrics, dashboards) and need no action.
+//! 8. Call [`Node::tick`] at a steady rate; election timeouts and heartbeats are in ticks. Feed
 //!    one node's inputs from one thread; [`Node::take_actions`] may follow many inputs, and
 //!    batching them is how the core sends fewer, larger messages and writes.
 //!
@@ -76,8 +81,8 @@
 //! Snapshots and InstallSnapshot (the log already has a first index and a compaction term);
 //! membership changes with joint consensus and learners (quorum arithmetic lives in one module
 //! for a joint configuration to combine two majorities); leadership transfer ([`Node::campaign`]
-//! is the TimeoutNow hook); ReadIndex and lease reads (heartbeats are separate messages that a
-//! read context can ride on).
+//! is the TimeoutNow hook); lease reads and reads through followers (ReadIndex is here, in
+//! `read_index.rs`).
 
 pub mod action;
 pub mod config;
@@ -88,6 +93,7 @@ pub mod message;
 pub mod node;
 pub mod progress;
 pub mod quorum;
+mod read_index;
 mod replication;
 pub mod rng;
 pub mod sabotage;
@@ -96,7 +102,7 @@ pub mod types;
 
 pub use action::{Action, Event, ReadPurpose, ReadRequest, RoleKind};
 pub use config::Config;
-pub use error::{ConfigError, ProposeError, ReportError, RestoreError, StepError};
+pub use error::{ConfigError, ProposeError, ReadIndexError, ReportError, RestoreError, StepError};
 pub use log::LogState;
 pub use message::{AppendOutcome, Body, Message};
 pub use node::{NewNodeError, Node, Restored, Status};

@@ -15,6 +15,7 @@ use crate::error::{ConfigError, ProposeError, ReportError, RestoreError, StepErr
 use crate::log::{LogState, RaftLog};
 use crate::message::{Body, Message};
 use crate::progress::Progress;
+use crate::read_index::ReadRounds;
 use crate::rng::Rng;
 use crate::types::{Entry, HardState, Index, NodeId, Payload, Term};
 
@@ -83,6 +84,11 @@ pub(crate) struct Leader {
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     /// Ticks since the last heartbeat broadcast.
     pub(crate) heartbeat_elapsed: u32,
+    /// The index of this leader's no-op, the first entry of its term: a read index is never
+    /// below it (see `read_index.rs`).
+    pub(crate) term_start: Index,
+    /// Linearizable reads waiting for leadership to be confirmed.
+    pub(crate) reads: ReadRounds,
 }
 
 /// The role a node plays, with the state only that role has.
@@ -172,6 +178,8 @@ pub struct Node {
     pub(crate) reads: Vec<ReadRequest>,
     /// Committed entries to apply, produced since the last `take_actions`.
     pub(crate) to_apply: Vec<Entry>,
+    /// Read confirmations and failures produced since the last `take_actions`.
+    pub(crate) ready_reads: Vec<Action>,
     /// Events produced since the last `take_actions`.
     pub(crate) events: Vec<Event>,
 }
@@ -214,6 +222,7 @@ impl Node {
             outbox: Vec::new(),
             reads: Vec::new(),
             to_apply: Vec::new(),
+            ready_reads: Vec::new(),
             events: Vec::new(),
             config,
         })
@@ -419,6 +428,7 @@ impl Node {
             + self.outbox.len()
             + self.reads.len()
             + usize::from(!self.to_apply.is_empty())
+            + self.ready_reads.len()
             + self.events.len();
         if count == 0 {
             return Vec::new();
@@ -436,6 +446,8 @@ impl Node {
         if !self.to_apply.is_empty() {
             actions.push(Action::Apply(std::mem::take(&mut self.to_apply)));
         }
+        // After the applies of the same batch: a read index is served once applied.
+        actions.append(&mut self.ready_reads);
         actions.extend(self.events.drain(..).map(Action::Event));
         actions
     }
@@ -531,7 +543,16 @@ impl Node {
             self.vote = None;
             self.events.push(Event::TermChanged { term });
         }
-        self.role = Role::Follower(Follower { leader, ..Follower::default() });
+        let previous = std::mem::replace(
+            &mut self.role,
+            Role::Follower(Follower { leader, ..Follower::default() }),
+        );
+        if let Role::Leader(deposed) = previous {
+            let contexts = deposed.reads.unconfirmed();
+            if !contexts.is_empty() {
+                self.ready_reads.push(Action::ReadFailed { contexts });
+            }
+        }
         self.reset_election_timer();
         if previous_role != RoleKind::Follower || term_changed {
             self.events.push(Event::RoleChanged { role: RoleKind::Follower, term });
@@ -580,11 +601,17 @@ impl Node {
         );
         let next_index = self.log.last_index().next();
         let progress = self.peers.iter().map(|id| (*id, Progress::new(next_index))).collect();
-        self.role = Role::Leader(Leader { progress, heartbeat_elapsed: 0 });
+        self.role = Role::Leader(Leader {
+            progress,
+            heartbeat_elapsed: 0,
+            term_start: next_index,
+            reads: ReadRounds::default(),
+        });
         self.election_elapsed = 0;
         self.events.push(Event::RoleChanged { role: RoleKind::Leader, term: self.term });
         self.events.push(Event::LeaderChanged { leader: Some(self.config.id), term: self.term });
-        self.append_as_leader(Payload::Noop);
+        let noop = self.append_as_leader(Payload::Noop);
+        assert_eq!(noop, next_index, "the no-op is the first entry of the term");
     }
 
     /// Restarts the election timer with a freshly drawn timeout.

@@ -175,7 +175,7 @@ impl Node {
     }
 
     /// Handles a follower's answer to a heartbeat: unpause a probe, or restart a stalled stream.
-    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, _read_round: u64) {
+    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64) {
         let last_index = self.log.last_index();
         let Role::Leader(leader) = &mut self.role else { return };
         let progress = leader.progress.get_mut(&from).expect("validated senders are voters");
@@ -183,19 +183,23 @@ impl Node {
             let resume = progress.match_index.next();
             progress.probe_from(resume);
         }
+        if read_round > 0 {
+            self.handle_read_echo(from, read_round);
+        }
     }
 
     /// Sends every follower a heartbeat, with the commit index capped at what it holds.
     pub(crate) fn broadcast_heartbeat(&mut self) {
         let commit = self.log.commit();
         let Role::Leader(leader) = &self.role else { return };
+        let read_round = leader.reads.latest;
         let beats: Vec<(NodeId, Index)> = leader
             .progress
             .iter()
             .map(|(id, progress)| (*id, commit.min(progress.match_index)))
             .collect();
         for (peer, commit) in beats {
-            self.send(peer, Body::Heartbeat { commit, read_round: 0 });
+            self.send(peer, Body::Heartbeat { commit, read_round });
         }
     }
 

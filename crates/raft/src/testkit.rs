@@ -78,6 +78,9 @@ pub struct LocalNode {
     pub pending_writes: VecDeque<Vec<Entry>>,
     /// Every entry applied, in order.
     pub applied: Vec<Entry>,
+    /// Every linearizable read answered, in order: its context, and its read index (`None` if
+    /// it failed).
+    pub reads: Vec<(u64, Option<Index>)>,
     /// Whether entry writes become durable as soon as they are handed over.
     pub auto_persist: bool,
     /// Whether the node is crashed: it receives nothing and does nothing until restarted.
@@ -115,6 +118,7 @@ impl LocalCluster {
                     storage: MemoryStorage::default(),
                     pending_writes: VecDeque::new(),
                     applied: Vec::new(),
+                    reads: Vec::new(),
                     auto_persist: true,
                     down: false,
                 };
@@ -224,6 +228,16 @@ impl LocalCluster {
                     assert_eq!(entry.index, expected, "{id} applied out of order");
                     local.applied.push(entry);
                 }
+            }
+            Action::ReadReady { index, contexts } => {
+                self.record(|| format!("{id} read ready at {index}: {contexts:?}"));
+                let local = self.nodes.get_mut(&id).expect("a node");
+                local.reads.extend(contexts.into_iter().map(|context| (context, Some(index))));
+            }
+            Action::ReadFailed { contexts } => {
+                self.record(|| format!("{id} read failed: {contexts:?}"));
+                let local = self.nodes.get_mut(&id).expect("a node");
+                local.reads.extend(contexts.into_iter().map(|context| (context, None)));
             }
             Action::Event(event) => self.record(|| format!("{id} {event}")),
         }

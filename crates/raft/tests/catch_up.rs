@@ -112,6 +112,6 @@ fn replay(cluster: &mut LocalCluster, id: NodeId, action: Action) {
         Action::Apply(entries) => {
             cluster.nodes.get_mut(&id).expect("a node").applied.extend(entries);
         }
-        Action::Event(_) => {}
+        Action::ReadReady { .. } | Action::ReadFailed { .. } | Action::Event(_) => {}
     }
 }

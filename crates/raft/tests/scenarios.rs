@@ -24,6 +24,9 @@
 //! - `tick ID... [n=K]`: K rounds (default 1); in each, every listed node ticks once.
 //! - `propose ID COMMAND...`: proposes the commands in order, then lets the node act once, so
 //!   they travel together. Prints each entry proposed, or why the proposal was refused.
+//! - `read ID CONTEXT...`: asks the node for linearizable reads (`Node::read_index`), one per
+//!   context number, then lets it act once. `n1 read ready at 5: [1, 2]` says reads 1 and 2 may
+//!   be served once index 5 is applied; `n1 read failed: [3]` that read 3 lost its leader.
 //! - `deliver [from=ID] [to=ID] [type=T] [count=K]`: delivers the messages in flight that match
 //!   (all of them, or the first K), oldest first; each receiver acts before the next delivery.
 //!   Messages sent meanwhile stay in flight. `T` is a message name: `PreVote`,
@@ -70,7 +73,7 @@ use std::path::Path;
 use bytes::Bytes;
 use skiff_raft::message::entry_list;
 use skiff_raft::testkit::LocalCluster;
-use skiff_raft::{Body, Entry, Message, NodeId, Payload, ProposeError, RoleKind};
+use skiff_raft::{Body, Entry, Message, NodeId, Payload, ProposeError, ReadIndexError, RoleKind};
 
 test_each_file::test_each_path! { in "crates/raft/tests/scenarios" => run }
 
@@ -113,6 +116,8 @@ enum Command {
     },
     /// `propose ID COMMAND...`
     Propose { id: u64, commands: Vec<String> },
+    /// `read ID CONTEXT...`
+    Read { id: u64, contexts: Vec<u64> },
     /// `deliver [from=ID] [to=ID] [type=T] [count=K]`
     Deliver(#[arg(optional)] BTreeMap<String, String>),
     /// `drop [from=ID] [to=ID] [type=T] [count=K]`
@@ -272,6 +277,21 @@ impl goldenscript::Runner for Runner {
                             "{id} refused a proposal: not leader (leader={} term={term})",
                             name(leader)
                         )?,
+                    }
+                }
+                cluster.process(id);
+            }
+            Command::Read { id, contexts } => {
+                let id = live_node(cluster, *id)?;
+                for &context in contexts {
+                    if let Err(ReadIndexError::NotLeader { leader, term }) =
+                        cluster.node_mut(id).read_index(context)
+                    {
+                        let leader = name(leader);
+                        writeln!(
+                            output,
+                            "{id} refused read {context}: not leader (leader={leader} term={term})"
+                        )?;
                     }
                 }
                 cluster.process(id);

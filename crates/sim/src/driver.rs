@@ -321,6 +321,9 @@ impl Simulation {
                     self.apply(id, entry);
                 }
             }
+            // The workload reads through the log for now; ReadIndex reads join it with the
+            // reads issue, so these never come.
+            Action::ReadReady { .. } | Action::ReadFailed { .. } => {}
             Action::Event(event) => {
                 trace!(self.trace, self.now, "{id} {event}");
                 if let CoreEvent::RoleChanged { role: RoleKind::Leader, .. } = event
