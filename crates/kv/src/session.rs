@@ -1,0 +1,304 @@
+//! Client sessions: exactly-once writes over a log that may carry a write twice (Raft thesis
+//! §6.3).
+//!
+//! A client that sends a write and hears nothing back cannot tell whether the write was lost
+//! or committed: the leader may have crashed after committing it and before answering. The
+//! client must retry, and the retry may commit a second copy of the same write. Applying both
+//! would apply the write twice, which no linearizable history explains (a put that overwrites
+//! a later put, a compare-and-swap that fails against its own first attempt). So a client
+//! numbers its writes, and the store keeps a **session** per client: the last sequence number
+//! it applied for that client and the [`Outcome`] it returned.
+//!
+//! A command under session `(client, sequence)` at log index `i` is
+//! - **a retry** if `sequence` equals the session's sequence: nothing changes, and the
+//!   recorded outcome is returned, so the client hears what the first attempt did;
+//! - **stale** if `sequence` is lower: a delayed copy of a write the client has already moved
+//!   on from. Nothing changes; the answer is [`Outcome::StaleSequence`];
+//! - **new** if `sequence` is higher, or the client has no session: it is applied, and its
+//!   outcome replaces the record. Gaps are allowed: a client may give up on a sequence number
+//!   (after a timeout, or a restart that lost its state) and move on.
+//!
+//! One record per client is enough for a client with one write in flight at a time. A client
+//! that pipelines writes and retries an older one while a newer one has been applied gets
+//! [`Outcome::StaleSequence`] for the retry: safe (nothing is applied twice) but not the first
+//! answer.
+//!
+//! ## The bound, and what it costs
+//! Sessions are replicated state: every node keeps them and every snapshot carries them. A
+//! client never says it has gone away, so without a bound the sessions of every client that
+//! ever wrote would grow without limit. The thesis expires sessions by time, with timestamps
+//! the leader puts in the log; skiff bounds them by count instead, which needs no clock: at
+//! most `max_sessions` (default [`DEFAULT_MAX_SESSIONS`]), and when a new session would exceed
+//! that, the **least recently active** session is evicted. A session's activity is the log
+//! index of the last command that carried it (its application, a retry or a stale copy, all of
+//! which show the client is alive). Every node applies the same commands at the same indexes,
+//! so every node evicts the same session at the same entry: eviction is deterministic.
+//!
+//! The cost: **a retry from an evicted client is applied again**. Its session is gone, so the
+//! retry looks like the client's first write. With the default bound that takes 100,000 other
+//! clients writing between a client's attempt and its retry; a deployment with more concurrent
+//! clients must raise the bound, paying memory (and snapshot size) per session, including the
+//! outcome's bytes: a recorded failed compare-and-swap keeps the value it saw alive.
+//!
+//! ## Invariants
+//! - Every session has exactly one entry in the activity index, under its `last_active`, and
+//!   no two sessions share one (at most one command is applied per log index).
+//! - A recorded outcome is one a write produced: never `StaleSequence` or `Invalid`.
+//! - At most `max_sessions` sessions, and `max_sessions` is at least 1.
+
+use std::collections::BTreeMap;
+
+use crate::{Outcome, Session};
+
+/// The number of client sessions a [`Store::new`](crate::Store::new) keeps before evicting the
+/// least recently active one.
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
+/// What the store remembers about one client's writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The highest sequence number applied for the client.
+    pub sequence: u64,
+    /// The outcome of applying `sequence`, which a retry gets back. Never
+    /// [`Outcome::StaleSequence`] or [`Outcome::Invalid`].
+    pub outcome: Outcome,
+    /// The log index at which `sequence` was applied: the revision its write produced, which a
+    /// retry should report rather than its own index.
+    pub applied_at: u64,
+    /// The log index of the last command carrying this session (an application, a retry or a
+    /// stale copy); at least `applied_at`. Eviction takes the smallest.
+    pub last_active: u64,
+}
+
+/// What to do with a command under a session, decided by [`Sessions::admit`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// A new write: apply it, then [`Sessions::record`] its outcome.
+    Apply,
+    /// A retry of the last applied write: answer with its outcome, change nothing.
+    Retry(Outcome),
+    /// An older write than the last applied one: change nothing.
+    Stale {
+        /// The client's last applied sequence.
+        last: u64,
+    },
+}
+
+/// The sessions of all clients, bounded, with least-recently-active eviction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Sessions {
+    /// Each client's record, by client id.
+    records: BTreeMap<u64, SessionRecord>,
+    /// Client ids by their record's `last_active`: the eviction order. Same size as `records`.
+    by_activity: BTreeMap<u64, u64>,
+    /// The most sessions kept; at least 1.
+    max: usize,
+}
+
+impl Sessions {
+    /// No sessions, keeping at most `max`.
+    pub(crate) fn new(max: usize) -> Sessions {
+        assert!(max >= 1, "a store must keep at least one session, not {max}");
+        Sessions { records: BTreeMap::new(), by_activity: BTreeMap::new(), max }
+    }
+
+    /// Decides what a command under `session` at log index `index` does. A retry or a stale
+    /// copy counts as activity of the session; a new write's activity is noted by
+    /// [`Sessions::record`].
+    pub(crate) fn admit(&mut self, session: Session, index: u64) -> Admission {
+        let Some(record) = self.records.get_mut(&session.client) else {
+            return Admission::Apply;
+        };
+        if session.sequence > record.sequence {
+            return Admission::Apply;
+        }
+        assert!(
+            index > record.last_active,
+            "index {index} is not after client {}'s last activity at {}",
+            session.client,
+            record.last_active
+        );
+        let removed = self.by_activity.remove(&record.last_active);
+        assert_eq!(removed, Some(session.client), "the activity index lost a session");
+        record.last_active = index;
+        self.by_activity.insert(index, session.client);
+        if session.sequence == record.sequence {
+            Admission::Retry(record.outcome.clone())
+        } else {
+            Admission::Stale { last: record.sequence }
+        }
+    }
+
+    /// Records that `session`'s write was applied at `index` with `outcome`, evicting the
+    /// least recently active session if that makes one too many.
+    pub(crate) fn record(&mut self, session: Session, index: u64, outcome: Outcome) {
+        assert!(
+            !matches!(outcome, Outcome::StaleSequence { .. } | Outcome::Invalid { .. }),
+            "only a write's outcome is recorded, not {outcome:?}"
+        );
+        let record = SessionRecord {
+            sequence: session.sequence,
+            outcome,
+            applied_at: index,
+            last_active: index,
+        };
+        if let Some(previous) = self.records.insert(session.client, record) {
+            assert!(
+                previous.sequence < session.sequence,
+                "client {} recorded sequence {} after {}",
+                session.client,
+                session.sequence,
+                previous.sequence
+            );
+            let removed = self.by_activity.remove(&previous.last_active);
+            assert_eq!(removed, Some(session.client), "the activity index lost a session");
+        }
+        let displaced = self.by_activity.insert(index, session.client);
+        assert_eq!(displaced, None, "two sessions active at index {index}");
+        if self.records.len() > self.max {
+            self.evict_least_recently_active();
+        }
+        assert_eq!(self.records.len(), self.by_activity.len(), "every session has one activity");
+        assert!(self.records.len() <= self.max, "more sessions than the bound {}", self.max);
+    }
+
+    /// Forgets the session whose last activity is the oldest.
+    fn evict_least_recently_active(&mut self) {
+        let (index, client) = self.by_activity.pop_first().expect("there are sessions to evict");
+        let evicted = self.records.remove(&client).expect("an active session has a record");
+        assert_eq!(evicted.last_active, index, "the activity index is out of date");
+    }
+
+    /// Adds a session read from a snapshot, refusing what [`Sessions::record`] could never
+    /// have produced. Sessions must come in increasing client order.
+    pub(crate) fn restore(&mut self, client: u64, record: SessionRecord) -> Result<(), String> {
+        if let Some((&last, _)) = self.records.last_key_value()
+            && client <= last
+        {
+            return Err(format!("session of client {client} follows client {last}"));
+        }
+        if self.records.len() == self.max {
+            return Err(format!("more sessions than the bound of {}", self.max));
+        }
+        if record.applied_at == 0 || record.applied_at > record.last_active {
+            return Err(format!(
+                "client {client}'s session was applied at {} and last active at {}",
+                record.applied_at, record.last_active
+            ));
+        }
+        if matches!(record.outcome, Outcome::StaleSequence { .. } | Outcome::Invalid { .. }) {
+            return Err(format!("client {client}'s session records {:?}", record.outcome));
+        }
+        if let Some(other) = self.by_activity.get(&record.last_active) {
+            return Err(format!(
+                "clients {other} and {client} were both last active at index {}",
+                record.last_active
+            ));
+        }
+        self.by_activity.insert(record.last_active, client);
+        self.records.insert(client, record);
+        Ok(())
+    }
+
+    /// The session of `client`, if it has one.
+    pub(crate) fn get(&self, client: u64) -> Option<&SessionRecord> {
+        self.records.get(&client)
+    }
+
+    /// Every session, in increasing client order.
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (u64, &SessionRecord)> {
+        self.records.iter().map(|(&client, record)| (client, record))
+    }
+
+    /// The number of sessions.
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The most sessions kept.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The largest `last_active` of any session (0 with none): no session may be active after
+    /// the store's applied index.
+    pub(crate) fn last_activity(&self) -> u64 {
+        self.by_activity.last_key_value().map_or(0, |(&index, _)| index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(client: u64, sequence: u64) -> Session {
+        Session { client, sequence }
+    }
+
+    #[test]
+    fn a_new_client_or_a_higher_sequence_applies() {
+        let mut sessions = Sessions::new(10);
+        assert_eq!(sessions.admit(session(1, 5), 1), Admission::Apply);
+        sessions.record(session(1, 5), 1, Outcome::Put);
+        assert_eq!(sessions.admit(session(1, 6), 2), Admission::Apply, "the next sequence");
+        assert_eq!(sessions.admit(session(1, 9), 2), Admission::Apply, "a gap is allowed");
+    }
+
+    #[test]
+    fn a_retry_returns_the_recorded_outcome_and_a_lower_sequence_is_stale() {
+        let mut sessions = Sessions::new(10);
+        sessions.record(session(1, 5), 3, Outcome::Deleted { existed: true });
+        assert_eq!(
+            sessions.admit(session(1, 5), 4),
+            Admission::Retry(Outcome::Deleted { existed: true })
+        );
+        assert_eq!(sessions.admit(session(1, 4), 5), Admission::Stale { last: 5 });
+        let record = sessions.get(1).expect("client 1 has a session");
+        assert_eq!(record.applied_at, 3, "a retry does not move the application");
+        assert_eq!(record.last_active, 5, "a retry and a stale copy are activity");
+    }
+
+    #[test]
+    fn the_least_recently_active_session_is_evicted() {
+        let mut sessions = Sessions::new(2);
+        sessions.record(session(1, 1), 1, Outcome::Put);
+        sessions.record(session(2, 1), 2, Outcome::Put);
+        // Client 1 retries, so client 2 is now the least recently active.
+        assert_eq!(sessions.admit(session(1, 1), 3), Admission::Retry(Outcome::Put));
+        sessions.record(session(3, 1), 4, Outcome::Put);
+        assert_eq!(sessions.len(), 2);
+        assert!(sessions.get(2).is_none(), "client 2 was evicted");
+        assert!(sessions.get(1).is_some());
+        assert!(sessions.get(3).is_some());
+        // The evicted client's retry is applied again: the documented cost of the bound.
+        assert_eq!(sessions.admit(session(2, 1), 5), Admission::Apply);
+    }
+
+    #[test]
+    fn restore_refuses_what_record_never_produces() {
+        let record = |applied_at, last_active| SessionRecord {
+            sequence: 1,
+            outcome: Outcome::Put,
+            applied_at,
+            last_active,
+        };
+        let mut sessions = Sessions::new(2);
+        assert_eq!(sessions.restore(5, record(1, 2)), Ok(()));
+        assert!(sessions.restore(5, record(3, 3)).is_err(), "a client twice");
+        assert!(sessions.restore(4, record(3, 3)).is_err(), "clients out of order");
+        assert!(sessions.restore(6, record(1, 2)).is_err(), "two sessions active at one index");
+        assert!(sessions.restore(6, record(4, 3)).is_err(), "applied after last active");
+        assert!(sessions.restore(6, record(0, 3)).is_err(), "applied at index 0");
+        let stale = SessionRecord { outcome: Outcome::StaleSequence { last: 1 }, ..record(3, 3) };
+        assert!(sessions.restore(6, stale).is_err(), "a stale outcome is never recorded");
+        assert_eq!(sessions.restore(6, record(3, 3)), Ok(()));
+        assert!(sessions.restore(7, record(4, 4)).is_err(), "over the bound");
+        assert_eq!(sessions.last_activity(), 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "at least one session")]
+    fn a_bound_of_zero_is_a_bug() {
+        Sessions::new(0);
+    }
+}
