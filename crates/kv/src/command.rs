@@ -522,7 +522,9 @@ mod tests {
         }
 
         #[test]
-        fn decode_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        fn decode_never_panics_on_arbitrary_bytes(
+            bytes in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
             let _ = Command::decode(&bytes);
         }
 

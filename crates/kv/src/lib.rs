@@ -54,8 +54,8 @@ pub use session::{DEFAULT_MAX_SESSIONS, SessionRecord};
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SnapshotError};
 pub use store::{Outcome, Store, Value};
 
-/// The longest key a command may carry, in bytes. Keys are held in memory, in every session's
-/// scan results and in every snapshot; the HTTP API refuses longer ones with `413 too_large`.
+/// The longest key a command may carry, in bytes. Keys are held in memory, returned by scans
+/// and written to every snapshot; the HTTP API refuses longer ones with `413 too_large`.
 pub const MAX_KEY_BYTES: usize = 4096;
 
 /// The largest value a command may carry, in bytes (1 MiB). A value travels in a log entry, so

@@ -91,7 +91,8 @@ pub enum SnapshotError {
     },
     /// The snapshot's format version is not one this build reads.
     #[error(
-        "unknown snapshot format version {found} (this build reads version {SNAPSHOT_FORMAT_VERSION})"
+        "unknown snapshot format version {found} \
+         (this build reads version {SNAPSHOT_FORMAT_VERSION})"
     )]
     UnknownVersion {
         /// The version found.
@@ -290,7 +291,8 @@ fn read_sessions<R: Read>(
         };
         if last_active > applied {
             return Err(malformed(format!(
-                "client {client}'s session was active at {last_active}, after the applied index {applied}"
+                "client {client}'s session was active at {last_active}, \
+                 after the applied index {applied}"
             )));
         }
         let record = SessionRecord { sequence, outcome, applied_at, last_active };

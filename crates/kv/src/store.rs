@@ -140,7 +140,8 @@ impl Store {
         self.data.get(key)
     }
 
-    /// Keys starting with prefix, in key order, at most `limit`; the bool says whether more matched.
+    /// Keys starting with `prefix`, in key order, at most `limit`; the bool says whether more
+    /// matched. Values are shared ([`Bytes`]), not copied.
     pub fn scan(&self, prefix: &[u8], limit: usize) -> (Vec<(Bytes, Value)>, bool) {
         let mut matching = self
             .data

@@ -43,7 +43,8 @@ fn entry() -> impl Strategy<Value = Entry> {
     prop_oneof![
         8 => command.prop_map(Entry::Command),
         1 => Just(Entry::NoOp),
-        1 => prop::collection::vec(any::<u8>(), 0..8).prop_map(|bytes| Entry::Command(bytes.into())),
+        1 => prop::collection::vec(any::<u8>(), 0..8)
+            .prop_map(|bytes| Entry::Command(bytes.into())),
     ]
 }
 
