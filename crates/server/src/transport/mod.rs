@@ -1,0 +1,430 @@
+//! # The peer transport: Raft messages between nodes, over TCP
+//!
+//! The core (`skiff-raft`) emits messages and expects to be handed the messages other nodes
+//! sent it; it does not care how they travel, only that a message arrives intact or not at
+//! all. Raft tolerates loss, duplication and reordering (Raft §5.1: "servers retry RPCs if they
+//! do not receive a response in a timely manner"), so this transport promises no more: it makes
+//! a best effort, in order per connection, and drops rather than waits.
+//!
+//! ## Connection model
+//! Each node opens **one long-lived outgoing TCP connection to each peer, used only to send**,
+//! and accepts connections from its peers, **used only to receive**. Between two nodes there
+//! are thus two connections, one per direction. That costs a socket, and buys simplicity: no
+//! dialling races to break when two nodes connect to each other at once, one writer per socket,
+//! and a connection's direction alone says who talks on it. A connection opens with a `Hello`
+//! frame (sender id and the address where it serves clients, which [`Transport::client_addr`]
+//! reports so that a follower can forward a client to the leader); every later frame is a
+//! `Batch` of Raft messages.
+//!
+//! Outgoing connections are kept by one writer task per peer (`writer.rs`): it dials, sends,
+//! and on any failure closes the connection, waits an exponential, jittered backoff
+//! (`backoff.rs`) and dials again. Incoming connections are read by one task each
+//! (`reader.rs`); a newer connection from the same peer replaces the older one.
+//!
+//! ## Frames
+//! A frame is a u32 big-endian length, then that many bytes of protobuf `Frame`
+//! (`proto/peer.proto`, package `skiff.peer.v1`): version, cluster id, sender, receiver, and a
+//! `Hello` or a `Batch`. The byte layout is drawn in `frame.rs`; the mapping between Raft
+//! messages and their wire form is `wire.rs`. A frame never exceeds
+//! [`TransportConfig::max_frame_bytes`] (64 MiB by default), and a reader refuses a longer
+//! length prefix before allocating anything. Every node of a cluster should use the same
+//! maximum: a frame the sender thinks fine is rejected by a receiver with a smaller one.
+//!
+//! ## Batching
+//! [`Transport::send`] only queues. The writer wakes, takes everything queued for its peer (up
+//! to the maximum frame size) and writes it as one frame with one system call: while a write is
+//! in progress the next batch accumulates, so the busier the link, the larger the batches and
+//! the fewer the writes. TCP_NODELAY is set, since each batch is already one write and Nagle's
+//! algorithm would only delay it.
+//!
+//! ## Back-pressure and loss
+//! - **Outgoing**: each peer's queue is bounded in messages and in bytes
+//!   ([`TransportConfig::queue_messages`], [`TransportConfig::queue_bytes`]). When it is full,
+//!   `send` drops the message and counts it (`skiff_network_peer_dropped_messages_total`): a
+//!   leader must never block on, nor buffer without bound for, a dead or slow peer. The loss
+//!   only costs time: appends are retried from the follower's match index, heartbeats and
+//!   votes are re-sent at the next timeout. Messages of a failed write are dropped and counted
+//!   too; messages still queued are sent on the next connection.
+//! - **Incoming**: valid messages go to the runtime's channel with `send().await`. While the
+//!   runtime is behind, the reader stops reading, the socket buffers fill, and TCP flow control
+//!   stalls the peer's writer, whose queue then fills and drops: back-pressure reaches the
+//!   sender without any buffer growing.
+//!
+//! ## Validation
+//! Everything read from the network is checked (`reader.rs` lists the checks: size, protobuf,
+//! version, cluster id, receiver, sender, frame order, every message). A frame failing a check
+//! is rejected whole, with a `tracing::warn!` naming the reason and the remote address, a count
+//! in `skiff_network_peer_rejected_frames_total`, and the connection closed. Nothing received
+//! can panic the node. Semantic checks of the messages (consecutive entries, known sender) are
+//! the core's (`skiff_raft::StepError`).
+//!
+//! ## Failure detection
+//! A writer learns that its peer closed the connection at once (it watches the read side, on
+//! which the peer never writes), that a dial hangs after [`TransportConfig::connect_timeout`],
+//! and that a peer stopped reading after [`TransportConfig::write_timeout`]. A reader gives an
+//! accepted connection [`reader::HELLO_TIMEOUT`] to say hello.
+//!
+//! ## Left out
+//! - **TLS and authentication.** Anyone who can reach the peer port can claim to be a peer and
+//!   send votes and entries; the cluster id guards against mistakes (two clusters on one host),
+//!   not attacks. Run the peer network on a trusted network until TLS (with client
+//!   certificates naming node ids) is added at the connection layer.
+//! - **Membership changes.** The peer set is fixed when the transport starts.
+//! - **Priorities.** A heartbeat queued behind a large append waits for it; a frame is capped,
+//!   and the core's appends are small (about 1 MiB by default), so the wait is short.
+//! - **Compression**, and a limit on the number of unidentified inbound connections.
+
+pub mod frame;
+pub mod metrics;
+pub mod wire;
+
+mod backoff;
+mod queue;
+mod reader;
+mod writer;
+
+/// The wire types generated from `proto/peer.proto` (package `skiff.peer.v1`).
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/skiff.peer.v1.rs"));
+}
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use skiff_raft::{Message, NodeId};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use frame::PROTOCOL_VERSION;
+pub use metrics::{PeerLabel, TransportMetrics};
+pub use reader::HELLO_TIMEOUT;
+
+use frame::ENVELOPE_BYTES;
+use queue::{Full, Queue};
+
+/// How a node's transport is set up.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// The cluster this node belongs to; frames of any other cluster are rejected.
+    pub cluster_id: u64,
+    /// This node's id; never zero.
+    pub id: NodeId,
+    /// The address where this node serves clients, advertised to peers in every `Hello`.
+    pub client_addr: String,
+    /// The peer address of every other node of the cluster; never contains `id`.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The largest frame sent or accepted, in bytes of protobuf (the 4-byte prefix aside).
+    /// At most `u32::MAX`; should be the same on every node.
+    pub max_frame_bytes: usize,
+    /// The most messages queued for one peer; more are dropped.
+    pub queue_messages: usize,
+    /// The most bytes (of encoded messages) queued for one peer; more are dropped.
+    pub queue_bytes: usize,
+    /// The first reconnection delay after a failure; positive.
+    pub backoff_min: Duration,
+    /// The largest reconnection delay; at least `backoff_min`.
+    pub backoff_max: Duration,
+    /// How long a dial may take before it counts as failed; positive.
+    pub connect_timeout: Duration,
+    /// How long one frame's write may take before the connection counts as failed; positive.
+    pub write_timeout: Duration,
+}
+
+/// A transport configuration that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("invalid transport configuration: {reason}")]
+pub struct InvalidConfig {
+    /// What is wrong, in words.
+    pub reason: String,
+}
+
+impl TransportConfig {
+    /// The default maximum frame size: 64 MiB, far above the core's appends (~1 MiB).
+    pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;
+
+    /// A configuration with the defaults: 64 MiB frames, queues of 4096 messages or 64 MiB,
+    /// backoff from 50 ms to 2 s, 1 s to connect and 10 s to write a frame.
+    pub fn new(
+        cluster_id: u64,
+        id: NodeId,
+        client_addr: String,
+        peers: BTreeMap<NodeId, SocketAddr>,
+    ) -> TransportConfig {
+        TransportConfig {
+            cluster_id,
+            id,
+            client_addr,
+            peers,
+            max_frame_bytes: Self::DEFAULT_MAX_FRAME_BYTES,
+            queue_messages: 4096,
+            queue_bytes: 64 << 20,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Checks the invariants stated on the fields.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let fail = |reason: String| Err(InvalidConfig { reason });
+        if self.id.0 == 0 {
+            return fail("node id 0 is reserved".to_owned());
+        }
+        if self.peers.contains_key(&self.id) {
+            return fail(format!("node {} is listed among its own peers", self.id));
+        }
+        if self.peers.contains_key(&NodeId(0)) {
+            return fail("peer id 0 is reserved".to_owned());
+        }
+        let largest = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
+        if self.max_frame_bytes <= 2 * ENVELOPE_BYTES || self.max_frame_bytes > largest {
+            return fail(format!(
+                "max_frame_bytes {} is not within ({}, {largest}]",
+                self.max_frame_bytes,
+                2 * ENVELOPE_BYTES
+            ));
+        }
+        if self.queue_messages == 0 || self.queue_bytes == 0 {
+            return fail("queue_messages and queue_bytes must be positive".to_owned());
+        }
+        if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
+            return fail(format!(
+                "backoff {:?} .. {:?} must be positive and increasing",
+                self.backoff_min, self.backoff_max
+            ));
+        }
+        if self.connect_timeout.is_zero() || self.write_timeout.is_zero() {
+            return fail("connect_timeout and write_timeout must be positive".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A running peer transport. Cheap to clone: clones share the same connections and queues.
+/// Dropping every clone without [`Transport::shutdown`] stops the tasks too, just not
+/// before returning.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    /// What the tasks share with the handle.
+    shared: Arc<Shared>,
+    /// The tasks, until shutdown takes them. Only handles hold this, never the tasks, so
+    /// dropping the last handle drops it, which stops them.
+    tasks: Arc<Mutex<Option<Tasks>>>,
+}
+
+/// The state the transport's tasks and handles share.
+#[derive(Debug)]
+struct Shared {
+    /// The configuration, validated.
+    config: TransportConfig,
+    /// Every configured peer.
+    peers: BTreeMap<NodeId, Arc<Peer>>,
+    /// Where everything is counted.
+    metrics: TransportMetrics,
+}
+
+/// What the transport keeps about one peer.
+#[derive(Debug)]
+struct Peer {
+    /// The peer's id.
+    id: NodeId,
+    /// Where the peer accepts connections.
+    address: SocketAddr,
+    /// The peer's label in every metric.
+    label: PeerLabel,
+    /// Messages waiting for the peer's writer.
+    queue: Queue,
+    /// Whether the writer's connection is up (hello written, no failure seen since).
+    connected: AtomicBool,
+    /// The client address from the peer's latest `Hello`; `None` before one, or if empty.
+    client_addr: Mutex<Option<String>>,
+    /// Wakes the reader of the peer's current inbound connection when a newer one replaces it.
+    inbound: Mutex<Option<Arc<Notify>>>,
+}
+
+/// The running tasks.
+#[derive(Debug)]
+struct Tasks {
+    /// Set to `true` to stop the acceptor, which then stops every reader.
+    shutdown: watch::Sender<bool>,
+    /// The task accepting connections; it owns the readers.
+    acceptor: JoinHandle<()>,
+    /// One writer per peer.
+    writers: JoinSet<()>,
+}
+
+impl Transport {
+    /// Starts accepting peer connections on `listener` and connecting to every peer; valid
+    /// inbound messages go to `inbound`. Must be called inside a tokio runtime.
+    ///
+    /// # Panics
+    /// If `config` fails [`TransportConfig::validate`]: check it first where it is read.
+    pub fn start(
+        config: TransportConfig,
+        listener: TcpListener,
+        inbound: mpsc::Sender<Message>,
+        metrics: TransportMetrics,
+    ) -> Transport {
+        if let Err(error) = config.validate() {
+            panic!("{error}");
+        }
+        let peers: BTreeMap<NodeId, Arc<Peer>> = config
+            .peers
+            .iter()
+            .map(|(&id, &address)| (id, Arc::new(Peer::new(id, address, &config))))
+            .collect();
+        for peer in peers.values() {
+            metrics.create_series(&peer.label);
+        }
+        tracing::info!(
+            node = %config.id,
+            cluster = config.cluster_id,
+            listen = ?listener.local_addr().ok(),
+            peers = ?config.peers,
+            "peer transport starting"
+        );
+        let shared = Arc::new(Shared { config, peers, metrics });
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let acceptor =
+            tokio::spawn(reader::accept(shared.clone(), listener, inbound, shutdown_receiver));
+        let mut writers = JoinSet::new();
+        for peer in shared.peers.values() {
+            writers.spawn(writer::run(shared.clone(), peer.clone()));
+        }
+        let tasks = Tasks { shutdown, acceptor, writers };
+        Transport { shared, tasks: Arc::new(Mutex::new(Some(tasks))) }
+    }
+
+    /// Queues `message` for its receiver's writer, without blocking. If the receiver's queue
+    /// is full (in messages or bytes), or the message could not fit a frame, it is dropped and
+    /// counted: Raft tolerates loss, and a dead peer must never make the leader buffer without
+    /// bound. A message for a node that is not a configured peer is dropped with a warning.
+    ///
+    /// # Panics
+    /// If `message.from` is not this node: the core only sends its own messages.
+    pub fn send(&self, message: Message) {
+        let config = &self.shared.config;
+        assert_eq!(message.from, config.id, "a node sends only its own messages: {message}");
+        let Some(peer) = self.shared.peers.get(&message.to) else {
+            tracing::warn!(%message, "message for a node that is not a peer; dropped");
+            return;
+        };
+        let dropped = self.shared.metrics.dropped_messages.get_or_create(&peer.label);
+        let encoded = wire::encode(message);
+        let cost = queue::batch_cost(&encoded);
+        let budget = config.max_frame_bytes - ENVELOPE_BYTES;
+        if cost > budget {
+            tracing::warn!(
+                peer = %peer.id, bytes = cost, max_frame_bytes = config.max_frame_bytes,
+                "message too large for a frame; dropped"
+            );
+            dropped.inc();
+            return;
+        }
+        if let Err((full, starts_run)) = peer.queue.push(encoded, cost) {
+            dropped.inc();
+            if starts_run {
+                let (messages, bytes) = peer.queue.len();
+                let bound = match full {
+                    Full::Messages => "messages",
+                    Full::Bytes => "bytes",
+                };
+                tracing::warn!(
+                    peer = %peer.id, messages, bytes, bound,
+                    "outgoing queue to peer full; dropping messages until it drains"
+                );
+            }
+        }
+    }
+
+    /// The client address `peer` advertised in its latest `Hello`, if it has connected and
+    /// advertised one.
+    pub fn client_addr(&self, peer: NodeId) -> Option<String> {
+        let peer = self.shared.peers.get(&peer)?;
+        lock(&peer.client_addr).clone()
+    }
+
+    /// Whether an outgoing connection to `peer` is currently up (dialled, hello written, no
+    /// failure seen since). False for a node that is not a peer.
+    pub fn connected(&self, peer: NodeId) -> bool {
+        self.shared.peers.get(&peer).is_some_and(|peer| peer.connected.load(Ordering::Acquire))
+    }
+
+    /// How many messages and bytes are queued for `peer`, waiting for its writer; `(0, 0)` for
+    /// a node that is not a peer. Never above the configured queue bounds.
+    pub fn queued(&self, peer: NodeId) -> (usize, usize) {
+        self.shared.peers.get(&peer).map_or((0, 0), |peer| peer.queue.len())
+    }
+
+    /// The configuration the transport runs with.
+    pub fn config(&self) -> &TransportConfig {
+        &self.shared.config
+    }
+
+    /// Stops every task and closes every connection; returns once all are gone. Messages still
+    /// queued are discarded. Other clones of this handle stay usable, but send nothing more.
+    pub async fn shutdown(self) {
+        let Some(tasks) = lock(&self.tasks).take() else {
+            return;
+        };
+        let Tasks { shutdown, acceptor, mut writers } = tasks;
+        // The acceptor holds the receiver until it returns, so this cannot fail before.
+        let _ = shutdown.send(true);
+        if let Err(error) = acceptor.await
+            && error.is_panic()
+        {
+            std::panic::resume_unwind(error.into_panic());
+        }
+        writers.shutdown().await;
+        for peer in self.shared.peers.values() {
+            peer.set_connected(false, &self.shared.metrics);
+        }
+        tracing::info!(node = %self.shared.config.id, "peer transport stopped");
+    }
+}
+
+impl Peer {
+    /// A peer not yet connected in either direction.
+    fn new(id: NodeId, address: SocketAddr, config: &TransportConfig) -> Peer {
+        Peer {
+            id,
+            address,
+            label: PeerLabel::new(id),
+            queue: Queue::new(config.queue_messages, config.queue_bytes),
+            connected: AtomicBool::new(false),
+            client_addr: Mutex::new(None),
+            inbound: Mutex::new(None),
+        }
+    }
+
+    /// Records whether the outgoing connection is up, in the flag and the gauge.
+    fn set_connected(&self, connected: bool, metrics: &TransportMetrics) {
+        self.connected.store(connected, Ordering::Release);
+        metrics.connected.get_or_create(&self.label).set(i64::from(connected));
+    }
+
+    /// Records a `Hello` received on a new inbound connection: remembers the client address
+    /// and tells the reader of the previous connection, if any, to stop. Returns what the
+    /// new connection's reader must wait on to learn that it was replaced in turn.
+    fn accept_hello(&self, client_addr: String) -> Arc<Notify> {
+        *lock(&self.client_addr) = Some(client_addr).filter(|address| !address.is_empty());
+        let superseded = Arc::new(Notify::new());
+        if let Some(previous) = lock(&self.inbound).replace(superseded.clone()) {
+            // `notify_one` keeps a permit if the old reader is not waiting right now.
+            previous.notify_one();
+        }
+        superseded
+    }
+}
+
+/// Locks `mutex`. Nothing panics while holding the transport's locks, so a poisoned one means
+/// a bug worth stopping for.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().expect("no code panics while holding a transport lock")
+}

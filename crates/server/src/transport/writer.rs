@@ -1,0 +1,138 @@
+//! The writer task of one peer: connect, say hello, send batches, and reconnect on failure.
+//!
+//! The task owns the only outgoing connection to its peer. It loops forever (until the
+//! transport aborts it at shutdown): dial with a timeout, set TCP_NODELAY (a batch is one
+//! write; Nagle's delay would only add latency to it), write the `Hello`, then take everything
+//! queued as one `Batch` frame per write. When the queue is empty it waits for a push while
+//! watching the connection's read side: the peer never writes on this connection, so a read
+//! that returns is the peer closing it (or a protocol violation), noticed at once rather than
+//! at the next write. On any failure the connection is dropped, the messages of the failed
+//! write are counted as dropped (Raft retransmits), and the task sleeps a jittered exponential
+//! backoff before dialling again. The backoff starts over only after a connection that lasted
+//! at least `backoff_max`, so a peer that accepts and at once closes (say, because it belongs
+//! to another cluster) is redialled slowly, not every `backoff_min`.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+
+use super::backoff::Backoff;
+use super::frame::{ENVELOPE_BYTES, LENGTH_PREFIX_BYTES, PROTOCOL_VERSION, encode_frame};
+use super::{Peer, Shared, proto};
+
+/// Runs the writer of `peer` until the task is aborted.
+pub(crate) async fn run(shared: Arc<Shared>, peer: Arc<Peer>) {
+    let config = &shared.config;
+    let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
+    loop {
+        match connect(&shared, &peer).await {
+            Ok(stream) => {
+                let since = Instant::now();
+                peer.set_connected(true, &shared.metrics);
+                tracing::info!(peer = %peer.id, address = %peer.address, "connected to peer");
+                let reason = send_until_failure(&shared, &peer, stream).await;
+                peer.set_connected(false, &shared.metrics);
+                tracing::warn!(
+                    peer = %peer.id, address = %peer.address, %reason,
+                    "connection to peer lost; reconnecting"
+                );
+                if since.elapsed() >= config.backoff_max {
+                    backoff.reset();
+                }
+            }
+            Err(error) => {
+                shared.metrics.send_failures.get_or_create(&peer.label).inc();
+                tracing::debug!(
+                    peer = %peer.id, address = %peer.address, %error,
+                    "cannot connect to peer"
+                );
+            }
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Dials `peer` and writes the `Hello` that opens every connection.
+async fn connect(shared: &Shared, peer: &Peer) -> io::Result<TcpStream> {
+    let config = &shared.config;
+    let mut stream = timeout(config.connect_timeout, TcpStream::connect(peer.address))
+        .await
+        .map_err(|_| timed_out("connect", config.connect_timeout))??;
+    stream.set_nodelay(true)?;
+    let hello = proto::frame::Kind::Hello(proto::Hello { client_addr: config.client_addr.clone() });
+    let bytes = encode_frame(&envelope(shared, peer, hello));
+    write(&mut stream, &bytes, config.write_timeout).await?;
+    shared.metrics.sent_bytes.get_or_create(&peer.label).inc_by(bytes.len() as u64);
+    Ok(stream)
+}
+
+/// Sends batches on `stream` until it fails, and says why it did.
+async fn send_until_failure(shared: &Shared, peer: &Peer, mut stream: TcpStream) -> io::Error {
+    let config = &shared.config;
+    let budget = config.max_frame_bytes - ENVELOPE_BYTES;
+    let (mut read_half, mut write_half) = stream.split();
+    let mut probe = [0u8; 1];
+    loop {
+        let batch = peer.queue.take_batch(budget);
+        if batch.is_empty() {
+            tokio::select! {
+                () = peer.queue.pushed() => continue,
+                read = read_half.read(&mut probe) => return match read {
+                    Ok(0) => io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed it"),
+                    Ok(_) => io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the peer wrote on a connection that only carries frames to it",
+                    ),
+                    Err(error) => error,
+                },
+            }
+        }
+        let count = batch.len() as u64;
+        let kind = proto::frame::Kind::Batch(proto::Batch { messages: batch });
+        let bytes = encode_frame(&envelope(shared, peer, kind));
+        assert!(
+            bytes.len() <= LENGTH_PREFIX_BYTES + config.max_frame_bytes,
+            "a batch frame of {} bytes exceeds the maximum of {}",
+            bytes.len(),
+            config.max_frame_bytes
+        );
+        let metrics = &shared.metrics;
+        if let Err(error) = write(&mut write_half, &bytes, config.write_timeout).await {
+            metrics.send_failures.get_or_create(&peer.label).inc();
+            metrics.dropped_messages.get_or_create(&peer.label).inc_by(count);
+            return error;
+        }
+        metrics.sent_bytes.get_or_create(&peer.label).inc_by(bytes.len() as u64);
+        metrics.sent_messages.get_or_create(&peer.label).inc_by(count);
+    }
+}
+
+/// A frame from this node to `peer` carrying `kind`.
+fn envelope(shared: &Shared, peer: &Peer, kind: proto::frame::Kind) -> proto::Frame {
+    proto::Frame {
+        version: PROTOCOL_VERSION,
+        cluster_id: shared.config.cluster_id,
+        from: shared.config.id.0,
+        to: peer.id.0,
+        kind: Some(kind),
+    }
+}
+
+/// Writes all of `bytes`, failing if that takes longer than `limit`: a peer that stopped
+/// reading (a hung process, a host gone without a reset) must not hold the connection forever.
+async fn write<W: AsyncWriteExt + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    limit: Duration,
+) -> io::Result<()> {
+    timeout(limit, writer.write_all(bytes)).await.map_err(|_| timed_out("write", limit))?
+}
+
+/// The error of an operation that took longer than `limit`.
+fn timed_out(operation: &str, limit: Duration) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{operation} timed out after {limit:?}"))
+}
