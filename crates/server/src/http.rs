@@ -1,0 +1,681 @@
+//! The client and admin HTTP API (docs/http-api.md is its contract, and the one place to read
+//! it as a user).
+//!
+//! Handlers turn requests into [`skiff_kv::Command`]s for [`Handle::write`], or into reads of
+//! the store after [`Handle::read_barrier`] (linearizable) or without it (`consistency=stale`).
+//! A follower forwards what only the leader can serve: it replays the request, body and session
+//! headers included, against the leader's client address and relays the answer unchanged. A
+//! request that was already forwarded once is never forwarded again (a leader change in between
+//! answers `503 no_leader`, and the client retries), so two nodes with stale views of the
+//! leader cannot bounce a request between them.
+//!
+//! Every error is JSON `{code, message}` with a fitting status; nothing a client sends can
+//! panic the server, and a write is either proposed whole or not at all: the command is
+//! validated against the store's limits before it goes into the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use skiff_kv::{Command, MAX_KEY_BYTES, MAX_VALUE_BYTES, Op, Outcome, Session};
+
+use crate::metrics::Metrics;
+use crate::runtime::{Handle, NodeStatus, ServiceError, Written};
+
+/// The header a forwarding follower adds, naming itself.
+pub const FORWARDED_FROM: &str = "skiff-forwarded-from";
+/// The session header carrying the client id.
+pub const CLIENT_ID: &str = "skiff-client-id";
+/// The session header carrying the sequence number.
+pub const SEQUENCE: &str = "skiff-sequence";
+/// The header carrying a value's revision in `GET /v1/kv/{key}`.
+pub const REVISION: &str = "skiff-revision";
+
+/// The most keys a scan returns.
+const MAX_SCAN_LIMIT: usize = 10_000;
+/// The keys a scan returns unless asked.
+const DEFAULT_SCAN_LIMIT: usize = 1_000;
+
+/// What every handler shares.
+#[derive(Clone)]
+struct Api {
+    /// The driver.
+    handle: Handle,
+    /// The metrics, for `/metrics`.
+    metrics: Arc<Metrics>,
+    /// This node's id, for the forwarding header.
+    id: u64,
+    /// The client used to forward requests to the leader.
+    forwarder: Client<HttpConnector, Body>,
+}
+
+/// An error answer: a status and the JSON body `{code, message, ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    status: StatusCode,
+    /// The JSON body.
+    body: serde_json::Value,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError { status, body: json!({ "code": code, "message": message.into() }) }
+    }
+
+    /// A `400 bad_request`.
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// A `404 key_not_found` for `key`.
+    fn not_found(key: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("key not found: {key}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> ApiError {
+        let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+        match &error {
+            ServiceError::NotLeader { .. } | ServiceError::Dropped => {
+                ApiError::new(unavailable, "no_leader", error.to_string())
+            }
+            ServiceError::Timeout => ApiError::new(unavailable, "timeout", error.to_string()),
+            ServiceError::Unavailable(_) => {
+                ApiError::new(unavailable, "unavailable", error.to_string())
+            }
+        }
+    }
+}
+
+/// The router of the whole API.
+pub fn router(handle: Handle, metrics: Arc<Metrics>, id: u64) -> Router {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    let forwarder = Client::builder(TokioExecutor::new()).build(connector);
+    let api = Api { handle, metrics, id, forwarder };
+    Router::new()
+        .route("/v1/kv", get(scan))
+        .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key).post(post_key))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics_text))
+        .route("/health", get(ready))
+        .route("/readyz", get(ready))
+        .route("/livez", get(live))
+        .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES + 64 * 1024))
+        .with_state(api)
+}
+
+/// The `consistency` parameter of reads.
+#[derive(Debug, Default, Deserialize)]
+struct ReadParams {
+    /// `linearizable` (the default) or `stale`.
+    consistency: Option<String>,
+    /// For scans: the key prefix.
+    prefix: Option<String>,
+    /// For scans: the most keys to return.
+    limit: Option<usize>,
+}
+
+impl ReadParams {
+    /// Whether the read may be served from local state without asking the leader.
+    fn stale(&self) -> Result<bool, ApiError> {
+        match self.consistency.as_deref() {
+            None | Some("linearizable") => Ok(false),
+            Some("stale") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "consistency must be linearizable or stale, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Checks a key from the path.
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::bad_request("the key is empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the key is {} bytes, over the limit of {MAX_KEY_BYTES}", key.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// The body of a request, or why it could not be read.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is over the limit of {MAX_VALUE_BYTES} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("unreadable body: {rejection}"))
+        }
+    })?;
+    if body.len() > MAX_VALUE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the value is {} bytes, over the limit of {MAX_VALUE_BYTES}", body.len()),
+        ));
+    }
+    Ok(body)
+}
+
+/// The session of a write, from its headers.
+fn session(headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        headers
+            .get(name)
+            .map(|value| {
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u64>().ok())
+                    .ok_or_else(|| ApiError::bad_request(format!("{name} must be a number")))
+            })
+            .transpose()
+    };
+    match (number(CLIENT_ID)?, number(SEQUENCE)?) {
+        (Some(client), Some(sequence)) if sequence > 0 => Ok(Some(Session { client, sequence })),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(format!("{SEQUENCE} starts at 1"))),
+        (None, None) => Ok(None),
+        _ => Err(ApiError::bad_request(format!("{CLIENT_ID} and {SEQUENCE} go together"))),
+    }
+}
+
+/// The request as received, kept for forwarding it to the leader.
+struct Original {
+    /// The method.
+    method: Method,
+    /// The path and query.
+    uri: Uri,
+    /// The headers.
+    headers: HeaderMap,
+    /// The body.
+    body: Bytes,
+}
+
+impl Api {
+    /// Forwards the original request to the leader at `leader_addr`, this node not leading; or
+    /// answers `503 no_leader` if no leader is known or the request was forwarded already.
+    async fn forward_to_leader(&self, original: Original, leader_addr: Option<String>) -> Response {
+        let fallback = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_leader",
+                "this node does not lead and knows no leader to forward to; retry",
+            )
+            .into_response()
+        };
+        let Some(leader_addr) = leader_addr else { return fallback() };
+        if original.headers.contains_key(FORWARDED_FROM) {
+            return fallback();
+        }
+        self.forward(original, &leader_addr).await.unwrap_or_else(IntoResponse::into_response)
+    }
+
+    /// Replays `original` against the leader at `leader_addr` and relays its answer.
+    async fn forward(&self, original: Original, leader_addr: &str) -> Result<Response, ApiError> {
+        let path = original.uri.path_and_query().map_or("/", |path| path.as_str());
+        let uri: Uri = format!("http://{leader_addr}{path}")
+            .parse()
+            .map_err(|error| ApiError::bad_request(format!("cannot forward: {error}")))?;
+        let mut request = axum::http::Request::builder().method(original.method).uri(uri);
+        for name in [header::CONTENT_TYPE.as_str(), CLIENT_ID, SEQUENCE] {
+            if let Some(value) = original.headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
+            .header(FORWARDED_FROM, self.id)
+            .body(Body::from(original.body))
+            .map_err(|error| ApiError::bad_request(format!("cannot forward: {error}")))?;
+        let unreachable = |error: String| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("the leader at {leader_addr} did not answer: {error}"),
+            )
+        };
+        let response = self
+            .forwarder
+            .request(request)
+            .await
+            .map_err(|error| unreachable(error.to_string()))?;
+        let (mut parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|error| unreachable(error.to_string()))?;
+        parts.headers.insert(
+            FORWARDED_FROM,
+            HeaderValue::from_str(&self.id.to_string()).expect("a number is a valid header"),
+        );
+        Ok(Response::from_parts(parts, Body::from(body.to_bytes())))
+    }
+
+    /// Proposes a write and renders its outcome, or forwards it.
+    async fn write(&self, original: Original, key: &str, op: Op) -> Response {
+        let command = match session(&original.headers) {
+            Ok(session) => Command { session, op },
+            Err(error) => return error.into_response(),
+        };
+        if let Err(error) = command.validate() {
+            let error =
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", error.to_string());
+            return error.into_response();
+        }
+        match self.handle.write(&command).await {
+            Err(ServiceError::NotLeader { leader_client_addr, .. }) => {
+                self.forward_to_leader(original, leader_client_addr).await
+            }
+            Err(error) => ApiError::from(error).into_response(),
+            Ok(written) => render_written(key, written),
+        }
+    }
+
+    /// Waits until a linearizable read may be served here, or says where to forward it.
+    async fn read_barrier(&self) -> Result<Result<(), Option<String>>, ApiError> {
+        match self.handle.read_barrier().await {
+            Ok(_) => Ok(Ok(())),
+            Err(ServiceError::NotLeader { leader_client_addr, .. }) => Ok(Err(leader_client_addr)),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Renders the outcome of an applied write.
+fn render_written(key: &str, written: Written) -> Response {
+    let revision = written.index.0;
+    match written.outcome {
+        Outcome::Put | Outcome::CasSucceeded => {
+            axum::Json(json!({ "revision": revision })).into_response()
+        }
+        Outcome::Deleted { existed: true } => {
+            axum::Json(json!({ "revision": revision, "deleted": true })).into_response()
+        }
+        Outcome::Deleted { existed: false } => ApiError::not_found(key).into_response(),
+        Outcome::CasFailed { current } => {
+            let current = current.map(|value| String::from_utf8_lossy(&value).into_owned());
+            let body = json!({
+                "code": "cas_mismatch",
+                "message": format!("the value of {key} is not the expected one"),
+                "current": current,
+            });
+            (StatusCode::CONFLICT, axum::Json(body)).into_response()
+        }
+        Outcome::StaleSequence { last } => ApiError::new(
+            StatusCode::CONFLICT,
+            "stale_sequence",
+            format!("this client's last applied sequence is {last}; the request is older"),
+        )
+        .into_response(),
+        Outcome::Invalid { reason } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the state machine refused a validated command: {reason}"),
+        )
+        .into_response(),
+    }
+}
+
+/// `PUT /v1/kv/{key}`: sets the key to the body.
+async fn put_key(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let prepared = check_key(&key).and_then(|()| body_bytes(body));
+    let body = match prepared {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    let op = Op::Put { key: Bytes::from(key.clone().into_bytes()), value: body.clone() };
+    api.write(Original { method, uri, headers, body }, &key, op).await
+}
+
+/// `DELETE /v1/kv/{key}`.
+async fn delete_key(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(error) = check_key(&key) {
+        return error.into_response();
+    }
+    let op = Op::Delete { key: Bytes::from(key.clone().into_bytes()) };
+    api.write(Original { method, uri, headers, body: Bytes::new() }, &key, op).await
+}
+
+/// The body of a compare-and-swap.
+#[derive(Debug, Deserialize)]
+struct CasBody {
+    /// The value the key must have (`null`: the key must be absent).
+    expected: Option<String>,
+    /// The value to set (`null`: delete the key).
+    value: Option<String>,
+}
+
+/// `POST /v1/kv/{key}/cas`: compare-and-swap. (A key may itself contain `/`, so the route is a
+/// wildcard and the `/cas` suffix is taken off here.)
+async fn post_key(
+    State(api): State<Api>,
+    Path(path): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(key) = path.strip_suffix("/cas") else {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "bad_request",
+            "POST is only for compare-and-swap: POST /v1/kv/{key}/cas",
+        )
+        .into_response();
+    };
+    let key = key.to_string();
+    let prepared = check_key(&key).and_then(|()| body_bytes(body)).and_then(|body| {
+        let cas: CasBody = serde_json::from_slice(&body).map_err(|error| {
+            ApiError::bad_request(format!(
+                "the body must be {{\"expected\": string or null, \"value\": string or null}}: {error}"
+            ))
+        })?;
+        Ok((body, cas))
+    });
+    let (body, cas) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return error.into_response(),
+    };
+    let op = Op::Cas {
+        key: Bytes::from(key.clone().into_bytes()),
+        expected: cas.expected.map(|value| Bytes::from(value.into_bytes())),
+        value: cas.value.map(|value| Bytes::from(value.into_bytes())),
+    };
+    api.write(Original { method, uri, headers, body }, &key, op).await
+}
+
+/// `GET /v1/kv/{key}`: the raw value, linearizable unless `consistency=stale`.
+async fn get_key(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(params): Query<ReadParams>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let result: Result<Result<Response, Option<String>>, ApiError> = async {
+        check_key(&key)?;
+        if !params.stale()?
+            && let Err(leader) = api.read_barrier().await?
+        {
+            return Ok(Err(leader));
+        }
+        let value = api.handle.read_store(|store| store.get(key.as_bytes()).cloned());
+        let value = value.ok_or_else(|| ApiError::not_found(&key))?;
+        let mut response = Response::new(Body::from(value.data));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        headers.insert(REVISION, HeaderValue::from(value.revision));
+        Ok(Ok(response))
+    }
+    .await;
+    match result {
+        Ok(Ok(response)) => response,
+        Ok(Err(leader)) => {
+            let original = Original { method, uri, headers, body: Bytes::new() };
+            api.forward_to_leader(original, leader).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// One key of a scan's answer.
+#[derive(Debug, Serialize)]
+struct ScannedKey {
+    /// The key.
+    key: String,
+    /// The value, when it is UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    /// The value in base64, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_base64: Option<String>,
+    /// The log index of the write that set the value.
+    revision: u64,
+}
+
+/// `GET /v1/kv?prefix=P&limit=N`: keys by prefix, in order.
+async fn scan(
+    State(api): State<Api>,
+    Query(params): Query<ReadParams>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let result: Result<Result<Response, Option<String>>, ApiError> = async {
+        let limit = params.limit.unwrap_or(DEFAULT_SCAN_LIMIT);
+        if limit == 0 || limit > MAX_SCAN_LIMIT {
+            return Err(ApiError::bad_request(format!("limit must be 1 to {MAX_SCAN_LIMIT}")));
+        }
+        if !params.stale()?
+            && let Err(leader) = api.read_barrier().await?
+        {
+            return Ok(Err(leader));
+        }
+        let prefix = params.prefix.clone().unwrap_or_default();
+        let (applied, (found, more)) =
+            api.handle.read_store(|store| (store.applied(), store.scan(prefix.as_bytes(), limit)));
+        let kvs: Vec<ScannedKey> = found
+            .into_iter()
+            .map(|(key, value)| {
+                let key = String::from_utf8_lossy(&key).into_owned();
+                match String::from_utf8(value.data.to_vec()) {
+                    Ok(text) => ScannedKey {
+                        key,
+                        value: Some(text),
+                        value_base64: None,
+                        revision: value.revision,
+                    },
+                    Err(_) => ScannedKey {
+                        key,
+                        value: None,
+                        value_base64: Some(base64(&value.data)),
+                        revision: value.revision,
+                    },
+                }
+            })
+            .collect();
+        Ok(Ok(axum::Json(json!({ "revision": applied, "kvs": kvs, "more": more })).into_response()))
+    }
+    .await;
+    match result {
+        Ok(Ok(response)) => response,
+        Ok(Err(leader)) => {
+            let original = Original { method, uri, headers, body: Bytes::new() };
+            api.forward_to_leader(original, leader).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4), for values that are not UTF-8.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let group = u32::from(chunk[0]) << 16
+            | u32::from(chunk.get(1).copied().unwrap_or(0)) << 8
+            | u32::from(chunk.get(2).copied().unwrap_or(0));
+        for position in 0..4 {
+            if position <= chunk.len() {
+                let sextet = (group >> (18 - 6 * position)) & 0x3f;
+                text.push(char::from(ALPHABET[sextet as usize]));
+            } else {
+                text.push('=');
+            }
+        }
+    }
+    text
+}
+
+/// One follower in the status.
+#[derive(Debug, Serialize)]
+struct FollowerProgress {
+    /// The follower's id.
+    id: u64,
+    /// Its match index.
+    #[serde(rename = "match")]
+    match_index: u64,
+    /// Its next index.
+    next: u64,
+    /// `probe` or `replicate`.
+    state: &'static str,
+}
+
+/// Renders a node's status as `GET /v1/status` answers it.
+pub fn status_json(
+    status: &NodeStatus,
+    cluster_id: u64,
+    client_addr: &str,
+    peer_addr: &str,
+) -> serde_json::Value {
+    let core = &status.core;
+    let progress: Vec<FollowerProgress> = core
+        .progress
+        .iter()
+        .map(|(id, (match_index, next, state))| FollowerProgress {
+            id: id.0,
+            match_index: match_index.0,
+            next: next.0,
+            state,
+        })
+        .collect();
+    json!({
+        "id": core.id.0,
+        "cluster_id": cluster_id,
+        "role": core.role.to_string(),
+        "term": core.term.0,
+        "leader": core.leader.map(|leader| leader.0),
+        "leader_client_addr": status.leader_client_addr,
+        "commit": core.commit.0,
+        "applied": core.applied.0,
+        "last_index": core.last_index.0,
+        "durable": core.durable.0,
+        "members": status.members.iter().map(|member| member.0).collect::<Vec<_>>(),
+        "client_addr": client_addr,
+        "peer_addr": peer_addr,
+        "progress": progress,
+    })
+}
+
+/// `GET /v1/status`.
+async fn status(State(api): State<Api>) -> Response {
+    match api.handle.status().await {
+        Ok(status) => {
+            let info = api.handle.info();
+            axum::Json(status_json(&status, info.cluster_id, &info.client_addr, &info.peer_addr))
+                .into_response()
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics_text(State(api): State<Api>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], api.metrics.encode()).into_response()
+}
+
+/// `GET /health` and `/readyz`: healthy when the node runs and knows a leader.
+async fn ready(State(api): State<Api>) -> Response {
+    let reason = if !api.handle.is_running() {
+        Some("the node has stopped".to_string())
+    } else {
+        match api.handle.status().await {
+            Ok(status) if status.core.leader.is_some() => None,
+            Ok(_) => Some("no leader is known".to_string()),
+            Err(error) => Some(error.to_string()),
+        }
+    };
+    match reason {
+        None => axum::Json(json!({ "health": true })).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "health": false, "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /livez`: the process answers.
+async fn live() -> Response {
+    axum::Json(json!({ "health": true })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_test_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected);
+        }
+    }
+
+    #[test]
+    fn session_headers_go_together() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(session(&headers).expect("no session is fine"), None);
+        headers.insert(CLIENT_ID, HeaderValue::from_static("7"));
+        assert!(session(&headers).is_err(), "a client id alone is refused");
+        headers.insert(SEQUENCE, HeaderValue::from_static("0"));
+        assert!(session(&headers).is_err(), "sequences start at 1");
+        headers.insert(SEQUENCE, HeaderValue::from_static("3"));
+        assert_eq!(
+            session(&headers).expect("a whole session"),
+            Some(Session { client: 7, sequence: 3 })
+        );
+        headers.insert(SEQUENCE, HeaderValue::from_static("x"));
+        assert!(session(&headers).is_err(), "a sequence must be a number");
+    }
+}

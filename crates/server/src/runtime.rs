@@ -1,0 +1,622 @@
+//! The driver: one tokio task that owns the protocol core and performs its actions.
+//!
+//! Everything that touches the [`Node`] happens on one task, so the core needs no locks: the
+//! task wakes for any input (a tick, a peer's message, a client request, a disk notification),
+//! then drains every other input already waiting (up to a bound), and only then asks the core
+//! for its actions. That is where batching comes from: under load one wake-up carries many
+//! proposals and many responses, and the core turns them into one write and one `Append` per
+//! follower.
+//!
+//! The actions are performed under the core's contract (crates/raft, crate docs):
+//! - `PersistHardState` and `PersistEntries` go to the write-ahead log's group-commit thread,
+//!   which fsyncs batches and reports the last durable entry, fed back as `Node::persisted`.
+//!   The leader's own write runs while its `Append`s are already on the wire (item 2).
+//! - Messages after a hard-state write are held until that write is durable (item 1), so a vote
+//!   is never granted by a node that could forget it.
+//! - `ReadEntries` runs on the log's thread and comes back as an input.
+//! - `Apply` goes into the key-value store right here (an in-memory map, microseconds per
+//!   batch); each client write waiting on an applied index gets its outcome. A waiter whose
+//!   index was filled by an entry of another term learns that its write was dropped.
+//! - `ReadReady` releases linearizable reads once the store has applied up to the read index.
+//!
+//! A failure of the log (a write or fsync error) is fatal: the task stops, every waiting client
+//! gets `unavailable`, and [`Runtime::run`] returns the error so the process exits. Restarting
+//! runs recovery, which is the only safe way on after a failed fsync.
+//!
+//! The commit index is saved for restarts only together with an entry write, so it never costs
+//! an fsync of its own; it may lag, which is safe (see `Restored::commit`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use skiff_kv::{Command, Outcome, Store};
+use skiff_raft::{
+    Action, Event, Index, Message, Node, NodeId, Payload, ReadIndexError, ReadRequest, RoleKind,
+    Status, Term,
+};
+use skiff_wal::{GroupCommit, Notification, Ticket};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::metrics::Metrics;
+use crate::transport::Transport;
+
+/// Inputs drained per wake-up at most, so a flood of one kind cannot starve the others or
+/// delay the actions without bound.
+const MAX_INPUTS_PER_BATCH: usize = 4096;
+
+/// Why a client request could not be served.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// This node is not the leader; `leader` is the one it knows, with the client address it
+    /// advertised, so the request can be forwarded.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+        /// That leader's client address, if known.
+        leader_client_addr: Option<String>,
+    },
+    /// The write's entry was replaced by another leader's entry: it did not take effect.
+    #[error("the leader changed before the write committed; it did not take effect")]
+    Dropped,
+    /// The request did not finish in time; a write may still take effect.
+    #[error("the request timed out; a write may still take effect")]
+    Timeout,
+    /// The node cannot serve: it is shutting down or its disk failed.
+    #[error("the node is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A write applied by the state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The log index of the write (the revision of the keys it set).
+    pub index: Index,
+    /// What the state machine did.
+    pub outcome: Outcome,
+}
+
+/// A request from a client-facing task to the driver.
+#[derive(Debug)]
+enum Request {
+    /// Propose an encoded command and answer when it is applied.
+    Write {
+        /// The encoded command.
+        command: Bytes,
+        /// The client of the command's session, if it has one.
+        client: Option<u64>,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<Written, ServiceError>>,
+    },
+    /// Answer once a linearizable read may be served from the store.
+    Read {
+        /// Where the read index goes.
+        reply: oneshot::Sender<Result<Index, ServiceError>>,
+    },
+    /// Answer with the core's status.
+    Status {
+        /// Where the status goes.
+        reply: oneshot::Sender<NodeStatus>,
+    },
+}
+
+/// What the log's thread reports back to the driver.
+#[derive(Debug)]
+enum StorageEvent {
+    /// A group-commit notification.
+    Notification(Notification),
+    /// The result of a `ReadEntries`.
+    Read(ReadRequest, skiff_wal::Result<Vec<skiff_raft::Entry>>),
+}
+
+/// The core's status with what the server adds to it.
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    /// The core's status.
+    pub core: Status,
+    /// The leader's client address, if known.
+    pub leader_client_addr: Option<String>,
+    /// The voters of the cluster.
+    pub members: Vec<NodeId>,
+}
+
+/// What a node is, for its status page: fixed for its lifetime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: NodeId,
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// The address clients reach it at.
+    pub client_addr: String,
+    /// The address peers reach it at.
+    pub peer_addr: String,
+}
+
+/// A handle for client-facing tasks: cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    /// What the node is.
+    info: Arc<NodeInfo>,
+    /// Requests to the driver (bounded: back-pressure on clients when it falls behind).
+    requests: mpsc::Sender<Request>,
+    /// The key-value store, written only by the driver.
+    store: Arc<RwLock<Store>>,
+    /// How long a request may take.
+    timeout: Duration,
+    /// Whether the driver is still running (false once it stopped).
+    running: watch::Receiver<bool>,
+}
+
+impl Handle {
+    /// Proposes `command` and waits until it is applied here.
+    pub async fn write(&self, command: &Command) -> Result<Written, ServiceError> {
+        let client = command.session.map(|session| session.client);
+        let command = command.encode();
+        self.ask(|reply| Request::Write { command, client, reply }).await?
+    }
+
+    /// Waits until the store may serve a linearizable read (ReadIndex confirmed and applied);
+    /// returns the read index.
+    pub async fn read_barrier(&self) -> Result<Index, ServiceError> {
+        self.ask(|reply| Request::Read { reply }).await?
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<NodeStatus, ServiceError> {
+        self.ask(|reply| Request::Status { reply }).await
+    }
+
+    /// Runs `read` on the store as it is now (a stale read, or after `read_barrier`).
+    pub fn read_store<R>(&self, read: impl FnOnce(&Store) -> R) -> R {
+        let store = self.store.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        read(&store)
+    }
+
+    /// What the node is.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// Whether the driver is running.
+    pub fn is_running(&self) -> bool {
+        *self.running.borrow()
+    }
+
+    /// Sends a request and waits for its answer within the timeout.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || ServiceError::Unavailable("the node has stopped".into());
+        let exchange = async {
+            self.requests.send(request(reply)).await.map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())
+        };
+        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| ServiceError::Timeout)?
+    }
+}
+
+/// A client write waiting for its entry to be applied.
+#[derive(Debug)]
+struct WriteWaiter {
+    /// The term the entry was proposed in: an applied entry of another term is not this write.
+    term: Term,
+    /// The client of the write's session, if any: a retried write reports the index its first
+    /// attempt was applied at.
+    client: Option<u64>,
+    /// Where the outcome goes.
+    reply: oneshot::Sender<Result<Written, ServiceError>>,
+}
+
+/// The driver task's state.
+pub struct Runtime {
+    /// The protocol core.
+    node: Node,
+    /// This node's client address (for `leader_client_addr` when leading).
+    client_addr: String,
+    /// The voters of the cluster, in order.
+    members: Vec<NodeId>,
+    /// The write-ahead log on its group-commit thread.
+    wal: GroupCommit,
+    /// The peer transport.
+    transport: Transport,
+    /// The key-value store.
+    store: Arc<RwLock<Store>>,
+    /// The metrics.
+    metrics: Arc<Metrics>,
+    /// How often the core ticks.
+    tick: Duration,
+    /// Requests from clients.
+    requests: mpsc::Receiver<Request>,
+    /// Messages from peers.
+    inbound: mpsc::Receiver<Message>,
+    /// Reports from the log's thread.
+    storage: mpsc::UnboundedReceiver<StorageEvent>,
+    /// A sender of reports, handed to the log's thread with each read.
+    storage_sender: mpsc::UnboundedSender<StorageEvent>,
+    /// The ticket of the newest hard-state write not yet durable, if any.
+    pending_hard_state: Option<Ticket>,
+    /// Messages held until the hard-state write of the ticket is durable (contract item 1).
+    held: VecDeque<(Ticket, Message)>,
+    /// The highest durable-commit index saved to the log.
+    saved_commit: Index,
+    /// Client writes by index.
+    writes: BTreeMap<Index, WriteWaiter>,
+    /// Reads asked of the core, by context.
+    reads: BTreeMap<u64, oneshot::Sender<Result<Index, ServiceError>>>,
+    /// Confirmed reads waiting for the store to apply their index.
+    ready_reads: BTreeMap<Index, Vec<oneshot::Sender<Result<Index, ServiceError>>>>,
+    /// The next read context.
+    next_read: u64,
+    /// Tells handles the driver stopped.
+    running: watch::Sender<bool>,
+}
+
+/// What the runtime is built from.
+pub struct Parts {
+    /// The core, restored from the log's recovery.
+    pub node: Node,
+    /// The store, restored to the log's snapshot (empty for now).
+    pub store: Store,
+    /// The write-ahead log, opened and recovered; the runtime starts its group commit.
+    pub wal: skiff_wal::Wal,
+    /// The transport, started.
+    pub transport: Transport,
+    /// The receiving end of the transport's inbound messages.
+    pub inbound: mpsc::Receiver<Message>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The tick interval.
+    pub tick: Duration,
+    /// How long a client request may take.
+    pub request_timeout: Duration,
+    /// What the node is.
+    pub info: NodeInfo,
+    /// The voters of the cluster, in order.
+    pub members: Vec<NodeId>,
+}
+
+impl Runtime {
+    /// Builds the runtime and the handle clients use; call [`Runtime::run`] to start it.
+    pub fn new(parts: Parts) -> Result<(Runtime, Handle), skiff_wal::Error> {
+        let (storage_sender, storage) = mpsc::unbounded_channel();
+        let notifications = storage_sender.clone();
+        let wal = GroupCommit::start(parts.wal, move |notification| {
+            // The driver may have stopped; then nobody needs the news.
+            let _ = notifications.send(StorageEvent::Notification(notification));
+        })?;
+        let (request_sender, requests) = mpsc::channel(16 * 1024);
+        let (running, running_receiver) = watch::channel(true);
+        let store = Arc::new(RwLock::new(parts.store));
+        let handle = Handle {
+            info: Arc::new(parts.info.clone()),
+            requests: request_sender,
+            store: store.clone(),
+            timeout: parts.request_timeout,
+            running: running_receiver,
+        };
+        let runtime = Runtime {
+            node: parts.node,
+            client_addr: parts.info.client_addr,
+            members: parts.members,
+            wal,
+            transport: parts.transport,
+            store,
+            metrics: parts.metrics,
+            tick: parts.tick,
+            requests,
+            inbound: parts.inbound,
+            storage,
+            storage_sender,
+            pending_hard_state: None,
+            held: VecDeque::new(),
+            saved_commit: Index(0),
+            writes: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            ready_reads: BTreeMap::new(),
+            next_read: 1,
+            running,
+        };
+        Ok((runtime, handle))
+    }
+
+    /// Runs the driver until `shutdown` resolves (a clean stop: the log is flushed and closed)
+    /// or the log fails (the error is returned).
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), skiff_wal::Error> {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        let result = loop {
+            let woken = tokio::select! {
+                biased;
+                () = &mut shutdown => break Ok(()),
+                Some(event) = self.storage.recv() => self.on_storage(event),
+                Some(message) = self.inbound.recv() => {
+                    self.on_message(message);
+                    Ok(())
+                }
+                Some(request) = self.requests.recv() => {
+                    self.on_request(request);
+                    Ok(())
+                }
+                _ = ticker.tick() => {
+                    self.node.tick();
+                    Ok(())
+                }
+            };
+            if let Err(error) = woken.and_then(|()| self.drain()).and_then(|()| self.act()) {
+                break Err(error);
+            }
+        };
+        self.stop(result.as_ref().err()).await;
+        result
+    }
+
+    /// Handles every input already waiting, up to the batch bound.
+    fn drain(&mut self) -> Result<(), skiff_wal::Error> {
+        for _ in 0..MAX_INPUTS_PER_BATCH {
+            if let Ok(event) = self.storage.try_recv() {
+                self.on_storage(event)?;
+            } else if let Ok(message) = self.inbound.try_recv() {
+                self.on_message(message);
+            } else if let Ok(request) = self.requests.try_recv() {
+                self.on_request(request);
+            } else {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Steps a peer's message into the core; a bad one is logged and dropped.
+    fn on_message(&mut self, message: Message) {
+        let from = message.from;
+        if let Err(error) = self.node.step(message) {
+            tracing::warn!(%from, %error, "refused a message from a peer");
+        }
+    }
+
+    /// Handles a client request.
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Write { command, client, reply } => match self.node.propose(command) {
+                Ok(index) => {
+                    let term = self.node.term();
+                    let waiter = WriteWaiter { term, client, reply };
+                    if let Some(replaced) = self.writes.insert(index, waiter) {
+                        // An earlier proposal at this index was superseded by a leader change
+                        // and never applied: it did not take effect.
+                        self.metrics.proposals_failed.inc();
+                        let _ = replaced.reply.send(Err(ServiceError::Dropped));
+                    }
+                    self.metrics.proposals_pending.set(self.writes.len() as i64);
+                }
+                Err(skiff_raft::ProposeError::NotLeader { leader, .. }) => {
+                    self.metrics.proposals_failed.inc();
+                    let _ = reply.send(Err(self.not_leader(leader)));
+                }
+            },
+            Request::Read { reply } => {
+                let context = self.next_read;
+                self.next_read += 1;
+                match self.node.read_index(context) {
+                    Ok(()) => {
+                        self.reads.insert(context, reply);
+                    }
+                    Err(ReadIndexError::NotLeader { leader, .. }) => {
+                        let _ = reply.send(Err(self.not_leader(leader)));
+                    }
+                }
+            }
+            Request::Status { reply } => {
+                let core = self.node.status();
+                let leader_client_addr = core.leader.and_then(|leader| self.client_addr_of(leader));
+                let members = self.members.clone();
+                let _ = reply.send(NodeStatus { core, leader_client_addr, members });
+            }
+        }
+    }
+
+    /// The client address of `node`, if known.
+    fn client_addr_of(&self, node: NodeId) -> Option<String> {
+        if node == self.node.id() {
+            Some(self.client_addr.clone())
+        } else {
+            self.transport.client_addr(node)
+        }
+    }
+
+    /// The error for a request that only the leader can serve.
+    fn not_leader(&self, leader: Option<NodeId>) -> ServiceError {
+        ServiceError::NotLeader {
+            leader,
+            leader_client_addr: leader.and_then(|leader| self.client_addr_of(leader)),
+        }
+    }
+
+    /// Handles a report from the log's thread.
+    fn on_storage(&mut self, event: StorageEvent) -> Result<(), skiff_wal::Error> {
+        match event {
+            StorageEvent::Notification(Notification::Durable {
+                through,
+                index,
+                term,
+                sync_duration,
+            }) => {
+                self.metrics.wal_fsync_duration.observe(sync_duration.as_secs_f64());
+                if index > Index(0) {
+                    self.node.persisted(index, term);
+                }
+                if self.pending_hard_state.is_some_and(|ticket| ticket <= through) {
+                    self.pending_hard_state = None;
+                }
+                while self.held.front().is_some_and(|(ticket, _)| *ticket <= through) {
+                    let (_, message) = self.held.pop_front().expect("checked just above");
+                    self.transport.send(message);
+                }
+                Ok(())
+            }
+            StorageEvent::Notification(Notification::Failed(error)) => Err(error),
+            StorageEvent::Read(request, result) => {
+                let entries = result?;
+                if let Err(error) = self.node.entries_read(request, entries) {
+                    // The log handed back something the core did not ask for: a bug in the
+                    // log or here, and the log cannot be trusted.
+                    panic!("the log answered a read wrongly: {error}");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the core's actions and performs them.
+    fn act(&mut self) -> Result<(), skiff_wal::Error> {
+        for action in self.node.take_actions() {
+            match action {
+                Action::PersistHardState(hard_state) => {
+                    self.pending_hard_state = Some(self.wal.save_hard_state(hard_state)?);
+                }
+                Action::PersistEntries(entries) => {
+                    let commit = self.node.durable_commit();
+                    if commit > self.saved_commit {
+                        // Rides on the fsync of the entries below.
+                        self.wal.save_commit(commit)?;
+                        self.saved_commit = commit;
+                    }
+                    self.wal.append(entries)?;
+                }
+                Action::Send(message) => match self.pending_hard_state {
+                    Some(ticket) => self.held.push_back((ticket, message)),
+                    None => self.transport.send(message),
+                },
+                Action::ReadEntries(request) => {
+                    let reports = self.storage_sender.clone();
+                    self.wal.read(request.low, request.high, request.max_bytes, move |result| {
+                        let _ = reports.send(StorageEvent::Read(request, result));
+                    })?;
+                }
+                Action::Apply(entries) => self.apply(entries),
+                Action::ReadReady { index, contexts } => {
+                    let applied = self.node.status().applied;
+                    for context in contexts {
+                        let Some(reply) = self.reads.remove(&context) else { continue };
+                        if applied >= index {
+                            let _ = reply.send(Ok(index));
+                        } else {
+                            self.ready_reads.entry(index).or_default().push(reply);
+                        }
+                    }
+                }
+                Action::ReadFailed { contexts } => {
+                    for context in contexts {
+                        if let Some(reply) = self.reads.remove(&context) {
+                            self.metrics.read_indexes_failed.inc();
+                            let _ = reply.send(Err(self.not_leader(self.node.leader())));
+                        }
+                    }
+                }
+                Action::Event(event) => self.on_event(event),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies committed entries to the store and answers the writes and reads waiting on them.
+    fn apply(&mut self, entries: Vec<skiff_raft::Entry>) {
+        let started = Instant::now();
+        let Some(last) = entries.last().map(|entry| entry.index) else { return };
+        {
+            let mut store = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for entry in entries {
+                let outcome = match &entry.payload {
+                    Payload::Noop => {
+                        store.skip(entry.index.0);
+                        None
+                    }
+                    Payload::Command(command) => Some(store.apply(entry.index.0, command)),
+                };
+                self.metrics.proposals_applied.inc();
+                let Some(waiter) = self.writes.remove(&entry.index) else { continue };
+                let answer = match outcome {
+                    Some(outcome) if waiter.term == entry.term => {
+                        let first_applied = waiter
+                            .client
+                            .and_then(|client| store.session(client))
+                            .map(|session| Index(session.applied_at));
+                        Ok(Written { index: first_applied.unwrap_or(entry.index), outcome })
+                    }
+                    _ => {
+                        self.metrics.proposals_failed.inc();
+                        Err(ServiceError::Dropped)
+                    }
+                };
+                let _ = waiter.reply.send(answer);
+            }
+        }
+        self.metrics.apply_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics.applied_index.set(last.0 as i64);
+        self.metrics.proposals_pending.set(self.writes.len() as i64);
+        let still_waiting = self.ready_reads.split_off(&last.next());
+        for replies in std::mem::replace(&mut self.ready_reads, still_waiting).into_values() {
+            for reply in replies {
+                let _ = reply.send(Ok(last));
+            }
+        }
+    }
+
+    /// Records an event in the metrics and the log.
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::RoleChanged { role, term } => {
+                tracing::info!(%role, %term, "role changed");
+                self.metrics.is_leader.set(i64::from(role == RoleKind::Leader));
+            }
+            Event::TermChanged { term } => {
+                self.metrics.term.set(term.0 as i64);
+            }
+            Event::LeaderChanged { leader, term } => {
+                tracing::info!(leader = ?leader.map(|id| id.0), %term, "leader changed");
+                self.metrics.has_leader.set(i64::from(leader.is_some()));
+                if leader.is_some() {
+                    self.metrics.leader_changes_seen.inc();
+                }
+            }
+            Event::CommitAdvanced { commit } => {
+                let previous = self.metrics.commit_index.set(commit.0 as i64);
+                self.metrics.proposals_committed.inc_by((commit.0 as i64 - previous).max(0) as u64);
+            }
+        }
+    }
+
+    /// Stops: answers every waiting client, flushes the log (unless it failed).
+    async fn stop(self, failure: Option<&skiff_wal::Error>) {
+        let _ = self.running.send(false);
+        let reason = match failure {
+            Some(error) => format!("the write-ahead log failed: {error}"),
+            None => "the node is shutting down".to_string(),
+        };
+        let unavailable = || Err(ServiceError::Unavailable(reason.clone()));
+        for waiter in self.writes.into_values() {
+            let _ = waiter.reply.send(unavailable());
+        }
+        for reply in self.reads.into_values() {
+            let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
+        }
+        for reply in self.ready_reads.into_values().flatten() {
+            let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
+        }
+        self.transport.shutdown().await;
+        if failure.is_none() {
+            // Flushes and fsyncs what was submitted; on the writer thread, so off the runtime.
+            let wal = self.wal;
+            let _ = tokio::task::spawn_blocking(move || drop(wal.stop())).await;
+        }
+    }
+}

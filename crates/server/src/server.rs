@@ -1,0 +1,227 @@
+//! One server: the pieces put together and started, in the order that makes failure clear.
+//!
+//! [`Server::start`] binds both listeners first (a port in use is a one-line error before any
+//! state is touched), then opens and recovers the write-ahead log (a wrong or damaged data
+//! directory is a one-line error naming it), restores the core from what the log recovered,
+//! starts the peer transport, the driver, and the HTTP API. [`Server::run`] serves until the
+//! shutdown signal, then stops the HTTP API, the driver (flushing the log) and the transport.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use skiff_kv::Store;
+use skiff_raft::{Config, Node, NodeId};
+use skiff_wal::{Options, StdFs, Wal};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::http;
+use crate::metrics::Metrics;
+use crate::runtime::{Handle, NodeInfo, Parts, Runtime};
+use crate::transport::{Transport, TransportConfig, TransportMetrics};
+
+/// Everything a server is started with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// This node's id; a key of `peers`.
+    pub id: NodeId,
+    /// The cluster's id: every frame carries it, and the data directory is bound to it.
+    pub cluster_id: u64,
+    /// Where the write-ahead log lives.
+    pub data_dir: PathBuf,
+    /// The address to listen on for peers.
+    pub peer_addr: SocketAddr,
+    /// The address to listen on for clients.
+    pub client_addr: SocketAddr,
+    /// Every voter's peer address, this node's included.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// How often the leader sends heartbeats: the core's tick.
+    pub heartbeat_interval: Duration,
+    /// The election timeout (at least twice the heartbeat interval); randomized up to double.
+    pub election_timeout: Duration,
+    /// How long a client request may take before it is answered `503 timeout`.
+    pub request_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.peers.contains_key(&self.id) {
+            bail!("--peers must include this node's own id {} with its peer address", self.id.0);
+        }
+        if self.heartbeat_interval.is_zero() {
+            bail!("the heartbeat interval must be positive");
+        }
+        if self.election_timeout < self.heartbeat_interval * 2 {
+            bail!(
+                "the election timeout ({:?}) must be at least twice the heartbeat interval ({:?})",
+                self.election_timeout,
+                self.heartbeat_interval
+            );
+        }
+        Ok(())
+    }
+
+    /// The election timeout in ticks (heartbeat intervals).
+    fn election_ticks(&self) -> u32 {
+        let ticks = self.election_timeout.as_micros() / self.heartbeat_interval.as_micros();
+        u32::try_from(ticks).unwrap_or(u32::MAX)
+    }
+}
+
+/// A running server.
+pub struct Server {
+    /// The driver's handle.
+    handle: Handle,
+    /// The address clients reach (the bound one, with the real port when 0 was asked).
+    client_addr: SocketAddr,
+    /// The driver task.
+    driver: tokio::task::JoinHandle<Result<(), skiff_wal::Error>>,
+    /// The HTTP task.
+    api: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Tells the driver and the HTTP API to stop.
+    stop: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Binds, recovers and starts everything (see the module documentation).
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        config.validate()?;
+        let peer_listener = TcpListener::bind(config.peer_addr)
+            .await
+            .with_context(|| format!("cannot listen for peers on {}", config.peer_addr))?;
+        let client_listener = TcpListener::bind(config.client_addr)
+            .await
+            .with_context(|| format!("cannot listen for clients on {}", config.client_addr))?;
+        let client_addr = client_listener.local_addr()?;
+        let peer_addr = peer_listener.local_addr()?;
+
+        let options = Options::new(config.id, config.cluster_id);
+        let data_dir = config.data_dir.clone();
+        let (wal, recovery) =
+            tokio::task::spawn_blocking(move || Wal::open(StdFs, data_dir, options))
+                .await?
+                .with_context(|| {
+                    format!("cannot open the data directory {}", config.data_dir.display())
+                })?;
+        tracing::info!(
+            node = config.id.0,
+            last_index = recovery.log.last_index.0,
+            commit = recovery.commit.0,
+            term = recovery.hard_state.term.0,
+            torn_bytes = recovery.torn_bytes,
+            "recovered the write-ahead log"
+        );
+
+        let mut raft = Config::new(config.id, config.peers.keys().copied());
+        raft.election_timeout = config.election_ticks();
+        raft.heartbeat_interval = 1;
+        raft.seed = seed(config.id);
+        let node = Node::new(raft, recovery.restored()).context("cannot restore the node")?;
+
+        let transport_metrics = TransportMetrics::new();
+        let metrics = Arc::new(Metrics::new(|registry| transport_metrics.register(registry)));
+        let others: BTreeMap<NodeId, SocketAddr> = config
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != config.id)
+            .map(|(id, addr)| (*id, *addr))
+            .collect();
+        let transport_config =
+            TransportConfig::new(config.cluster_id, config.id, client_addr.to_string(), others);
+        transport_config.validate().context("invalid peer configuration")?;
+        let (inbound_sender, inbound) = mpsc::channel(16 * 1024);
+        let transport =
+            Transport::start(transport_config, peer_listener, inbound_sender, transport_metrics);
+
+        let info = NodeInfo {
+            id: config.id,
+            cluster_id: config.cluster_id,
+            client_addr: client_addr.to_string(),
+            peer_addr: peer_addr.to_string(),
+        };
+        let (runtime, handle) = Runtime::new(Parts {
+            node,
+            store: Store::new(),
+            wal,
+            transport,
+            inbound,
+            metrics: metrics.clone(),
+            tick: config.heartbeat_interval,
+            request_timeout: config.request_timeout,
+            info,
+            members: config.peers.keys().copied().collect(),
+        })?;
+        let (stop, stopped) = watch::channel(false);
+        let driver = tokio::spawn(runtime.run(wait_for(stopped.clone())));
+        let router = http::router(handle.clone(), metrics, config.id.0);
+        let api = tokio::spawn(async move {
+            axum::serve(client_listener, router).with_graceful_shutdown(wait_for(stopped)).await
+        });
+        tracing::info!(node = config.id.0, %client_addr, %peer_addr, "serving");
+        Ok(Server { handle, client_addr, driver, api, stop })
+    }
+
+    /// The address clients reach this server at.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// The driver's handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Serves until `shutdown` resolves or the driver fails; then stops everything. A failure
+    /// of the write-ahead log is returned as an error.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let driver_result = tokio::select! {
+            () = &mut shutdown => None,
+            result = &mut self.driver => Some(result),
+        };
+        let _ = self.stop.send(true);
+        let driver_result = match driver_result {
+            Some(result) => result,
+            None => self.driver.await,
+        };
+        match tokio::time::timeout(Duration::from_secs(5), self.api).await {
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "the HTTP server stopped with an error"),
+            Ok(Err(error)) => tracing::warn!(%error, "the HTTP server task failed"),
+            Ok(Ok(Ok(()))) | Err(_) => {}
+        }
+        driver_result
+            .context("the driver task failed")?
+            .context("the write-ahead log failed; the node stopped (restart it to recover)")
+    }
+}
+
+/// Resolves once `stopped` says so (or its sender is gone).
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// A seed for the core's election timeouts: different per node and per start, so two nodes
+/// never draw the same timeouts in lockstep.
+fn seed(id: NodeId) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    nanos ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(std::process::id())
+}
+
+/// The cluster id for a cluster token (as etcd's `--initial-cluster-token`): FNV-1a of its
+/// bytes, so every node started with the same token agrees without coordination.
+pub fn cluster_id(token: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in token.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
