@@ -13,7 +13,7 @@
 //!
 //! Adding a kind of message: add it to `proto/peer.proto` (a message and a member of
 //! `Message.body` with the next free number), then add one arm to [`encode`] and one to
-//! [`decode_body`] (both matches are exhaustive, so the compiler points at them), and a case to
+//! `decode_body` (both matches are exhaustive, so the compiler points at them), and a case to
 //! the round-trip test below.
 
 use skiff_raft::{AppendOutcome, Body, Entry, Index, Message, NodeId, Payload, Term};
