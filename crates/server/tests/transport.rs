@@ -217,7 +217,10 @@ async fn two_nodes_exchange_every_kind_of_message() {
         let sent = every_kind(1, 2).len() as u64;
         assert_eq!(node1.count(|m| &m.sent_messages, 2), sent);
         assert!(node1.count(|m| &m.sent_bytes, 2) > 0);
-        assert_eq!(node2.count(|m| &m.received_bytes, 1), node1.count(|m| &m.sent_bytes, 2));
+        eventually("node 2 counted every byte node 1 sent", || {
+            node2.count(|m| &m.received_bytes, 1) == node1.count(|m| &m.sent_bytes, 2)
+        })
+        .await;
         assert_eq!(node1.count(|m| &m.dropped_messages, 2), 0);
         node1.transport.shutdown().await;
         node2.transport.shutdown().await;
@@ -307,13 +310,17 @@ async fn a_killed_connection_is_noticed_and_reopened_with_a_new_hello() {
         // Node 1 sends nothing, yet notices the close (it watches the read side).
         eventually("node 1 noticed the close", || !node1.transport.connected(NodeId(2))).await;
 
+        // Messages queued meanwhile go out on the new connection, all in one batch.
+        for term in 3..=5 {
+            node1.transport.send(heartbeat(1, 2, term));
+        }
         let (mut second, _) = fake2.accept().await.expect("node 1 dials node 2 again");
         let (opening, _) = read_frame(&mut second, 1 << 20).await.expect("a frame").expect("open");
         assert_eq!(opening, hello(1, 2));
-        node1.transport.send(heartbeat(1, 2, 3));
         let (received, _) = read_frame(&mut second, 1 << 20).await.expect("a frame").expect("open");
-        let expected = skiff_server::transport::wire::encode(heartbeat(1, 2, 3));
-        assert_eq!(received, batch(1, 2, vec![expected]));
+        let expected =
+            (3..=5).map(|term| skiff_server::transport::wire::encode(heartbeat(1, 2, term)));
+        assert_eq!(received, batch(1, 2, expected.collect()));
         node1.transport.shutdown().await;
     })
     .await;
@@ -364,6 +371,54 @@ async fn a_dead_peers_queue_stays_bounded_and_drops_are_counted() {
         assert!((50..64).contains(&messages), "{messages} messages queued");
         assert_eq!(node1.count(|m| &m.dropped_messages, 3), 1000 - messages as u64);
         node1.transport.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batches_respect_the_maximum_frame_size_and_oversize_messages_are_dropped() {
+    bounded(async {
+        let (listener1, address1) = listen().await;
+        let (listener2, address2) = listen().await;
+        let mut config1 = config(1, &[(2, address2)]);
+        let mut config2 = config(2, &[(1, address1)]);
+        config1.max_frame_bytes = 4096;
+        config2.max_frame_bytes = 4096;
+        let node1 = Node::start(config1, listener1, 16);
+        let mut node2 = Node::start(config2, listener2, 16);
+        let append = |index: u64, bytes: usize| Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body: Body::Append {
+                prev_index: Index(index - 1),
+                prev_term: Term(1),
+                entries: vec![Entry {
+                    index: Index(index),
+                    term: Term(1),
+                    payload: Payload::Command(Bytes::from(vec![1u8; bytes])),
+                }],
+                commit: Index(0),
+            },
+        };
+        node1.transport.send(append(1, 8192));
+        assert_eq!(node1.count(|m| &m.dropped_messages, 2), 1);
+        assert_eq!(node1.transport.queued(NodeId(2)), (0, 0));
+        // 200 appends of 500 bytes: 100 kB, at most 4 kB a frame. Node 2 would reject a larger
+        // frame and close the connection, losing messages; all of them arrive, in order.
+        for index in 2..=201 {
+            node1.transport.send(append(index, 500));
+        }
+        for index in 2..=201 {
+            assert_eq!(node2.receive().await, append(index, 500));
+        }
+        assert_eq!(
+            node2.metrics.rejected_frames.get_or_create(&PeerLabel::new(NodeId(1))).get(),
+            0
+        );
+        assert_eq!(node1.count(|m| &m.dropped_messages, 2), 1);
+        node1.transport.shutdown().await;
+        node2.transport.shutdown().await;
     })
     .await;
 }

@@ -62,7 +62,7 @@
 //! A writer learns that its peer closed the connection at once (it watches the read side, on
 //! which the peer never writes), that a dial hangs after [`TransportConfig::connect_timeout`],
 //! and that a peer stopped reading after [`TransportConfig::write_timeout`]. A reader gives an
-//! accepted connection [`reader::HELLO_TIMEOUT`] to say hello.
+//! accepted connection [`HELLO_TIMEOUT`] to say hello, in at most [`MAX_HELLO_BYTES`].
 //!
 //! ## Left out
 //! - **TLS and authentication.** Anyone who can reach the peer port can claim to be a peer and
@@ -102,10 +102,14 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use frame::PROTOCOL_VERSION;
 pub use metrics::{PeerLabel, TransportMetrics};
-pub use reader::HELLO_TIMEOUT;
+pub use reader::{HELLO_TIMEOUT, MAX_HELLO_BYTES};
 
 use frame::ENVELOPE_BYTES;
 use queue::{Full, Queue};
+
+/// The longest advertised client address: short enough for a `Hello` to fit
+/// [`MAX_HELLO_BYTES`] with room to spare, long enough for any host name (253 bytes) and port.
+pub const MAX_CLIENT_ADDR_BYTES: usize = 1024;
 
 /// How a node's transport is set up.
 #[derive(Clone, Debug)]
@@ -114,7 +118,8 @@ pub struct TransportConfig {
     pub cluster_id: u64,
     /// This node's id; never zero.
     pub id: NodeId,
-    /// The address where this node serves clients, advertised to peers in every `Hello`.
+    /// The address where this node serves clients, advertised to peers in every `Hello`; at
+    /// most [`MAX_CLIENT_ADDR_BYTES`] long, empty if it serves none.
     pub client_addr: String,
     /// The peer address of every other node of the cluster; never contains `id`.
     pub peers: BTreeMap<NodeId, SocketAddr>,
@@ -178,6 +183,12 @@ impl TransportConfig {
         }
         if self.peers.contains_key(&self.id) {
             return fail(format!("node {} is listed among its own peers", self.id));
+        }
+        if self.client_addr.len() > MAX_CLIENT_ADDR_BYTES {
+            return fail(format!(
+                "client_addr is {} bytes long, more than {MAX_CLIENT_ADDR_BYTES}",
+                self.client_addr.len()
+            ));
         }
         if self.peers.contains_key(&NodeId(0)) {
             return fail("peer id 0 is reserved".to_owned());

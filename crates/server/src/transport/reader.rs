@@ -4,7 +4,8 @@
 //! shutdown can stop them all. A reader expects a `Hello` within [`HELLO_TIMEOUT`], then
 //! batches, and checks every frame before anything in it is delivered:
 //!
-//! 1. the length prefix is within the maximum frame size, and the bytes decode as a `Frame`;
+//! 1. the length prefix is within the maximum frame size ([`MAX_HELLO_BYTES`] for the
+//!    `Hello`), and the bytes decode as a `Frame`;
 //! 2. `version` is [`PROTOCOL_VERSION`];
 //! 3. `cluster_id` is this node's cluster;
 //! 4. `to` is this node;
@@ -43,6 +44,11 @@ use super::{Peer, Shared, proto};
 /// How long an accepted connection may stay silent before its `Hello`: a connection that never
 /// says who it is would otherwise hold a task and a socket forever.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest `Hello` frame accepted. A `Hello` is a few dozen bytes; holding a connection
+/// that has not said who it is to this limit, rather than the maximum frame size, means an
+/// unidentified connection can make the node allocate kilobytes, not megabytes.
+pub const MAX_HELLO_BYTES: usize = 4096;
 
 /// How long to pause after a failed `accept` (say, out of file descriptors) before the next,
 /// so that a persistent failure does not spin.
@@ -136,7 +142,11 @@ pub(crate) async fn accept(
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(error) = ended && error.is_panic() {
+                    tracing::error!("a peer connection's reader panicked (a bug); connection closed");
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     connections.spawn(serve(shared.clone(), stream, remote, inbound.clone()));

@@ -16,7 +16,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
@@ -124,7 +124,7 @@ fn envelope(shared: &Shared, peer: &Peer, kind: proto::frame::Kind) -> proto::Fr
 
 /// Writes all of `bytes`, failing if that takes longer than `limit`: a peer that stopped
 /// reading (a hung process, a host gone without a reset) must not hold the connection forever.
-async fn write<W: AsyncWriteExt + Unpin>(
+async fn write<W: AsyncWrite + Unpin>(
     writer: &mut W,
     bytes: &[u8],
     limit: Duration,
