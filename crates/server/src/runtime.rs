@@ -399,7 +399,7 @@ impl Runtime {
                     self.metrics.proposals_pending.set(self.writes.len() as i64);
                 }
                 Err(skiff_raft::ProposeError::NotLeader { leader, .. }) => {
-                    self.metrics.proposals_failed.inc();
+                    // Not a failure: the HTTP layer forwards the write to the leader.
                     let _ = reply.send(Err(self.not_leader(leader)));
                 }
             },
