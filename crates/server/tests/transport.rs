@@ -487,7 +487,10 @@ async fn bad_frames_are_rejected_and_their_connection_closed() {
         rejected(address1, &[0, 0, 0, 6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).await;
         rejected(address1, b"GET / HTTP/1.1\r\nHost: skiff\r\n\r\n").await;
         rejected(address1, &[0xff, 0xff, 0xff, 0xff]).await;
-        assert_eq!(rejections(&node1, "unknown"), 4);
+        // A first frame of 1 MiB is within the maximum frame size but cannot be a hello: the
+        // connection is closed without waiting for (or allocating) the megabyte.
+        rejected(address1, &[0x00, 0x10, 0x00, 0x00]).await;
+        assert_eq!(rejections(&node1, "unknown"), 5);
 
         // A batch before the hello; a second hello; a batch with a message without a body,
         // after a valid one that must not be delivered either (frames are rejected whole).

@@ -23,9 +23,23 @@
 //!
 //! ## Frames
 //! A frame is a u32 big-endian length, then that many bytes of protobuf `Frame`
-//! (`proto/peer.proto`, package `skiff.peer.v1`): version, cluster id, sender, receiver, and a
-//! `Hello` or a `Batch`. The byte layout is drawn in `frame.rs`; the mapping between Raft
-//! messages and their wire form is `wire.rs`. A frame never exceeds
+//! (`proto/peer.proto`, package `skiff.peer.v1`, documented field by field):
+//!
+//! ```text
+//! offset  size  content
+//! 0       4     N: u32 big-endian, the length of what follows (N <= max_frame_bytes)
+//! 4       N     proto Frame:  08 01            version = 1, always the first two bytes
+//!                             10 <varint>      cluster_id
+//!                             18 <varint>      from (sender id)
+//!                             20 <varint>      to (receiver id)
+//!                             2a <len> Hello   client_addr           (first frame only)
+//!                          or 32 <len> Batch   repeated Message      (every later frame)
+//! Message:  08 <varint> term, then one body: 12 PreVote, 1a PreVoteResponse, 22 Vote,
+//!           2a VoteResponse, 32 Append, 3a AppendResponse, 42 Heartbeat, 4a HeartbeatResponse
+//! ```
+//!
+//! Protobuf leaves out fields that are zero, so a field may be missing. `frame.rs` reads and
+//! writes frames; `wire.rs` maps Raft messages to their wire form. A frame never exceeds
 //! [`TransportConfig::max_frame_bytes`] (64 MiB by default), and a reader refuses a longer
 //! length prefix before allocating anything. Every node of a cluster should use the same
 //! maximum: a frame the sender thinks fine is rejected by a receiver with a smaller one.
@@ -55,7 +69,7 @@
 //! version, cluster id, receiver, sender, frame order, every message). A frame failing a check
 //! is rejected whole, with a `tracing::warn!` naming the reason and the remote address, a count
 //! in `skiff_network_peer_rejected_frames_total`, and the connection closed. Nothing received
-//! can panic the node. Semantic checks of the messages (consecutive entries, known sender) are
+//! can panic the node. Semantic checks of the messages (consecutive entries, sensible terms) are
 //! the core's (`skiff_raft::StepError`).
 //!
 //! ## Failure detection

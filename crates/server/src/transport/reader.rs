@@ -144,7 +144,7 @@ pub(crate) async fn accept(
             _ = shutdown.changed() => break,
             Some(ended) = connections.join_next(), if !connections.is_empty() => {
                 if let Err(error) = ended && error.is_panic() {
-                    tracing::error!("a peer connection's reader panicked (a bug); connection closed");
+                    tracing::error!("a peer connection's reader panicked (a bug)");
                 }
             }
             accepted = listener.accept() => match accepted {
@@ -194,7 +194,7 @@ async fn receive<R: AsyncRead + Unpin>(
     let max_frame_bytes = shared.config.max_frame_bytes;
     let unknown = PeerLabel::unknown();
     let (frame, size) =
-        match tokio::time::timeout(HELLO_TIMEOUT, read_frame(reader, max_frame_bytes)).await {
+        match tokio::time::timeout(HELLO_TIMEOUT, read_frame(reader, MAX_HELLO_BYTES)).await {
             Err(_) => {
                 let message = format!("no hello within {HELLO_TIMEOUT:?}");
                 return Ending::Failed(io::Error::new(io::ErrorKind::TimedOut, message));

@@ -379,7 +379,9 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn arbitrary_bytes_never_panic_the_decoder(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256)
+        ) {
             if let Ok(message) = proto::Message::decode(bytes.as_slice()) {
                 let _ = decode(NodeId(1), NodeId(2), message);
             }
