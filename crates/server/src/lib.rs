@@ -28,7 +28,6 @@ pub mod http;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
-/// The peer transport: Raft messages between nodes over TCP, framed as `proto/peer.proto`.
 pub mod transport;
 
 pub use runtime::{Handle, NodeInfo, NodeStatus, ServiceError, Written};
