@@ -1,0 +1,224 @@
+//! `skiff cluster`: what each node says about the cluster.
+//!
+//! `skiff cluster status` asks every endpoint for `/v1/status` (each one directly: no moving
+//! on, since the point is to see each node) and prints one row per endpoint:
+//!
+//! ```text
+//! $ skiff cluster status --endpoints 127.0.0.1:2379,127.0.0.1:22379 -w table
+//! ENDPOINT          ID   ROLE       TERM   LEADER   COMMIT   APPLIED   LAST INDEX
+//! 127.0.0.1:2379    1    leader     3      1        120      120       120
+//! 127.0.0.1:22379   2    follower   3      1        120      119       120
+//! ```
+//!
+//! Simple output is one line per endpoint with the same fields; JSON output is an array with,
+//! per endpoint, `{"endpoint": ..., "status": <the API's status>}` or
+//! `{"endpoint": ..., "error": "..."}`. An endpoint that does not answer is reported on stderr
+//! and makes the exit status 1, after the others have been printed.
+//!
+//! Left out for now: the membership verbs (`add`, `remove`, `promote`, `transfer`,
+//! `snapshot`), which wait for the operator endpoints of the server.
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::api::Status;
+use crate::client::{Client, ClientError};
+use crate::flags::ConnectionArgs;
+use crate::output::{Output, WriteOut, json, table};
+
+/// Arguments of `skiff cluster`.
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Where to connect and how to print.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// The verbs of `skiff cluster`.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum ClusterCommand {
+    /// Show each endpoint's role, term, leader and log indexes.
+    Status,
+}
+
+/// One endpoint's line of `cluster status -w json`.
+#[derive(Debug, Serialize)]
+struct EndpointStatus<'a> {
+    /// The endpoint asked.
+    endpoint: &'a str,
+    /// Its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a Status>,
+    /// Why it gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Runs a `skiff cluster` verb.
+pub async fn execute(args: &ClusterArgs) -> Result<Output, ClientError> {
+    let client = Client::new(args.connection.client_options())?;
+    match args.command {
+        ClusterCommand::Status => {
+            let mut answers = Vec::with_capacity(client.endpoints().len());
+            for (index, endpoint) in client.endpoints().iter().enumerate() {
+                answers.push((endpoint.clone(), client.status_of(index).await));
+            }
+            Ok(render_status(args.connection.write_out, &answers))
+        }
+    }
+}
+
+/// Renders every endpoint's status; endpoints that failed go to stderr.
+pub fn render_status(
+    format: WriteOut,
+    answers: &[(String, Result<Status, ClientError>)],
+) -> Output {
+    let mut output = Output::default();
+    let mut rows = Vec::new();
+    let mut lines = String::new();
+    for (endpoint, answer) in answers {
+        let status = match answer {
+            Ok(status) => status,
+            Err(error) => {
+                output.failed = true;
+                output.stderr.push(format!("Error: {endpoint}: {error}"));
+                continue;
+            }
+        };
+        let leader = status.leader.map_or("none".to_string(), |leader| leader.to_string());
+        lines.push_str(&format!(
+            "{endpoint}: id {}, {}, term {}, leader {leader}, commit {}, applied {}, last index {}\n",
+            status.id, status.role, status.term, status.commit, status.applied, status.last_index
+        ));
+        rows.push(vec![
+            endpoint.clone(),
+            status.id.to_string(),
+            status.role.clone(),
+            status.term.to_string(),
+            leader,
+            status.commit.to_string(),
+            status.applied.to_string(),
+            status.last_index.to_string(),
+        ]);
+    }
+    let text = match format {
+        WriteOut::Simple => lines,
+        WriteOut::Table => table(
+            &["endpoint", "id", "role", "term", "leader", "commit", "applied", "last index"],
+            &rows,
+        ),
+        WriteOut::Json => {
+            let entries: Vec<EndpointStatus<'_>> = answers
+                .iter()
+                .map(|(endpoint, answer)| EndpointStatus {
+                    endpoint,
+                    status: answer.as_ref().ok(),
+                    error: answer.as_ref().err().map(ToString::to_string),
+                })
+                .collect();
+            json(&entries)
+        }
+    };
+    output.stdout = text.into_bytes();
+    output
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::mock_server::{MockCluster, NodeMode};
+
+    /// A status as a node of the mock would give it.
+    fn status(id: u64, role: &str, applied: u64) -> Status {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "cluster_id": 7, "role": role, "term": 3, "leader": 1,
+            "leader_client_addr": "127.0.0.1:2379", "commit": 120, "applied": applied,
+            "last_index": 121, "durable": 121, "members": [1, 2], "client_addr": "x:1",
+            "peer_addr": "x:2", "progress": []
+        }))
+        .expect("a valid status")
+    }
+
+    fn answers() -> Vec<(String, Result<Status, ClientError>)> {
+        vec![
+            ("127.0.0.1:2379".to_string(), Ok(status(1, "leader", 120))),
+            ("127.0.0.1:22379".to_string(), Ok(status(2, "follower", 119))),
+            (
+                "127.0.0.1:32379".to_string(),
+                Err(ClientError::Unreachable {
+                    failures: vec![("127.0.0.1:32379".to_string(), "cannot connect".to_string())],
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_status_table_has_a_row_per_answering_endpoint() {
+        let output = render_status(WriteOut::Table, &answers());
+        assert_eq!(
+            String::from_utf8(output.stdout).expect("text"),
+            "ENDPOINT          ID   ROLE       TERM   LEADER   COMMIT   APPLIED   LAST INDEX\n\
+             127.0.0.1:2379    1    leader     3      1        120      120       121\n\
+             127.0.0.1:22379   2    follower   3      1        120      119       121\n"
+        );
+        assert_eq!(
+            output.stderr,
+            ["Error: 127.0.0.1:32379: no endpoint reachable: 127.0.0.1:32379: cannot connect"]
+        );
+        assert!(output.failed);
+    }
+
+    #[test]
+    fn simple_status_is_a_line_per_endpoint() {
+        let output = render_status(WriteOut::Simple, &answers()[..1]);
+        assert_eq!(
+            String::from_utf8(output.stdout).expect("text"),
+            "127.0.0.1:2379: id 1, leader, term 3, leader 1, commit 120, applied 120, \
+             last index 121\n"
+        );
+        assert!(!output.failed);
+    }
+
+    #[test]
+    fn json_status_wraps_the_api_answer_per_endpoint() {
+        let output = render_status(WriteOut::Json, &answers());
+        let parsed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        assert_eq!(parsed[0]["endpoint"], "127.0.0.1:2379");
+        assert_eq!(parsed[0]["status"]["role"], "leader");
+        assert_eq!(parsed[0]["status"]["progress"], serde_json::json!([]));
+        assert_eq!(parsed[2]["error"], "no endpoint reachable: 127.0.0.1:32379: cannot connect");
+        assert!(parsed[2].get("status").is_none());
+    }
+
+    #[tokio::test]
+    async fn every_endpoint_is_asked() {
+        let cluster = MockCluster::start(&[NodeMode::Serve, NodeMode::Serve, NodeMode::Down]).await;
+        let args = ClusterArgs {
+            connection: ConnectionArgs {
+                endpoints: cluster.endpoints.clone(),
+                write_out: WriteOut::Table,
+                dial_timeout: Duration::from_secs(1),
+                command_timeout: Duration::from_secs(3),
+            },
+            command: ClusterCommand::Status,
+        };
+        let output = tokio::time::timeout(Duration::from_secs(20), execute(&args))
+            .await
+            .expect("bounded")
+            .expect("the client is made");
+        let text = String::from_utf8(output.stdout).expect("text");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let first: Vec<&str> = lines[1].split_whitespace().take(3).collect();
+        assert_eq!(first, [cluster.endpoints[0].as_str(), "1", "leader"], "{text}");
+        let second: Vec<&str> = lines[2].split_whitespace().take(3).collect();
+        assert_eq!(second, [cluster.endpoints[1].as_str(), "2", "follower"], "{text}");
+        assert_eq!(output.stderr.len(), 1);
+        assert!(output.failed);
+    }
+}

@@ -1,0 +1,189 @@
+//! How the command line parses.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::*;
+use crate::bench::{BenchOp, Target};
+use crate::client::Consistency;
+use crate::kv::{CasArgs, KvCommand};
+use crate::output::WriteOut;
+
+/// Parses a command line that must be valid.
+fn parse(line: &str) -> Command {
+    match Cli::try_parse_from(line.split_whitespace()) {
+        Ok(cli) => cli.command,
+        Err(error) => panic!("{line:?} did not parse: {error}"),
+    }
+}
+
+/// The error of a command line that must be invalid.
+fn reject(line: &str) -> String {
+    match Cli::try_parse_from(line.split_whitespace()) {
+        Ok(cli) => panic!("{line:?} parsed as {cli:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// The `kv` arguments of a command line.
+fn kv(line: &str) -> kv::KvArgs {
+    match parse(line) {
+        Command::Kv(args) => args,
+        other => panic!("{line:?} is not a kv command: {other:?}"),
+    }
+}
+
+#[test]
+fn kv_put_has_etcdctl_defaults() {
+    let args = kv("skiff kv put greeting hello");
+    assert_eq!(
+        args.command,
+        KvCommand::Put { key: "greeting".to_string(), value: "hello".to_string() }
+    );
+    assert_eq!(args.connection.endpoints, ["127.0.0.1:2379"]);
+    assert_eq!(args.connection.write_out, WriteOut::Simple);
+    assert_eq!(args.connection.dial_timeout, Duration::from_secs(2));
+    assert_eq!(args.connection.command_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn global_flags_go_before_or_after_the_verb() {
+    let before = kv("skiff kv --endpoints a:1,b:2 -w json --command-timeout 1.5s get k");
+    let after = kv("skiff kv get k --endpoints a:1,b:2 --write-out json --command-timeout 1500ms");
+    for args in [before, after] {
+        assert_eq!(args.connection.endpoints, ["a:1", "b:2"]);
+        assert_eq!(args.connection.write_out, WriteOut::Json);
+        assert_eq!(args.connection.command_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            args.command,
+            KvCommand::Get {
+                key: "k".to_string(),
+                consistency: Consistency::Linearizable,
+                print_value_only: false
+            }
+        );
+    }
+}
+
+#[test]
+fn the_client_flags_belong_to_the_client_commands() {
+    assert!(reject("skiff --endpoints a:1 kv get k").contains("--endpoints"));
+    assert!(reject("skiff sim --endpoints a:1").contains("--endpoints"));
+}
+
+#[test]
+fn get_and_scan_take_a_consistency() {
+    let args = kv("skiff kv get k --consistency stale --print-value-only");
+    assert_eq!(
+        args.command,
+        KvCommand::Get {
+            key: "k".to_string(),
+            consistency: Consistency::Stale,
+            print_value_only: true
+        }
+    );
+    assert_eq!(
+        kv("skiff kv scan user/ --limit 10 --consistency stale").command,
+        KvCommand::Scan {
+            prefix: "user/".to_string(),
+            limit: Some(10),
+            consistency: Consistency::Stale
+        }
+    );
+    assert_eq!(
+        kv("skiff kv scan").command,
+        KvCommand::Scan {
+            prefix: String::new(),
+            limit: None,
+            consistency: Consistency::Linearizable
+        }
+    );
+    assert!(reject("skiff kv get k --consistency eventual").contains("eventual"));
+}
+
+#[test]
+fn del_is_also_delete() {
+    assert_eq!(kv("skiff kv del k").command, KvCommand::Del { key: "k".to_string() });
+    assert_eq!(kv("skiff kv delete k").command, KvCommand::Del { key: "k".to_string() });
+}
+
+#[test]
+fn cas_needs_one_expectation_and_one_outcome() {
+    assert_eq!(
+        kv("skiff kv cas k --expected old --value new").command,
+        KvCommand::Cas(CasArgs {
+            key: "k".to_string(),
+            expected: Some("old".to_string()),
+            absent: false,
+            value: Some("new".to_string()),
+            delete: false
+        })
+    );
+    assert_eq!(
+        kv("skiff kv cas k --absent --delete").command,
+        KvCommand::Cas(CasArgs {
+            key: "k".to_string(),
+            expected: None,
+            absent: true,
+            value: None,
+            delete: true
+        })
+    );
+    reject("skiff kv cas k --value new");
+    reject("skiff kv cas k --expected old");
+    reject("skiff kv cas k --expected old --absent --value new");
+    reject("skiff kv cas k --expected old --value new --delete");
+}
+
+#[test]
+fn write_out_and_durations_are_checked() {
+    assert!(reject("skiff kv get k -w yaml").contains("yaml"));
+    assert!(reject("skiff kv get k --dial-timeout 5").contains("has no unit"));
+    assert_eq!(kv("skiff kv get k -w table").connection.write_out, WriteOut::Table);
+}
+
+#[test]
+fn cluster_status_parses() {
+    match parse("skiff cluster status -w table --endpoints a:1") {
+        Command::Cluster(args) => {
+            assert_eq!(args.command, cluster::ClusterCommand::Status);
+            assert_eq!(args.connection.write_out, WriteOut::Table);
+        }
+        other => panic!("not a cluster command: {other:?}"),
+    }
+}
+
+#[test]
+fn bench_has_etcd_like_defaults_and_takes_lists() {
+    let Command::Bench(defaults) = parse("skiff bench") else { panic!("not a bench command") };
+    assert_eq!(defaults.clients, [1, 16, 64, 256]);
+    assert_eq!(defaults.duration, Duration::from_secs(10));
+    assert_eq!(defaults.value_size, 256);
+    assert_eq!(defaults.keys, 10_000);
+    assert_eq!(defaults.op, BenchOp::Put);
+    assert_eq!(defaults.target, Target::Leader);
+    let Command::Bench(args) = parse(
+        "skiff bench --endpoints a:1,b:2 --clients 2,8 --duration 500ms --value-size 16 \
+         --keys 100 --op both --target all -w json",
+    ) else {
+        panic!("not a bench command")
+    };
+    assert_eq!(args.clients, [2, 8]);
+    assert_eq!(args.duration, Duration::from_millis(500));
+    assert_eq!(args.connection.endpoints, ["a:1", "b:2"]);
+    assert_eq!(args.connection.write_out, WriteOut::Json);
+    assert_eq!(
+        (args.value_size, args.keys, args.op, args.target),
+        (16, 100, BenchOp::Both, Target::All)
+    );
+    reject("skiff bench --clients 0");
+    reject("skiff bench --keys 0");
+}
+
+#[test]
+fn sim_is_unchanged() {
+    let Command::Sim(_) = parse("skiff sim --seed 42 --trace --nodes 5") else {
+        panic!("not a sim command")
+    };
+}
