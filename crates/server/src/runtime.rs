@@ -252,6 +252,8 @@ pub struct Runtime {
     ready_reads: BTreeMap<Index, Vec<oneshot::Sender<Result<Index, ServiceError>>>>,
     /// The next read context.
     next_read: u64,
+    /// The highest index applied to the store.
+    applied: Index,
     /// Tells handles the driver stopped.
     running: watch::Sender<bool>,
 }
@@ -319,6 +321,7 @@ impl Runtime {
             reads: BTreeMap::new(),
             ready_reads: BTreeMap::new(),
             next_read: 1,
+            applied: Index(0),
             running,
         };
         Ok((runtime, handle))
@@ -504,7 +507,7 @@ impl Runtime {
                 }
                 Action::Apply(entries) => self.apply(entries),
                 Action::ReadReady { index, contexts } => {
-                    let applied = self.node.status().applied;
+                    let applied = self.applied;
                     for context in contexts {
                         let Some(reply) = self.reads.remove(&context) else { continue };
                         if applied >= index {
@@ -560,6 +563,7 @@ impl Runtime {
                 let _ = waiter.reply.send(answer);
             }
         }
+        self.applied = last;
         self.metrics.apply_duration.observe(started.elapsed().as_secs_f64());
         self.metrics.applied_index.set(last.0 as i64);
         self.metrics.proposals_pending.set(self.writes.len() as i64);
