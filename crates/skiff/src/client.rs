@@ -281,14 +281,14 @@ impl Client {
 
     /// `PUT /v1/kv/{key}`: stores a value.
     pub async fn put(&mut self, key: &str, value: Bytes) -> Result<WriteAnswer, ClientError> {
-        let call = self.write(Method::PUT, key_path(key, ""), value);
+        let call = self.write(Method::PUT, key_path(key, "")?, value);
         let answer = self.send(&call).await?;
         expect_json(key, answer)
     }
 
     /// `GET /v1/kv/{key}`: reads a value.
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Value, ClientError> {
-        let mut path = key_path(key, "");
+        let mut path = key_path(key, "")?;
         if consistency == Consistency::Stale {
             path.push_str("?consistency=stale");
         }
@@ -310,7 +310,7 @@ impl Client {
 
     /// `DELETE /v1/kv/{key}`: removes a key; a missing key is [`ClientError::KeyNotFound`].
     pub async fn delete(&mut self, key: &str) -> Result<DeleteAnswer, ClientError> {
-        let call = self.write(Method::DELETE, key_path(key, ""), Bytes::new());
+        let call = self.write(Method::DELETE, key_path(key, "")?, Bytes::new());
         let answer = self.send(&call).await?;
         expect_json(key, answer)
     }
@@ -328,7 +328,7 @@ impl Client {
         let body = serde_json::to_vec(&request).map_err(|error| {
             ClientError::Usage(format!("cannot encode the compare-and-swap: {error}"))
         })?;
-        let call = self.write(Method::POST, key_path(key, "/cas"), Bytes::from(body));
+        let call = self.write(Method::POST, key_path(key, "/cas")?, Bytes::from(body));
         let answer = self.send(&call).await?;
         expect_json(key, answer)
     }
@@ -528,9 +528,23 @@ fn normalize_endpoint(endpoint: &str) -> Result<String, ClientError> {
     }
 }
 
-/// The path of a key: `/v1/kv/` + the key percent-encoded as one segment + `suffix`.
-fn key_path(key: &str, suffix: &str) -> String {
-    format!("/v1/kv/{}{suffix}", percent_encode(key))
+/// The longest key the API accepts, in bytes (docs/http-api.md).
+const MAX_KEY_LEN: usize = 4096;
+
+/// The path of a key: `/v1/kv/` + the key percent-encoded as one segment + `suffix`. A key the
+/// API would refuse is refused here, with a clearer message than a node could give (an empty
+/// key would not even reach the key routes).
+fn key_path(key: &str, suffix: &str) -> Result<String, ClientError> {
+    if key.is_empty() {
+        return Err(ClientError::Usage("a key must not be empty".to_string()));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(ClientError::Usage(format!(
+            "a key is at most {MAX_KEY_LEN} bytes; this one has {}",
+            key.len()
+        )));
+    }
+    Ok(format!("/v1/kv/{}{suffix}", percent_encode(key)))
 }
 
 /// Percent-encodes every byte except RFC 3986's unreserved characters, so that a key's `/`,

@@ -285,6 +285,20 @@ fn endpoints_are_host_and_port() {
     assert_eq!(error.to_string(), "no endpoints given");
 }
 
+#[tokio::test]
+async fn a_key_the_api_would_refuse_is_refused_before_sending() {
+    let cluster = MockCluster::start(&[NodeMode::Serve]).await;
+    let mut client = Client::new(options(&cluster)).expect("valid options");
+    let error = client.put("", Bytes::from("v")).await.expect_err("an empty key");
+    assert_eq!(error.to_string(), "a key must not be empty");
+    let long = "k".repeat(4097);
+    let error = client.get(&long, Consistency::Stale).await.expect_err("a long key");
+    assert_eq!(error.to_string(), "a key is at most 4096 bytes; this one has 4097");
+    assert!(cluster.seen().is_empty());
+    assert!(client.get(&"k".repeat(4096), Consistency::Stale).await.is_err(), "absent, but sent");
+    assert_eq!(cluster.seen().len(), 1);
+}
+
 #[test]
 fn percent_encoding_keeps_only_unreserved_characters() {
     assert_eq!(percent_encode("a-b_c.d~e"), "a-b_c.d~e");
