@@ -165,11 +165,9 @@ struct Workload {
     finished: AtomicU64,
 }
 
-impl Workload {
-    /// Key number `number`.
-    fn key(&self, number: u64) -> String {
-        format!("{}{number:08}", self.prefix)
-    }
+/// Key number `number` of the bench's key space.
+fn bench_key(prefix: &str, number: u64) -> String {
+    format!("{prefix}{number:08}")
 }
 
 /// What one client measured.
@@ -265,29 +263,22 @@ async fn populate(
 ) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(args.keys, format!("writing {} keys", args.keys));
-    let workload = Arc::new(Workload {
-        prefix: args.key_prefix.clone(),
-        keys: args.keys,
-        value_size: args.value_size,
-        operation: Operation::Put,
-        deadline: Instant::now(),
-        finished: AtomicU64::new(0),
-    });
     let mut tasks = JoinSet::new();
     for number in 0..POPULATE_CLIENTS.min(args.keys) {
         let mut client = Client::new(options_for(options, routing, number))?;
-        let (next, bar, workload) = (next.clone(), bar.clone(), workload.clone());
+        let (next, bar, prefix) = (next.clone(), bar.clone(), args.key_prefix.clone());
+        let (keys, value_size) = (args.keys, args.value_size);
         tasks.spawn(async move {
             let mut random = Random::from_entropy();
-            let mut value = vec![0u8; workload.value_size];
+            let mut value = vec![0u8; value_size];
             let mut errors = ErrorTally::default();
             loop {
                 let number = next.fetch_add(1, Ordering::Relaxed);
-                if number >= workload.keys {
+                if number >= keys {
                     return errors;
                 }
                 random.fill_alphanumeric(&mut value);
-                let key = workload.key(number);
+                let key = bench_key(&prefix, number);
                 if let Err(error) = client.put(&key, Bytes::copy_from_slice(&value)).await {
                     errors.record(error.to_string(), 1);
                 }
@@ -301,9 +292,8 @@ async fn populate(
     }
     bar.finish_and_clear();
     if errors.total() == args.keys {
-        let summary = Summary::new(Operation::Put, 0, Duration::ZERO, &new_histogram(), &errors);
-        let first = summary.error_distribution.first().map_or("", |error| error.error.as_str());
-        bail!("could not write any of the {} keys: {first}", args.keys);
+        let most_frequent = errors.most_frequent().unwrap_or_default();
+        bail!("could not write any of the {} keys: {most_frequent}", args.keys);
     }
     if errors.total() > 0 {
         eprintln!(
@@ -379,7 +369,7 @@ async fn send_until_deadline(mut client: Client, workload: Arc<Workload>) -> Cli
     let mut errors = ErrorTally::default();
     let mut value = vec![0u8; workload.value_size];
     while Instant::now() < workload.deadline {
-        let key = workload.key(random.below(workload.keys));
+        let key = bench_key(&workload.prefix, random.below(workload.keys));
         let started = Instant::now();
         let outcome = match workload.operation {
             Operation::Put => {

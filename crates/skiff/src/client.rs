@@ -12,8 +12,11 @@
 //! - the node cannot be reached (connection refused, or no connection within `--dial-timeout`),
 //! - the node answers `503 no_leader` or `503 unavailable` (it knows no leader, or it is
 //!   shutting down),
-//! - the node answers `503 timeout`, or the connection breaks after the request was sent, but
-//!   only when repeating the request is safe: a read, or a write carrying its session.
+//! - the node answers `503 timeout` (the request may still take effect), or the connection
+//!   breaks after the request was sent.
+//!
+//! Repeating a request on another node is always safe here: a read changes nothing, and every
+//! write carries its session (below), so a write that did take effect is not applied twice.
 //!
 //! When a whole round over the endpoints fails and at least one node did answer (an election
 //! is under way, say), the client waits (50 ms, doubling up to 1 s) and starts another round.
@@ -135,15 +138,6 @@ pub enum ClientError {
         /// The last thing that went wrong, if anything did before time ran out.
         last: Option<String>,
     },
-    /// The connection broke after a write without a session was sent: it may have been
-    /// applied, and repeating it would not be safe.
-    #[error("{endpoint}: connection lost, the write may or may not have been applied: {reason}")]
-    OutcomeUnknown {
-        /// The node the write went to.
-        endpoint: String,
-        /// What broke.
-        reason: String,
-    },
     /// A node answered something the API does not allow.
     #[error("{endpoint}: unexpected answer: {reason}")]
     Protocol {
@@ -191,10 +185,9 @@ struct Call {
     path: String,
     /// The request body.
     body: Bytes,
-    /// The session headers of a write: client id and sequence.
+    /// The session headers of a write: client id and sequence. Every write has them, which
+    /// is what makes sending a write again safe.
     session: Option<(u64, u64)>,
-    /// Whether sending the request twice cannot do harm: reads, and writes with a session.
-    safe_to_repeat: bool,
 }
 
 /// A node's answer, whatever its status.
@@ -389,7 +382,6 @@ impl Client {
             path,
             body,
             session: Some((self.session.client_id, self.session.last_sequence)),
-            safe_to_repeat: true,
         }
     }
 
@@ -466,12 +458,12 @@ impl Client {
                     reachable: false,
                 };
             }
-            Err(error) => return self.broken(endpoint, call, innermost(&error)),
+            Err(error) => return broken(&error),
         };
         let (parts, body) = response.into_parts();
         let body = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(error) => return self.broken(endpoint, call, innermost(&error)),
+            Err(error) => return broken(&error),
         };
         let answer = Answer {
             endpoint: endpoint.clone(),
@@ -480,33 +472,21 @@ impl Client {
             body,
         };
         if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+            // no_leader, unavailable and timeout alike: another node may do better, and a
+            // write that did take effect is recognised by its session.
             let error = serde_json::from_slice::<ErrorBody>(&answer.body).ok();
             let code = error.as_ref().map_or("unavailable", |error| error.code.as_str());
-            // A 503 timeout means the request may still be applied: asking another node is
-            // only safe when the request can be repeated.
-            if code != "timeout" || call.safe_to_repeat {
-                let message = error.as_ref().map_or("", |error| error.message.as_str());
-                return Attempt::MoveOn { reason: format!("{code}: {message}"), reachable: true };
-            }
+            let message = error.as_ref().map_or("", |error| error.message.as_str());
+            return Attempt::MoveOn { reason: format!("{code}: {message}"), reachable: true };
         }
         Attempt::Answered(answer)
-    }
-
-    /// The connection broke after the request went out: move on if the call can be repeated,
-    /// fail otherwise.
-    fn broken(&self, endpoint: &str, call: &Call, reason: String) -> Attempt {
-        if call.safe_to_repeat {
-            Attempt::MoveOn { reason: format!("connection lost: {reason}"), reachable: false }
-        } else {
-            Attempt::Fail(ClientError::OutcomeUnknown { endpoint: endpoint.to_string(), reason })
-        }
     }
 }
 
 impl Call {
-    /// A read: no session, safe to repeat.
+    /// A read: no session.
     fn read(method: Method, path: String) -> Call {
-        Call { method, path, body: Bytes::new(), session: None, safe_to_repeat: true }
+        Call { method, path, body: Bytes::new(), session: None }
     }
 }
 
@@ -559,6 +539,11 @@ pub fn percent_encode(text: &str) -> String {
         }
     }
     encoded
+}
+
+/// The connection broke after the request went out: the node may be gone, so move on.
+fn broken(error: &(dyn std::error::Error + 'static)) -> Attempt {
+    Attempt::MoveOn { reason: format!("connection lost: {}", innermost(error)), reachable: false }
 }
 
 /// The message at the bottom of an error's chain ("Connection refused (os error 111)"), which

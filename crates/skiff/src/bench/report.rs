@@ -96,6 +96,11 @@ impl ErrorTally {
         self.counts.values().sum()
     }
 
+    /// The most frequent message.
+    pub fn most_frequent(&self) -> Option<String> {
+        self.by_count().into_iter().next().map(|error| error.error)
+    }
+
     /// The messages, most frequent first.
     fn by_count(&self) -> Vec<ErrorCount> {
         let mut listed: Vec<ErrorCount> = self
@@ -462,5 +467,6 @@ mod tests {
         assert_eq!(listed.len(), MAX_DISTINCT_ERRORS + 1);
         assert_eq!(listed[0], ErrorCount { count: 24, error: OTHER_ERRORS.to_string() });
         assert_eq!(listed[1], ErrorCount { count: 2, error: "error 3".to_string() });
+        assert_eq!(errors.most_frequent().as_deref(), Some(OTHER_ERRORS));
     }
 }

@@ -133,3 +133,17 @@ async fn a_value_over_the_api_limit_is_refused() {
     let error = execute(&args, &mut Vec::new()).await.expect_err("this must fail");
     assert!(error.to_string().contains("over the API's limit"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gets_need_their_keys_written_first() {
+    let cluster = MockCluster::start(&[NodeMode::NoLeader]).await;
+    let mut args = args(&cluster, "skiff bench --clients 1 --duration 10s --keys 10 --op get");
+    args.connection.command_timeout = Duration::from_millis(100);
+    let error = tokio::time::timeout(Duration::from_secs(10), execute(&args, &mut Vec::new()))
+        .await
+        .expect("bounded")
+        .expect_err("no key can be written");
+    let message = error.to_string();
+    assert!(message.starts_with("could not write any of the 10 keys: timed out"), "{message}");
+    assert!(message.contains("no_leader"), "{message}");
+}
