@@ -52,7 +52,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
     match runtime.block_on(demo(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("skiff demo: {error:#}");
+            eprintln!("skiff demo: {}", crate::node::one_line(&error));
             ExitCode::FAILURE
         }
     }

@@ -194,10 +194,26 @@ pub fn run(args: NodeArgs) -> ExitCode {
     match run_node(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("skiff node: {error:#}");
+            eprintln!("skiff node: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, skipping a cause that its parent's message already
+/// quotes (many I/O errors print their source inside their own message).
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Resolves the settings, then starts and runs the server.
@@ -291,6 +307,17 @@ mod tests {
         assert_eq!(resolved.peer_addr, Some("127.0.0.1:7002".parse().expect("an address")));
         let error = resolved.server_config().expect_err("no data dir").to_string();
         assert!(error.contains("--data-dir"), "{error}");
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_without_repeats() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(io).context("create directory /x: no such file");
+        let error = error.context("cannot open the data directory /x");
+        assert_eq!(
+            one_line(&error),
+            "cannot open the data directory /x: create directory /x: no such file"
+        );
     }
 
     #[test]
