@@ -173,6 +173,11 @@ struct Watch {
     leading: Option<Term>,
 }
 
+/// What the checker remembers of node `id`, if it was observed before.
+fn watch_of(watches: &mut [(NodeId, Watch)], id: NodeId) -> Option<&mut Watch> {
+    watches.iter_mut().find(|(watched, _)| *watched == id).map(|(_, watch)| watch)
+}
+
 /// The record of a run, and the checks against it.
 #[derive(Debug, Default)]
 pub struct Checker {
@@ -188,8 +193,9 @@ pub struct Checker {
     committed_by: Vec<NodeId>,
     /// Every applied entry: (term, payload hash, first node that applied it), by index.
     applied: Vec<(Term, u64, NodeId)>,
-    /// The nodes as last observed.
-    watches: BTreeMap<NodeId, Watch>,
+    /// The nodes as last observed, in the order first seen. A cluster has a handful of nodes,
+    /// looked up twice per node after every step: a linear search beats a map here.
+    watches: Vec<(NodeId, Watch)>,
 }
 
 impl Checker {
@@ -214,19 +220,25 @@ impl Checker {
         self.leaders.len()
     }
 
-    /// Checks every running node after a step.
-    pub fn after_step(&mut self, nodes: &[Observation<'_>]) -> Result<(), Violation> {
+    /// Checks every running node after a step. The nodes are gone through twice (hence
+    /// `Clone`), so that the simulator can hand over a view of its nodes instead of collecting
+    /// them into a vector after every step.
+    pub fn after_step<'a, I>(&mut self, nodes: I) -> Result<(), Violation>
+    where
+        I: IntoIterator<Item = Observation<'a>>,
+        I::IntoIter: Clone,
+    {
+        let nodes = nodes.into_iter();
         let mut record_grew = false;
-        for node in nodes {
-            record_grew |= self.observe(node)?;
+        for node in nodes.clone() {
+            record_grew |= self.observe(&node)?;
         }
-        for node in nodes {
-            let watch = self.watches.get_mut(&node.id).expect("observed just now");
-            let leading = (node.role == RoleKind::Leader).then_some(node.term);
-            let newly_leading = leading.is_some() && watch.leading != leading;
-            watch.leading = leading;
-            if leading.is_some() && (newly_leading || record_grew) {
-                self.check_leader(node)?;
+        for node in nodes.filter(|node| node.role == RoleKind::Leader) {
+            let watch = watch_of(&mut self.watches, node.id).expect("observed just now");
+            let newly_leading = watch.leading != Some(node.term);
+            watch.leading = Some(node.term);
+            if newly_leading || record_grew {
+                self.check_leader(&node)?;
             }
         }
         Ok(())
@@ -241,9 +253,15 @@ impl Checker {
             commit: Index(0),
             leading: None,
         };
-        let watch = self.watches.entry(node.id).or_insert(fresh);
+        if watch_of(&mut self.watches, node.id).is_none() {
+            self.watches.push((node.id, fresh));
+        }
+        let watch = watch_of(&mut self.watches, node.id).expect("added just now");
         if watch.incarnation != node.incarnation {
             *watch = fresh;
+        }
+        if node.role != RoleKind::Leader {
+            watch.leading = None;
         }
         if node.term < watch.term {
             return Err(Violation::new(
@@ -258,7 +276,8 @@ impl Checker {
                 format!("{} went from commit {} back to {}", node.id, watch.commit, node.commit),
             ));
         }
-        if node.role == RoleKind::Leader {
+        // A node seen leading this term before was checked against the record then.
+        if node.role == RoleKind::Leader && watch.leading != Some(node.term) {
             let leader = *self.leaders.entry(node.term).or_insert(node.id);
             if leader != node.id {
                 return Err(Violation::new(
@@ -366,31 +385,38 @@ impl Checker {
     }
 
     /// Leader completeness before the fact: no node lacking a committed entry can collect a
-    /// majority of votes (see the module documentation). `nodes` is the whole cluster.
-    pub fn check_electable(&self, nodes: &[Electable<'_>]) -> Result<(), Violation> {
+    /// majority of votes (see the module documentation). `nodes` is the whole cluster, gone
+    /// through once per candidate (hence `Clone`).
+    pub fn check_electable<'a, I>(&self, nodes: I) -> Result<(), Violation>
+    where
+        I: IntoIterator<Item = Electable<'a>>,
+        I::IntoIter: Clone + ExactSizeIterator,
+    {
+        let nodes = nodes.into_iter();
         let Some(record) = self.committed.last() else { return Ok(()) };
         let committed = self.committed_index();
         let last =
             |log: &LogCopy| (log.term(log.last_index()).unwrap_or_default(), log.last_index());
         let majority = nodes.len() / 2 + 1;
-        for candidate in nodes {
+        for candidate in nodes.clone() {
             for log in [candidate.log, candidate.durable] {
                 if log.chain(committed) == Some(record.chain) {
                     continue;
                 }
                 let offer = last(log);
-                let voters: Vec<NodeId> = nodes
-                    .iter()
-                    .filter(|voter| last(voter.log) <= offer || last(voter.durable) <= offer)
-                    .map(|voter| voter.id)
-                    .collect();
-                if voters.len() >= majority {
+                let would_vote = |voter: &Electable<'_>| {
+                    last(voter.log) <= offer || last(voter.durable) <= offer
+                };
+                // Counted without collecting: this runs after every step, and the names are
+                // only wanted for a report.
+                if nodes.clone().filter(would_vote).count() >= majority {
+                    let voters = nodes.clone().filter(would_vote).map(|voter| voter.id);
                     let missing = (1..=committed.0)
                         .map(Index)
                         .find(|&at| log.chain(at) != Some(self.committed[at.0 as usize - 1].chain))
                         .unwrap_or(committed);
                     let position = missing.0 as usize - 1;
-                    let names: Vec<String> = voters.iter().map(NodeId::to_string).collect();
+                    let names: Vec<String> = voters.map(|voter| voter.to_string()).collect();
                     return Err(Violation::new(
                         Invariant::LeaderCompleteness,
                         format!(
@@ -554,9 +580,9 @@ mod tests {
     fn two_leaders_in_one_term_are_caught() {
         let empty = LogCopy::default();
         let mut checker = Checker::new();
-        checker.after_step(&[observe(1, RoleKind::Leader, 2, 0, &empty)]).expect("one leader");
+        checker.after_step([observe(1, RoleKind::Leader, 2, 0, &empty)]).expect("one leader");
         let error = checker
-            .after_step(&[observe(2, RoleKind::Leader, 2, 0, &empty)])
+            .after_step([observe(2, RoleKind::Leader, 2, 0, &empty)])
             .expect_err("two leaders");
         assert_eq!(error.invariant, Invariant::ElectionSafety);
     }
@@ -565,17 +591,17 @@ mod tests {
     fn terms_and_commits_never_go_back_within_an_incarnation() {
         let a = log(&[entry(1, 1, "x"), entry(2, 1, "y")]);
         let mut checker = Checker::new();
-        checker.after_step(&[observe(1, RoleKind::Follower, 3, 2, &a)]).expect("fine");
+        checker.after_step([observe(1, RoleKind::Follower, 3, 2, &a)]).expect("fine");
         let error =
-            checker.after_step(&[observe(1, RoleKind::Follower, 3, 1, &a)]).expect_err("back");
+            checker.after_step([observe(1, RoleKind::Follower, 3, 1, &a)]).expect_err("back");
         assert_eq!(error.invariant, Invariant::MonotonicCommit);
         let mut checker = Checker::new();
-        checker.after_step(&[observe(1, RoleKind::Follower, 3, 0, &a)]).expect("fine");
+        checker.after_step([observe(1, RoleKind::Follower, 3, 0, &a)]).expect("fine");
         let error =
-            checker.after_step(&[observe(1, RoleKind::Follower, 2, 0, &a)]).expect_err("back");
+            checker.after_step([observe(1, RoleKind::Follower, 2, 0, &a)]).expect_err("back");
         assert_eq!(error.invariant, Invariant::MonotonicTerm);
         let restarted = Observation { incarnation: 1, ..observe(1, RoleKind::Follower, 2, 0, &a) };
-        checker.after_step(&[restarted]).expect("a restart may lose an undurable term");
+        checker.after_step([restarted]).expect("a restart may lose an undurable term");
     }
 
     #[test]
@@ -584,14 +610,14 @@ mod tests {
         let b = log(&[entry(1, 1, "x"), entry(2, 2, "z")]);
         let short = log(&[entry(1, 1, "x")]);
         let mut checker = Checker::new();
-        checker.after_step(&[observe(1, RoleKind::Leader, 1, 2, &a)]).expect("commit");
+        checker.after_step([observe(1, RoleKind::Leader, 1, 2, &a)]).expect("commit");
         let error =
-            checker.after_step(&[observe(2, RoleKind::Leader, 2, 0, &short)]).expect_err("lacks 2");
+            checker.after_step([observe(2, RoleKind::Leader, 2, 0, &short)]).expect_err("lacks 2");
         assert_eq!(error.invariant, Invariant::LeaderCompleteness);
         let mut checker = Checker::new();
-        checker.after_step(&[observe(1, RoleKind::Follower, 2, 2, &a)]).expect("commit");
+        checker.after_step([observe(1, RoleKind::Follower, 2, 2, &a)]).expect("commit");
         let error =
-            checker.after_step(&[observe(2, RoleKind::Follower, 2, 2, &b)]).expect_err("differs");
+            checker.after_step([observe(2, RoleKind::Follower, 2, 2, &b)]).expect_err("differs");
         assert_eq!(error.invariant, Invariant::StateMachineSafety);
     }
 
@@ -600,8 +626,8 @@ mod tests {
         let a = log(&[entry(1, 1, "x"), entry(2, 3, "y")]);
         let short = log(&[entry(1, 1, "x")]);
         let mut checker = Checker::new();
-        checker.after_step(&[observe(1, RoleKind::Leader, 3, 2, &a)]).expect("commit in term 3");
-        checker.after_step(&[observe(2, RoleKind::Leader, 2, 0, &short)]).expect("term 2 is older");
+        checker.after_step([observe(1, RoleKind::Leader, 3, 2, &a)]).expect("commit in term 3");
+        checker.after_step([observe(2, RoleKind::Leader, 2, 0, &short)]).expect("term 2 is older");
     }
 
     #[test]
@@ -613,7 +639,7 @@ mod tests {
         let short = log(&[entry(1, 1, "a")]);
         let orphan = log(&[entry(1, 1, "a"), entry(2, 3, "c")]);
         let mut checker = Checker::new();
-        checker.after_step(&[observe(1, RoleKind::Leader, 4, 2, &with_noop)]).expect("commit");
+        checker.after_step([observe(1, RoleKind::Leader, 4, 2, &with_noop)]).expect("commit");
         let node = |id, log, durable| Electable { id: NodeId(id), log, durable };
         let cluster = [
             node(1, &with_noop, &committed),
@@ -622,7 +648,7 @@ mod tests {
             node(4, &short, &short),
             node(5, &orphan, &orphan),
         ];
-        let error = checker.check_electable(&cluster).expect_err("n5 could win");
+        let error = checker.check_electable(cluster).expect_err("n5 could win");
         assert_eq!(error.invariant, Invariant::LeaderCompleteness);
         // Once the term-4 entry is durable on a majority (as the §5.4.2 rule waits for), n5 can
         // only win n4.
@@ -633,7 +659,7 @@ mod tests {
             node(4, &short, &short),
             node(5, &orphan, &orphan),
         ];
-        checker.check_electable(&cluster).expect("safe");
+        checker.check_electable(cluster).expect("safe");
     }
 
     #[test]

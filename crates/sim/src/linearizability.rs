@@ -490,6 +490,8 @@ struct Frame {
     state_before: Register,
     /// The restriction rule 2 placed on it (see [`Search::replaced`]).
     replaced_before: Option<Register>,
+    /// The register's actual value before it (see [`Search::value`]).
+    value_before: Option<Value>,
 }
 
 /// What identifies a configuration, apart from the unknown operations it has linearized.
@@ -615,8 +617,15 @@ struct Search {
     /// What an unknown write placed now could be needed for; kept up to date by
     /// [`Search::refresh`].
     needs: Needs,
+    /// The register's actual value after the stack, which [`Register`] does not keep when no
+    /// operation can observe it; `None` while absent. Kept along with the stack, for the report.
+    value: Option<Value>,
     /// The most informative configuration reached, for the report.
     deepest: Deepest,
+    /// How many frames at the bottom of the stack the deepest configuration's prefix shares with
+    /// it: recording a deeper one copies only the frames above. (Copying the whole stack each
+    /// time made a long linearizable history quadratic.)
+    deepest_shared: usize,
 }
 
 impl Search {
@@ -689,7 +698,9 @@ impl Search {
             blind_placed: 0,
             forced_read: None,
             needs: Needs::default(),
+            value: None,
             deepest: Deepest::default(),
+            deepest_shared: 0,
         };
         search.refresh();
         search.remember();
@@ -875,7 +886,9 @@ impl Search {
             candidate: id,
             state_before: self.state,
             replaced_before: self.replaced,
+            value_before: self.value,
         });
+        self.value = value_after(&self.candidates[id], self.value);
         match self.candidates[id].expected {
             Expected::Ok { .. } => {
                 self.ok_by_invocation.remove(id);
@@ -926,6 +939,8 @@ impl Search {
         }
         self.state = frame.state_before;
         self.replaced = frame.replaced_before;
+        self.value = frame.value_before;
+        self.deepest_shared = self.deepest_shared.min(self.stack.len());
         self.refresh();
     }
 
@@ -946,36 +961,32 @@ impl Search {
         self.needs = needs;
     }
 
-    /// The register's actual value after the stack, which [`Register`] does not keep when no
-    /// operation can observe it: replays the stack on a plain register.
-    fn concrete_value(&self) -> Option<Value> {
-        let mut value = None;
-        for frame in &self.stack {
-            let candidate = &self.candidates[frame.candidate];
-            match (candidate.operation, candidate.result()) {
-                (Operation::Put { value: written, .. }, _) => value = Some(written),
-                (Operation::Cas { expected, new, .. }, Some(OperationResult::Cas(true)) | None)
-                    if value == expected =>
-                {
-                    value = Some(new);
-                }
-                _ => {}
-            }
-        }
-        value
-    }
-
     /// Remembers the current configuration as the deepest, for the report.
     fn record_deepest(&mut self) {
         let index_of = |id: usize| self.candidates[id].index;
-        let candidates = self.window();
-        self.deepest = Deepest {
-            placed: self.ok_placed,
-            prefix: self.stack.iter().map(|frame| index_of(frame.candidate)).collect(),
-            value: self.concrete_value(),
-            due: self.ok_by_completion.first().map_or(0, index_of),
-            candidates,
-        };
+        let shared = self.deepest_shared.min(self.deepest.prefix.len());
+        self.deepest.prefix.truncate(shared);
+        let above = self.stack[shared..].iter().map(|frame| index_of(frame.candidate));
+        self.deepest.prefix.extend(above);
+        self.deepest_shared = self.stack.len();
+        self.deepest.placed = self.ok_placed;
+        self.deepest.value = self.value;
+        self.deepest.due = self.ok_by_completion.first().map_or(0, index_of);
+        self.deepest.candidates = self.window();
+    }
+}
+
+/// The register's actual value after `candidate`, given the value before it: a plain register,
+/// unlike [`Register`], which forgets values no operation can observe.
+fn value_after(candidate: &Candidate, value: Option<Value>) -> Option<Value> {
+    match (candidate.operation, candidate.result()) {
+        (Operation::Put { value: written, .. }, _) => Some(written),
+        (Operation::Cas { expected, new, .. }, Some(OperationResult::Cas(true)) | None)
+            if value == expected =>
+        {
+            Some(new)
+        }
+        _ => value,
     }
 }
 

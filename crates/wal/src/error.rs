@@ -5,7 +5,7 @@
 //! superseding committed entries) is a panic, because it is a bug that would corrupt the log.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use skiff_raft::{Index, NodeId};
 use thiserror::Error;
@@ -102,11 +102,8 @@ pub enum Error {
 /// The result of every fallible operation of the log.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A closure that wraps an I/O error with what was being done to which path.
-pub(crate) fn io_error(
-    operation: &'static str,
-    path: impl Into<PathBuf>,
-) -> impl FnOnce(io::Error) -> Error {
-    let path = path.into();
-    move |source| Error::Io { operation, path, source }
+/// A closure that wraps an I/O error with what was being done to which path. The path is
+/// copied only when there is an error: readers call this once per record.
+pub(crate) fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
+    move |source| Error::Io { operation, path: path.to_path_buf(), source }
 }

@@ -51,8 +51,14 @@ pub(crate) enum Step<'a> {
     },
 }
 
-/// Reads records one after another from `[start, limit)` of a file, in large chunks, reusing
-/// one buffer.
+/// The bytes the first read of a [`RecordReader`] asks for. Each later read asks for twice as
+/// many as the one before, up to the reader's chunk: a read of a few entries (a follower's next
+/// batch, served from the sparse index) copies a few KiB instead of a whole chunk, and a long
+/// scan (recovery, a follower catching up) reaches full-size reads after a few steps.
+const FIRST_READ: usize = 4 << 10;
+
+/// Reads records one after another from `[start, limit)` of a file, in reads growing up to
+/// large chunks, reusing one buffer.
 pub(crate) struct RecordReader<'f> {
     /// The file.
     file: &'f dyn File,
@@ -66,13 +72,16 @@ pub(crate) struct RecordReader<'f> {
     offset: u64,
     /// The end of the readable bytes of the file.
     limit: u64,
-    /// How many bytes to read at a time, at least.
+    /// How many bytes to read at a time, at most (unless one record needs more).
     chunk: usize,
+    /// How many bytes the next read asks for (unless one record needs more); starts at
+    /// `FIRST_READ` and doubles up to `chunk`.
+    read_size: usize,
 }
 
 impl<'f> RecordReader<'f> {
-    /// A reader of `file` from `start` up to `limit`, reading `chunk` bytes at a time into
-    /// `buffer` (whose allocation is reused).
+    /// A reader of `file` from `start` up to `limit`, reading up to `chunk` bytes at a time
+    /// into `buffer` (whose allocation is reused).
     pub(crate) fn new(
         file: &'f dyn File,
         start: u64,
@@ -80,7 +89,8 @@ impl<'f> RecordReader<'f> {
         chunk: usize,
         buffer: Vec<u8>,
     ) -> RecordReader<'f> {
-        RecordReader { file, buffer, start: 0, end: 0, offset: start, limit, chunk }
+        let read_size = FIRST_READ.min(chunk);
+        RecordReader { file, buffer, start: 0, end: 0, offset: start, limit, chunk, read_size }
     }
 
     /// The file offset of the next unread byte.
@@ -128,18 +138,18 @@ impl<'f> RecordReader<'f> {
     }
 
     /// Reads more of the file so that at least `needed` bytes (or all up to the limit) are
-    /// buffered.
+    /// buffered, and `read_size` more if the file has them.
     fn refill(&mut self, needed: usize) -> io::Result<()> {
         self.buffer.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
-        let wanted = needed.max(self.chunk);
-        if self.buffer.len() < wanted {
-            self.buffer.resize(wanted, 0);
-        }
         let file_end = self.offset + self.end as u64;
-        let room = (self.buffer.len() - self.end) as u64;
-        let to_read = room.min(self.limit - file_end) as usize;
+        let wanted = needed.max(self.end + self.read_size) - self.end;
+        let to_read = (wanted as u64).min(self.limit - file_end) as usize;
+        self.read_size = (self.read_size * 2).min(self.chunk);
+        if self.buffer.len() < self.end + to_read {
+            self.buffer.resize(self.end + to_read, 0);
+        }
         let target = &mut self.buffer[self.end..self.end + to_read];
         self.file.read_exact_at(target, file_end)?;
         self.end += to_read;
