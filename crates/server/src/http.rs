@@ -14,7 +14,7 @@
 //! validated against the store's limits before it goes into the log.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -124,7 +124,8 @@ pub fn router(handle: Handle, metrics: Arc<Metrics>, id: u64) -> Router {
         .route("/readyz", get(ready))
         .route("/livez", get(live))
         .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES + 64 * 1024))
-        .with_state(api)
+        .with_state(api.clone())
+        .merge(crate::dashboard::Dashboard::for_node(api.handle, api.metrics).router())
 }
 
 /// The `consistency` parameter of reads.
@@ -290,12 +291,17 @@ impl Api {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", error.to_string());
             return error.into_response();
         }
+        let started = Instant::now();
         match self.handle.write(&command).await {
             Err(ServiceError::NotLeader { leader_client_addr, .. }) => {
                 self.forward_to_leader(original, leader_client_addr).await
             }
             Err(error) => ApiError::from(error).into_response(),
-            Ok(written) => render_written(key, written),
+            Ok(written) => {
+                // Lock-free (dashboard::latency): the only cost the dashboard adds to a write.
+                self.metrics.write_duration.observe(started.elapsed());
+                render_written(key, written)
+            }
         }
     }
 
@@ -593,6 +599,11 @@ pub fn status_json(
         "last_index": core.last_index.0,
         "durable": core.durable.0,
         "members": status.members.iter().map(|member| member.0).collect::<Vec<_>>(),
+        "client_addrs": status
+            .client_addrs
+            .iter()
+            .map(|(member, addr)| (member.0.to_string(), json!(addr)))
+            .collect::<serde_json::Map<_, _>>(),
         "client_addr": client_addr,
         "peer_addr": peer_addr,
         "progress": progress,

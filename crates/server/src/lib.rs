@@ -4,7 +4,8 @@
 //! tokio task ([`runtime`]), persists through `skiff-wal`'s group commit, applies committed
 //! entries to the `skiff-kv` store, talks to peers over TCP ([`transport`]), and serves clients
 //! over HTTP/JSON ([`http`], contract in docs/http-api.md) with Prometheus metrics
-//! ([`metrics`]). [`server`] puts the pieces together.
+//! ([`metrics`]) and a live web page of the cluster ([`dashboard`]). [`server`] puts the pieces
+//! together.
 //!
 //! ## The path of a write
 //! An HTTP handler validates the request and builds a `skiff_kv::Command`; the driver proposes
@@ -24,6 +25,7 @@
 //! Snapshots and log compaction (the store has its snapshot entry points), membership changes,
 //! lease reads, TLS and authentication.
 
+pub mod dashboard;
 pub mod http;
 pub mod metrics;
 pub mod runtime;

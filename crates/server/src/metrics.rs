@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::dashboard::WriteLatency;
+
 /// Histogram buckets for durations: 100 µs doubling up to about 3.3 s.
 fn duration_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.000_1, 2.0, 16)
@@ -48,6 +50,9 @@ pub struct Metrics {
     pub apply_duration: Histogram,
     /// Time of one write-ahead-log batch: write plus fsync.
     pub wal_fsync_duration: Histogram,
+    /// Time from a client write's arrival to its answer, on the node that proposed it (not
+    /// counting writes it forwarded). Lock-free: observed once per write.
+    pub write_duration: WriteLatency,
 }
 
 impl Metrics {
@@ -69,6 +74,7 @@ impl Metrics {
             read_indexes_failed: Counter::default(),
             apply_duration: Histogram::new(duration_buckets()),
             wal_fsync_duration: Histogram::new(duration_buckets()),
+            write_duration: WriteLatency::new(),
         };
         let server = registry.sub_registry_with_prefix("skiff_server");
         server.register(
@@ -119,6 +125,11 @@ impl Metrics {
             "The time to apply a batch of committed entries",
             metrics.apply_duration.clone(),
         );
+        server.register(
+            "write_duration_seconds",
+            "The time from a client write's arrival to its answer, on the node that proposed it",
+            metrics.write_duration.clone(),
+        );
         registry.sub_registry_with_prefix("skiff_disk").register(
             "wal_fsync_duration_seconds",
             "The time of a write-ahead-log batch: write and fsync",
@@ -157,6 +168,7 @@ mod tests {
             "skiff_server_read_indexes_failed_total ",
             "skiff_server_apply_duration_seconds_bucket{le=\"0.0001\"} 0",
             "skiff_disk_wal_fsync_duration_seconds_bucket{le=\"0.0002\"} 1",
+            "skiff_server_write_duration_seconds_count 0",
         ] {
             assert!(text.contains(name), "{name:?} missing from:\n{text}");
         }

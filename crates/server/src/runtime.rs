@@ -120,6 +120,9 @@ pub struct NodeStatus {
     pub leader_client_addr: Option<String>,
     /// The voters of the cluster.
     pub members: Vec<NodeId>,
+    /// The client address of each member this node knows one for: its own, and each peer's
+    /// from the latest `Hello` that peer sent (so a peer that never connected is missing).
+    pub client_addrs: BTreeMap<NodeId, String>,
 }
 
 /// What a node is, for its status page: fixed for its lifetime.
@@ -183,6 +186,12 @@ impl Handle {
     /// Whether the driver is running.
     pub fn is_running(&self) -> bool {
         *self.running.borrow()
+    }
+
+    /// Resolves once the driver has stopped (or is stopping).
+    pub async fn stopped(&self) {
+        let mut running = self.running.clone();
+        let _ = running.wait_for(|running| !*running).await;
     }
 
     /// Sends a request and waits for its answer within the timeout.
@@ -422,7 +431,11 @@ impl Runtime {
                 let core = self.node.status();
                 let leader_client_addr = core.leader.and_then(|leader| self.client_addr_of(leader));
                 let members = self.members.clone();
-                let _ = reply.send(NodeStatus { core, leader_client_addr, members });
+                let client_addrs = members
+                    .iter()
+                    .filter_map(|member| Some((*member, self.client_addr_of(*member)?)))
+                    .collect();
+                let _ = reply.send(NodeStatus { core, leader_client_addr, members, client_addrs });
             }
         }
     }
