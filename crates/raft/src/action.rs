@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::message::Message;
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, HardState, Index, NodeId, Term};
 
 /// One thing the driver must do.
@@ -26,8 +27,19 @@ pub enum Action {
     /// Read durable entries from the log and hand them back with
     /// [`Node::entries_read`](crate::Node::entries_read).
     ReadEntries(ReadRequest),
+    /// Fetch the snapshot `meta` from node `from`'s driver and install it atomically: the state
+    /// machine replaced by the snapshot's, and the log by an empty one after `meta.index`. Report
+    /// the outcome with [`Node::snapshot_installed`](crate::Node::snapshot_installed) or
+    /// [`Node::snapshot_failed`](crate::Node::snapshot_failed) (contract item 11).
+    FetchSnapshot {
+        /// The node to fetch from: the leader that offered the snapshot.
+        from: NodeId,
+        /// The snapshot to fetch: the bytes fetched must be of exactly this index and term.
+        meta: SnapshotMeta,
+    },
     /// Apply these committed entries to the state machine, in order, after every entry applied
-    /// before. They are consecutive, committed and durable on this node.
+    /// before. They are consecutive, committed and durable on this node, and above any snapshot
+    /// the state machine was restored from or installed.
     Apply(Vec<Entry>),
     /// The reads asked for with these contexts ([`Node::read_index`](crate::Node::read_index))
     /// are confirmed: serve each once the state machine has applied up to `index`.

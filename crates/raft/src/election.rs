@@ -146,6 +146,7 @@ impl Node {
         if heartbeat_due {
             self.broadcast_heartbeat();
         }
+        self.tick_snapshot_offers();
     }
 
     /// Whether a quorum (counting ourselves) answered during the last period; resets the marks.

@@ -87,4 +87,21 @@ pub enum ReportError {
         /// The requested end.
         high: Index,
     },
+    /// A snapshot reported taken or installed contradicts the log, the applied index, or the
+    /// snapshot the node already has (see contract items 9 and 11).
+    #[error("snapshot at {index} refused: {reason}")]
+    BadSnapshot {
+        /// The snapshot's last index.
+        index: Index,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// A compaction reported beyond what the latest snapshot covers (contract item 10).
+    #[error("compaction up to {index} refused: {reason}")]
+    BadCompaction {
+        /// The index reported compacted.
+        index: Index,
+        /// What is wrong, in words.
+        reason: String,
+    },
 }

@@ -10,8 +10,10 @@
 //!
 //! This crate is the protocol and nothing else: no I/O, no clock, no threads, no async, no
 //! unseeded randomness. A [`Node`] takes inputs — [`Node::tick`], [`Node::step`] (a message),
-//! [`Node::propose`], and the driver's reports [`Node::persisted`] and [`Node::entries_read`] —
-//! and answers with a batch of [`Action`]s from [`Node::take_actions`]. The same core is driven
+//! [`Node::propose`], [`Node::read_index`], and the driver's reports [`Node::persisted`],
+//! [`Node::entries_read`], [`Node::snapshot_taken`], [`Node::compacted`],
+//! [`Node::snapshot_installed`] and [`Node::snapshot_failed`] — and answers with a batch of
+//! [`Action`]s from [`Node::take_actions`]. The same core is driven
 //! by the simulator (crates/sim) on a simulated network and disk, and by the server
 //! (crates/server) on TCP and files; neither re-implements any protocol logic. One seed and one
 //! sequence of inputs always produce the same actions.
@@ -24,6 +26,7 @@
 //! - `log.rs`: the core's view of the log: term runs, the tail cache, durable and commit indexes.
 //! - `quorum.rs`: majority arithmetic, the one place that knows what a quorum is.
 //! - `read_index.rs`: linearizable reads confirmed by a heartbeat round (thesis §6.4), batched.
+//! - `snapshot.rs`: snapshots, log compaction and InstallSnapshot as a pull (Raft §7).
 //! - `testkit.rs`: an in-memory driver for a whole cluster, for tests, examples and benchmarks.
 //!
 //! ## The driver's contract
@@ -44,9 +47,13 @@
 //! 4. [`Action::ReadEntries`] asks for durable entries the core no longer holds in memory (for a
 //!    follower far behind, or for applying after a restart). Read them in the background and hand
 //!    them back with [`Node::entries_read`]; the core checks their terms against its own log.
+//!    It never asks for an entry at or below a compaction point it was told of (item 10).
 //! 5. [`Action::Apply`] entries are committed and durable here: apply them in order, after
 //!    everything applied before. Applying may run in parallel with everything else.
-//!    A commit index saved for restarts must come from [`Node::durable_commit`].
+//!    A commit index saved for restarts must come from [`Node::durable_commit`]. Never apply an
+//!    entry at or below the index of the snapshot the state machine holds (restored from or
+//!    installed): the core hands out none, and an entry handed out before an install and not
+//!    yet applied when the install happens is skipped — the snapshot already contains it.
 //! 6. [`Action::ReadReady`] answers [`Node::read_index`]: serve each of its reads once the state
 //!    machine has applied up to its index (an apply that comes in the same batch counts).
 //!    [`Action::ReadFailed`] means leadership was lost before the read was confirmed: retry it
@@ -55,6 +62,34 @@
 //! 8. Call [`Node::tick`] at a steady rate; election timeouts and heartbeats are in ticks. Feed
 //!    one node's inputs from one thread; [`Node::take_actions`] may follow many inputs, and
 //!    batching them is how the core sends fewer, larger messages and writes.
+//! 9. **Taking a snapshot** is the driver's choice of time. At the state machine's applied index
+//!    `i`, ask [`Node::snapshot_meta_at`]`(i)` for the metadata; `None` means the snapshot would
+//!    not be newer than the latest (after a restart, the one restored from), so write nothing.
+//!    Make the snapshot and its metadata durable, **then** report [`Node::snapshot_taken`]. Keep
+//!    the latest snapshot readable by peers, by index and term, until a newer one is durable:
+//!    followers fetch it (item 11).
+//! 10. **Compacting**: after [`Node::snapshot_taken`], log entries up to any index at or below the
+//!     snapshot's may be deleted — report [`Node::compacted`] **before** deleting them. The core
+//!     never again asks to read them; a [`Action::ReadEntries`] asked earlier that reaches them
+//!     may be dropped unanswered (or answered: the core ignores it). How much log to keep behind
+//!     the snapshot is the driver's choice: entries kept let a lagging follower catch up without
+//!     a snapshot.
+//! 11. [`Action::FetchSnapshot`] `{ from, meta }`: fetch the snapshot `meta` from `from`'s driver
+//!     (in the background; chunked, resumable and checksummed end to end as the transport sees
+//!     fit), then **install it atomically**: the state machine replaced by the snapshot's, the
+//!     snapshot and its metadata durable, and the log replaced by an empty one whose compaction
+//!     point is `meta.index` at `meta.term` — a crash must leave either the old state or all of
+//!     the new. Then report [`Node::snapshot_installed`]; on any failure (the peer no longer has
+//!     it, a checksum mismatch, a timeout — the core keeps no timeout) keep nothing of it and
+//!     report [`Node::snapshot_failed`]. Every fetch must end in one of the two reports. While a
+//!     fetch is out, the core issues no [`Action::PersistEntries`], and it asks for one only when
+//!     no write is pending, so the install never races a log write. A restart forgets a fetch.
+//! 12. **Restarting**: [`Restored::snapshot`] is the newest durable snapshot, and the state
+//!     machine is restored from it before any [`Action::Apply`]. The restored log must pass through
+//!     it: its compaction point at or below the snapshot's index, its last index at or above, and
+//!     its term there the snapshot's. A log that does not (a crash between writing a snapshot and
+//!     resetting the log) is superseded by the snapshot and must be reset to it by the driver;
+//!     the core refuses to start on it rather than guess.
 //!
 //! ## The log, when it is larger than memory
 //! The log lives in the driver's storage. The core keeps the term of every entry in compressed
@@ -71,18 +106,24 @@
 //!   at most one vote per term.
 //! - Terms and commit indexes never decrease; committed entries are never truncated.
 //! - Appended indexes have no gaps; terms never decrease along the log.
-//! - Nothing is applied beyond the commit index, and applies are gap-free and in order.
+//! - Nothing is applied beyond the commit index, and applies are gap-free and in order; nothing at
+//!   or below the state machine's snapshot is applied.
+//! - The log is compacted only up to the latest snapshot, which covers only committed, applied,
+//!   durable entries; the core never asks to read a compacted entry, and a snapshot's index never
+//!   decreases.
 //! - Only entries of the current term are committed by counting replicas (§5.4.2, Figure 8).
 //!
 //! Bad input from the network is an error ([`StepError`]), never a panic: messages to another
 //! node, from a non-member, or with inconsistent entries are refused and change nothing.
 //!
 //! ## Left out for now, with room made for it
-//! Snapshots and InstallSnapshot (the log already has a first index and a compaction term);
-//! membership changes with joint consensus and learners (quorum arithmetic lives in one module
-//! for a joint configuration to combine two majorities); leadership transfer ([`Node::campaign`]
+//! Membership changes with joint consensus and learners (quorum arithmetic lives in one module
+//! for a joint configuration to combine two majorities, and snapshots already carry the voters,
+//! though they must equal the configuration's for now); leadership transfer ([`Node::campaign`]
 //! is the TimeoutNow hook); lease reads and reads through followers (ReadIndex is here, in
-//! `read_index.rs`).
+//! `read_index.rs`). Snapshot *bytes* are deliberately not here, and never will be: taking,
+//! storing, chunking and checksumming them is the driver's and the WAL's work; the core decides
+//! only when a snapshot is needed and what it must cover.
 
 pub mod action;
 pub mod config;
@@ -97,6 +138,7 @@ mod read_index;
 mod replication;
 pub mod rng;
 pub mod sabotage;
+pub mod snapshot;
 pub mod testkit;
 pub mod types;
 
@@ -107,4 +149,5 @@ pub use log::LogState;
 pub use message::{AppendOutcome, Body, Message};
 pub use node::{NewNodeError, Node, Restored, Status};
 pub use sabotage::Sabotage;
+pub use snapshot::SnapshotMeta;
 pub use types::{Entry, HardState, Index, NodeId, Payload, Term};

@@ -13,9 +13,18 @@
 //! Older entries are read on request ([`ReadRequest`](crate::ReadRequest)): a read is one
 //! bounded batch, so catching up a follower costs time linear in the entries sent.
 //!
+//! **Compaction** moves the first index forward once a snapshot covers the entries before it
+//! (`compact_to`); the entry just before the first index, the *compaction point*, keeps its term
+//! (`prev_term`), so consistency checks against it still work. Above the compaction point the
+//! log answers exactly as the uncompacted log would. **Installing a snapshot** replaces the whole
+//! log with an empty one after the snapshot's last entry (`install_snapshot`, Raft §7).
+//!
 //! Invariants (checked by `assert!` where they could break):
 //! - indexes are consecutive from `first_index` to `last_index`; terms never decrease along the
-//!   log; term runs are strictly increasing in both index and term;
+//!   log, starting from `prev_term`; term runs are strictly increasing in both index and term,
+//!   and the first one starts at `first_index`;
+//! - `first_index - 1 <= durable` and `first_index - 1 <= commit`: only durable, committed
+//!   entries are compacted;
 //! - `commit <= last_index` and never decreases; nothing at or below `commit` is ever
 //!   truncated (Raft §5.4: committed entries are permanent);
 //! - `durable <= last_index`, and `log[..=durable]` is durable in the driver's storage;
@@ -55,7 +64,22 @@ impl Default for LogState {
 impl LogState {
     /// The summary of a log holding exactly these (index, term) pairs, in order, starting at 1.
     pub fn from_terms(entries: impl IntoIterator<Item = (Index, Term)>) -> LogState {
-        let mut state = LogState::default();
+        LogState::from_terms_after(Index(0), Term(0), entries)
+    }
+
+    /// The summary of a log compacted up to `prev_index`, whose entry had `prev_term`, and
+    /// holding these (index, term) pairs after it, in order.
+    pub fn from_terms_after(
+        prev_index: Index,
+        prev_term: Term,
+        entries: impl IntoIterator<Item = (Index, Term)>,
+    ) -> LogState {
+        let mut state = LogState {
+            first_index: prev_index.next(),
+            last_index: prev_index,
+            prev_term,
+            term_starts: Vec::new(),
+        };
         for (index, term) in entries {
             if state.term_starts.last().is_none_or(|&(_, last_term)| last_term != term) {
                 state.term_starts.push((index, term));
@@ -373,6 +397,69 @@ impl RaftLog {
         self.commit = index;
     }
 
+    /// Compacts the log up to `index`: entries at or below it are no longer held by the driver,
+    /// and the first index becomes `index + 1`, with the term at `index` kept as `prev_term`.
+    /// Only durable, committed entries may be compacted (a snapshot covers them). An index at or
+    /// below the current compaction point changes nothing.
+    pub(crate) fn compact_to(&mut self, index: Index) {
+        if index < self.first_index {
+            return;
+        }
+        assert!(index <= self.commit, "compacting {index} beyond the commit index {}", self.commit);
+        assert!(
+            index <= self.durable,
+            "compacting {index} beyond the durable index {}",
+            self.durable
+        );
+        let term = self.term(index).expect("a durable index is in the log");
+        let first = index.next();
+        if first > self.last_index {
+            self.term_runs.clear();
+        } else {
+            // Keep the run holding the new first index, clipped to start there.
+            let position = self.term_runs.partition_point(|&(start, _)| start <= first);
+            self.term_runs.drain(..position - 1);
+            self.term_runs[0].0 = first;
+        }
+        while self.cache.front().is_some_and(|entry| entry.index <= index) {
+            let entry = self.cache.pop_front().expect("front exists: checked by is_some_and");
+            self.cache_bytes -= entry.size();
+        }
+        self.first_index = first;
+        self.prev_term = term;
+    }
+
+    /// Replaces the whole log by an empty one after a snapshot whose last entry is `index` at
+    /// `term` (Raft §7: the snapshot's state stands for every entry up to it, and a log that does
+    /// not hold that entry disagrees with it). The snapshot is committed and durable, so both
+    /// indexes move to it. The caller has made sure no write is pending: one landing after the
+    /// install would write into the replaced log.
+    pub(crate) fn install_snapshot(&mut self, index: Index, term: Term) {
+        assert!(
+            !self.has_unfinished_writes(),
+            "installing snapshot {index}@{term} while log writes are pending"
+        );
+        assert!(
+            index > self.commit,
+            "installing snapshot {index} at or below the commit index {}",
+            self.commit
+        );
+        self.first_index = index.next();
+        self.prev_term = term;
+        self.last_index = index;
+        self.term_runs.clear();
+        self.cache.clear();
+        self.cache_bytes = 0;
+        self.durable = index;
+        self.commit = index;
+    }
+
+    /// Whether entries were appended that the driver has not yet reported durable (handed over
+    /// or not).
+    pub(crate) fn has_unfinished_writes(&self) -> bool {
+        !self.pending_writes.is_empty() || self.unpersisted_from.is_some()
+    }
+
     /// Entries `[low, high)` from the cache, stopping after `max_bytes` (at least one entry), or
     /// `None` if `low` is no longer cached and must be read from storage.
     pub(crate) fn cached(&self, low: Index, high: Index, max_bytes: u64) -> Option<Vec<Entry>> {
@@ -412,6 +499,15 @@ impl RaftLog {
     pub(crate) fn check_invariants(&self) {
         assert!(self.commit <= self.last_index);
         assert!(self.durable <= self.last_index);
+        assert!(self.first_index.prev() <= self.commit && self.first_index.prev() <= self.durable);
+        assert!(self.last_index >= self.first_index.prev());
+        match self.term_runs.first() {
+            Some(&(start, term)) => {
+                assert_eq!(start, self.first_index, "the first run starts at the first index");
+                assert!(term >= self.prev_term, "the first run's term is below prev_term");
+            }
+            None => assert_eq!(self.last_index, self.first_index.prev(), "entries without runs"),
+        }
         for pair in self.term_runs.windows(2) {
             assert!(pair[0].0 < pair[1].0 && pair[0].1 < pair[1].1, "runs {:?}", self.term_runs);
         }
@@ -526,6 +622,84 @@ mod tests {
     }
 
     #[test]
+    fn compaction_keeps_the_term_of_the_compaction_point() {
+        let mut log = empty_log(u64::MAX);
+        log.append(vec![entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2), entry(5, 3)]);
+        log.take_unpersisted();
+        assert!(log.persisted(Index(5), Term(3)));
+        log.commit_to(Index(4));
+        log.compact_to(Index(3));
+        assert_eq!((log.first_index(), log.term(Index(3))), (Index(4), Some(Term(2))));
+        assert_eq!(log.term(Index(2)), None, "compacted entries are gone");
+        assert_eq!(log.first_index_of_run_at(Index(4)), Index(4), "the run is clipped");
+        assert!(log.cached(Index(3), Index(6), u64::MAX).is_none(), "3 must not be served");
+        assert_eq!(log.cached(Index(4), Index(6), u64::MAX).map(|e| e.len()), Some(2));
+        log.compact_to(Index(2));
+        assert_eq!(log.first_index(), Index(4), "compacting backwards changes nothing");
+        log.compact_to(Index(4));
+        assert_eq!((log.first_index(), log.last_term()), (Index(5), Term(3)));
+        log.check_invariants();
+    }
+
+    #[test]
+    fn a_log_compacted_to_its_end_is_empty_but_keeps_its_last_term() {
+        let mut log = empty_log(u64::MAX);
+        log.append(vec![entry(1, 1), entry(2, 2)]);
+        log.take_unpersisted();
+        log.persisted(Index(2), Term(2));
+        log.commit_to(Index(2));
+        log.compact_to(Index(2));
+        assert_eq!(
+            (log.first_index(), log.last_index(), log.last_term()),
+            (Index(3), Index(2), Term(2))
+        );
+        assert!(log.is_up_to_date(Index(2), Term(2)));
+        assert!(!log.is_up_to_date(Index(5), Term(1)));
+        log.append(vec![entry(3, 2)]);
+        assert_eq!(log.term(Index(3)), Some(Term(2)));
+        log.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "beyond the commit index")]
+    fn uncommitted_entries_are_never_compacted() {
+        let mut log = empty_log(u64::MAX);
+        log.append(vec![entry(1, 1), entry(2, 1)]);
+        log.take_unpersisted();
+        log.persisted(Index(2), Term(1));
+        log.commit_to(Index(1));
+        log.compact_to(Index(2));
+    }
+
+    #[test]
+    fn installing_a_snapshot_replaces_the_whole_log() {
+        let mut log = empty_log(u64::MAX);
+        log.append(vec![entry(1, 1), entry(2, 1), entry(3, 2)]);
+        log.take_unpersisted();
+        log.persisted(Index(3), Term(2));
+        log.commit_to(Index(1));
+        log.install_snapshot(Index(7), Term(3));
+        assert_eq!(
+            (log.first_index(), log.last_index(), log.last_term()),
+            (Index(8), Index(7), Term(3))
+        );
+        assert_eq!((log.commit(), log.durable()), (Index(7), Index(7)));
+        assert_eq!(log.term(Index(7)), Some(Term(3)));
+        assert_eq!(log.term(Index(3)), None, "the old log is gone");
+        log.append(vec![entry(8, 3)]);
+        log.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "while log writes are pending")]
+    fn a_snapshot_is_never_installed_under_a_pending_write() {
+        let mut log = empty_log(u64::MAX);
+        log.append(vec![entry(1, 1)]);
+        log.take_unpersisted();
+        log.install_snapshot(Index(5), Term(1));
+    }
+
+    #[test]
     #[should_panic(expected = "truncating committed entries")]
     fn committed_entries_are_never_truncated() {
         let mut log = empty_log(u64::MAX);
@@ -563,6 +737,8 @@ mod tests {
         Persist,
         /// Commit up to a fraction of the log.
         Commit { per_mille: u64 },
+        /// Compact up to a fraction of what is committed and durable (a snapshot covers it).
+        Compact { per_mille: u64 },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -575,6 +751,7 @@ mod tests {
             }),
             Just(Op::Persist),
             (0u64..1000).prop_map(|per_mille| Op::Commit { per_mille }),
+            (0u64..1000).prop_map(|per_mille| Op::Compact { per_mille }),
         ]
     }
 
@@ -595,8 +772,12 @@ mod tests {
                     }
                     Op::Merge { prev, count, term } => {
                         // Only merges a leader could send: prev matches, the new term is at
-                        // least the prev term, and no committed entry would be replaced.
-                        if prev > model.len() as u64 { continue; }
+                        // least the prev term, and no committed entry would be replaced. (A
+                        // follower clips an Append reaching below its compaction point before
+                        // merging, so merges start at or after it.)
+                        if prev > model.len() as u64 || prev < log.first_index().prev().0 {
+                            continue;
+                        }
                         let prev_term = if prev == 0 { 0 } else { model[prev as usize - 1] };
                         let term = term.max(prev_term);
                         let new: Vec<u64> = (0..count).map(|_| term).collect();
@@ -631,11 +812,41 @@ mod tests {
                         let target = Index(log.durable().0 * per_mille / 1000);
                         if target > log.commit() { log.commit_to(target); }
                     }
+                    Op::Compact { per_mille } => {
+                        let target = Index(log.commit().min(log.durable()).0 * per_mille / 1000);
+                        log.compact_to(target);
+                        prop_assert!(log.first_index() > target);
+                    }
                 }
                 log.check_invariants();
+                // Above the compaction point the log answers as the uncompacted model does;
+                // below it, it holds nothing.
                 prop_assert_eq!(log.last_index(), Index(model.len() as u64));
+                prop_assert_eq!(log.last_term(), Term(model.last().copied().unwrap_or(0)));
+                let compacted = log.first_index().prev().0;
                 for (position, &term) in model.iter().enumerate() {
-                    prop_assert_eq!(log.term(Index(position as u64 + 1)), Some(Term(term)));
+                    let index = Index(position as u64 + 1);
+                    if index.0 >= compacted {
+                        prop_assert_eq!(log.term(index), Some(Term(term)));
+                    } else {
+                        prop_assert_eq!(log.term(index), None);
+                    }
+                    if index.0 > compacted {
+                        let run = log.first_index_of_run_at(index);
+                        let start = (1..=index.0).rev()
+                            .take_while(|&i| model[i as usize - 1] == term)
+                            .last()
+                            .expect("the index itself has the term");
+                        prop_assert_eq!(run, Index(start.max(compacted + 1)));
+                        let last_of_term =
+                            model.iter().rposition(|&t| t == term).map(|p| Index(p as u64 + 1));
+                        prop_assert_eq!(log.last_index_of_term(Term(term)), last_of_term);
+                    }
+                    if let Some(entries) = log.cached(index, index.next(), u64::MAX) {
+                        prop_assert!(index.0 > compacted, "a compacted entry is still served");
+                        prop_assert_eq!(entries.len(), 1);
+                        prop_assert_eq!(entries[0].term, Term(term));
+                    }
                 }
             }
         }

@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, Index, NodeId, Term};
 
 /// A message from one node to another.
@@ -81,6 +82,14 @@ pub enum Body {
         /// The `read_round` of the heartbeat answered (0 for an answer to a stale message).
         read_round: u64,
     },
+    /// The entries you need next were compacted into this snapshot: fetch it from me and
+    /// install it (Raft §7). Only the metadata travels here; the bytes are the drivers' to move.
+    /// It is answered, like an `Append`, with an `AppendResponse`: accepted at the snapshot's
+    /// index once installed, or at the follower's own commit index if the offer is stale.
+    InstallSnapshot {
+        /// The snapshot offered: its last index and term, and the voters as of that index.
+        meta: SnapshotMeta,
+    },
 }
 
 /// How a follower answered an `Append`.
@@ -147,6 +156,7 @@ impl fmt::Display for Message {
             Body::HeartbeatResponse { read_round } => {
                 write!(f, "HeartbeatResponse round={read_round}")
             }
+            Body::InstallSnapshot { meta } => write!(f, "InstallSnapshot {meta}"),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::message::{Body, Message};
 use crate::progress::Progress;
 use crate::read_index::ReadRounds;
 use crate::rng::Rng;
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, HardState, Index, NodeId, Payload, Term};
 
 /// What a node restarts from: everything its driver kept durable. `Restored::default()` is a
@@ -25,15 +26,22 @@ use crate::types::{Entry, HardState, Index, NodeId, Payload, Term};
 pub struct Restored {
     /// The durable term and vote.
     pub hard_state: HardState,
-    /// The summary of the durable log.
+    /// The summary of the durable log. With a snapshot, the log must pass through it: the
+    /// snapshot's index lies between the log's compaction point and its last index, and the log's
+    /// term there is the snapshot's (contract item 12).
     pub log: LogState,
+    /// The newest durable snapshot, which the state machine is restored from; `None` if there
+    /// is none, in which case the log must never have been compacted (start at index 1).
+    pub snapshot: Option<SnapshotMeta>,
     /// A commit index the driver saved (it may lag: 0 is always safe). It must be a value of
     /// [`Node::durable_commit`], never the bare commit index: a follower can learn that an index
     /// is committed before its own copy of that entry is durable, and after a crash its disk may
     /// hold a different, superseded entry there. Entries up to it are re-applied unless
     /// `applied` says the state machine already has them.
     pub commit: Index,
-    /// The last index the state machine had applied (and made durable, if it is durable).
+    /// The last index the state machine had applied (and made durable, if it is durable). The
+    /// core takes the larger of this and the snapshot's index: a state machine restored from a
+    /// snapshot has applied everything it covers.
     pub applied: Index,
 }
 
@@ -139,6 +147,10 @@ pub struct Status {
     pub commit: Index,
     /// The highest index handed to the state machine.
     pub applied: Index,
+    /// The index of the latest snapshot (0 if none).
+    pub snapshot: Index,
+    /// The first index in the log; entries before it were compacted away.
+    pub first_index: Index,
     /// Per follower, when leading: (match index, next index, state name).
     pub progress: BTreeMap<NodeId, (Index, Index, &'static str)>,
 }
@@ -156,8 +168,17 @@ pub struct Node {
     pub(crate) role: Role,
     /// The log as far as the core needs it.
     pub(crate) log: RaftLog,
-    /// The highest index handed to the driver in an `Apply`; never above the commit index.
+    /// The highest index handed to the driver in an `Apply`, or covered by the snapshot the
+    /// state machine holds; never above the commit index.
     pub(crate) applied: Index,
+    /// The latest snapshot (taken, installed or restored from): its index never decreases, and
+    /// the log is never compacted beyond it.
+    pub(crate) snapshot: Option<SnapshotMeta>,
+    /// The snapshot a `FetchSnapshot` asked the driver for, until it reports the install or
+    /// its failure. While it is set, the log does not change (see `snapshot.rs`).
+    pub(crate) fetching: Option<SnapshotMeta>,
+    /// A `FetchSnapshot` produced since the last `take_actions`: from whom, and what.
+    pub(crate) fetch: Option<(NodeId, SnapshotMeta)>,
     /// Whether an `Apply` read is outstanding.
     pub(crate) apply_reading: bool,
     /// Ticks since the last reset: the election timer for followers and candidates, the
@@ -188,7 +209,11 @@ impl Node {
     /// A node with `config`, restarting from `restored` (`Restored::default()` for a new node).
     pub fn new(config: Config, restored: Restored) -> Result<Node, NewNodeError> {
         config.validate()?;
-        let log = RaftLog::restore(&restored.log, restored.commit, config.max_cached_bytes)?;
+        let snapshot_index = restored.snapshot.as_ref().map_or(Index(0), |meta| meta.index);
+        // The snapshot's entries are committed: the commit index is at least its index.
+        let commit = restored.commit.max(snapshot_index);
+        let log = RaftLog::restore(&restored.log, commit, config.max_cached_bytes)?;
+        Self::check_restored_snapshot(&config, &log, restored.snapshot.as_ref())?;
         if restored.applied > log.commit() {
             return Err(RestoreError {
                 reason: format!(
@@ -206,13 +231,18 @@ impl Node {
         }
         let mut rng = Rng::new(config.seed);
         let randomized_timeout = Self::draw_timeout(&mut rng, config.election_timeout);
-        let applied = restored.applied.max(log.first_index().prev());
+        // The state machine was restored from the snapshot: nothing at or below it is applied
+        // again (contract item 5).
+        let applied = restored.applied.max(snapshot_index);
         Ok(Node {
             term: restored.hard_state.term,
             vote: restored.hard_state.vote,
             role: Role::Follower(Follower::default()),
             log,
             applied,
+            snapshot: restored.snapshot,
+            fetching: None,
+            fetch: None,
             apply_reading: false,
             election_elapsed: 0,
             randomized_timeout,
@@ -226,6 +256,48 @@ impl Node {
             events: Vec::new(),
             config,
         })
+    }
+
+    /// Checks that the restored log passes through the restored snapshot (contract item 12), and
+    /// that a compacted log has a snapshot standing for what was compacted.
+    fn check_restored_snapshot(
+        config: &Config,
+        log: &RaftLog,
+        snapshot: Option<&SnapshotMeta>,
+    ) -> Result<(), RestoreError> {
+        let invalid = |reason: String| Err(RestoreError { reason });
+        let compacted = log.first_index().prev();
+        let Some(meta) = snapshot else {
+            if compacted > Index(0) {
+                return invalid(format!(
+                    "the log is compacted up to {compacted} without a snapshot"
+                ));
+            }
+            return Ok(());
+        };
+        if meta.index == Index(0) {
+            return invalid("a snapshot covers at least index 1".into());
+        }
+        if meta.index < compacted {
+            return invalid(format!(
+                "entries {} to {compacted} are neither in the snapshot nor in the log",
+                meta.index.next()
+            ));
+        }
+        match log.term(meta.index) {
+            Some(term) if term == meta.term => {}
+            Some(term) => {
+                return invalid(format!("snapshot {meta} but the log has term {term} there"));
+            }
+            None => {
+                let last = log.last_index();
+                return invalid(format!("snapshot {meta} but the log ends at {last}"));
+            }
+        }
+        if meta.voters != config.voters {
+            return invalid(format!("snapshot {meta} has other voters than the configuration"));
+        }
+        Ok(())
     }
 
     /// This node's id.
@@ -284,6 +356,8 @@ impl Node {
             durable: self.log.durable(),
             commit: self.log.commit(),
             applied: self.applied,
+            snapshot: self.snapshot_index(),
+            first_index: self.log.first_index(),
             progress,
         }
     }
@@ -318,7 +392,9 @@ impl Node {
                 HigherTerm::KeepOurs => {}
                 HigherTerm::Adopt => {
                     let leader = match message.body {
-                        Body::Append { .. } | Body::Heartbeat { .. } => Some(message.from),
+                        Body::Append { .. }
+                        | Body::Heartbeat { .. }
+                        | Body::InstallSnapshot { .. } => Some(message.from),
                         _ => None,
                     };
                     self.become_follower(message.term, leader);
@@ -353,6 +429,10 @@ impl Node {
             Body::HeartbeatResponse { read_round } => {
                 self.handle_heartbeat_response(message.from, read_round);
             }
+            Body::InstallSnapshot { meta } => {
+                self.follow(message.from);
+                self.handle_install_snapshot(message.from, meta);
+            }
         }
         Ok(())
     }
@@ -378,6 +458,11 @@ impl Node {
         request: ReadRequest,
         entries: Vec<Entry>,
     ) -> Result<(), ReportError> {
+        if request.low < self.log.first_index() {
+            // Asked for before a compaction or a snapshot install: the core forgot the request
+            // then (contract item 10), and the entries are no longer its log's to check.
+            return Ok(());
+        }
         let bad_read = || ReportError::BadRead { low: request.low, high: request.high };
         let consecutive = entries
             .iter()
@@ -427,6 +512,7 @@ impl Node {
             + usize::from(entries.is_some())
             + self.outbox.len()
             + self.reads.len()
+            + usize::from(self.fetch.is_some())
             + usize::from(!self.to_apply.is_empty())
             + self.ready_reads.len()
             + self.events.len();
@@ -443,6 +529,9 @@ impl Node {
         }
         actions.extend(self.outbox.drain(..).map(Action::Send));
         actions.extend(self.reads.drain(..).map(Action::ReadEntries));
+        if let Some((from, meta)) = self.fetch.take() {
+            actions.push(Action::FetchSnapshot { from, meta });
+        }
         if !self.to_apply.is_empty() {
             actions.push(Action::Apply(std::mem::take(&mut self.to_apply)));
         }
@@ -454,7 +543,9 @@ impl Node {
 
     // ----- Messages and the term rules of Raft §5.1 -----
 
-    /// Refuses messages that could only come from a confused or foreign peer.
+    /// Refuses messages that could only come from a confused or foreign peer: misaddressed, from a
+    /// non-member, `Append`s whose entries are not consecutive or whose terms go backwards or
+    /// beyond the message's, and snapshot offers that could not be of a committed prefix.
     fn validate(&self, message: &Message) -> Result<(), StepError> {
         if message.to != self.config.id {
             return Err(StepError::WrongRecipient { to: message.to, this: self.config.id });
@@ -474,6 +565,16 @@ impl Node {
                     return malformed(format!("entry {} has term {}", entry.index, entry.term));
                 }
                 previous = (entry.index, entry.term);
+            }
+        }
+        if let Body::InstallSnapshot { meta } = &message.body {
+            let malformed =
+                |reason: String| Err(StepError::Malformed { from: message.from, reason });
+            if meta.index == Index(0) || meta.term == Term(0) || meta.term > message.term {
+                return malformed(format!("snapshot {meta} offered in term {}", message.term));
+            }
+            if meta.voters.is_empty() {
+                return malformed(format!("snapshot {meta} has no voters"));
             }
         }
         Ok(())
@@ -505,7 +606,7 @@ impl Node {
     /// or a stale candidate learns it is behind (Raft §5.1). Other stale messages are dropped.
     fn answer_stale(&mut self, message: Message) {
         let body = match message.body {
-            Body::Append { .. } | Body::Heartbeat { .. } => {
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
                 Body::HeartbeatResponse { read_round: 0 }
             }
             Body::PreVote { .. } => Body::PreVoteResponse { granted: false },
@@ -599,6 +700,15 @@ impl Node {
             "leader of term {} without voting for itself",
             self.term
         );
+        // A node fetching a snapshot lacks a committed entry: no quorum can have elected it
+        // (Raft §5.4.1), and its log must stay still until the install.
+        assert!(
+            self.fetching.is_none(),
+            "{} won term {} while fetching snapshot {:?}",
+            self.config.id,
+            self.term,
+            self.fetching
+        );
         let next_index = self.log.last_index().next();
         let progress = self.peers.iter().map(|id| (*id, Progress::new(next_index))).collect();
         self.role = Role::Leader(Leader {
@@ -675,7 +785,15 @@ impl Node {
 
     /// Queues entries for the next `Apply` action.
     fn queue_apply(&mut self, entries: Vec<Entry>) {
+        let snapshot = self.snapshot_index();
         for entry in &entries {
+            // The state machine holds the snapshot's state: an entry it covers applied again
+            // would be applied twice (contract item 5).
+            assert!(
+                entry.index > snapshot,
+                "applying {} at or below the snapshot index {snapshot}",
+                entry.index
+            );
             assert!(
                 entry.index == self.applied.next(),
                 "applying {} out of order after {}",

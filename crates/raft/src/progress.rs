@@ -1,13 +1,18 @@
 //! The leader's view of one follower's log (Raft §5.3 "nextIndex" and "matchIndex"), and the flow
 //! control that decides when to send it entries.
 //!
-//! A follower is in one of two states:
+//! A follower is in one of three states:
 //! - **Probe**: the leader does not know where the follower's log stops matching. It sends one
 //!   `Append` and waits for the answer (or the next heartbeat answer) before sending another.
 //!   A rejection carries a hint that moves `next_index` back a whole term at a time.
 //! - **Replicate**: the follower's log is known to match. The leader streams `Append`s
 //!   optimistically, advancing `next_index` as it sends, with at most a window of them in flight;
 //!   acknowledgements are cumulative and free the window.
+//! - **Snapshot**: the entries the follower needs next were compacted away, so the leader sent it
+//!   an `InstallSnapshot` and sends no `Append`s until an acknowledgement shows the follower's log
+//!   reaches the leader's again (see `snapshot.rs`). Heartbeats still flow, so reads and the
+//!   leader's lease keep working. Unanswered for an election timeout, the `InstallSnapshot` is
+//!   sent again: it, or the follower's fetch of the snapshot, may have been lost.
 //!
 //! Invariants: `match_index < next_index`; `match_index` never decreases within a term; the
 //! window holds strictly increasing last indexes, all at or below `next_index - 1`.
@@ -28,6 +33,13 @@ pub enum ProgressState {
     Replicate {
         /// The last index of each `Append` with entries in flight, oldest first.
         inflight: VecDeque<Index>,
+    },
+    /// Waiting for the follower to install a snapshot; no `Append`s are sent.
+    Snapshot {
+        /// The index of the snapshot last offered in an `InstallSnapshot`.
+        index: Index,
+        /// Ticks since it was offered; at an election timeout it is offered again.
+        elapsed: u32,
     },
 }
 
@@ -75,12 +87,16 @@ impl Progress {
         match &self.state {
             ProgressState::Probe { paused } => !paused,
             ProgressState::Replicate { inflight } => inflight.len() < window,
+            ProgressState::Snapshot { .. } => false,
         }
     }
 
     /// Records that an `Append` ending at `last_index` was sent.
     pub fn sent(&mut self, last_index: Index, has_entries: bool) {
         match &mut self.state {
+            ProgressState::Snapshot { .. } => {
+                unreachable!("no Append is sent while waiting for a snapshot install")
+            }
             ProgressState::Probe { paused } => *paused = true,
             ProgressState::Replicate { inflight } => {
                 if has_entries {
@@ -118,7 +134,10 @@ impl Progress {
         self.match_index = match_index;
         self.next_index = self.next_index.max(match_index.next());
         match &mut self.state {
-            ProgressState::Probe { .. } => {
+            // The follower installed the snapshot (or showed that its log already held the
+            // snapshot's last entry): its log matches exactly up to here, so stream from it. If
+            // that is still below the leader's first index, the leader offers a newer snapshot.
+            ProgressState::Probe { .. } | ProgressState::Snapshot { .. } => {
                 // The logs match up to here: stream from the end of what matched.
                 self.next_index = match_index.next();
                 self.state = ProgressState::Replicate { inflight: VecDeque::new() };
@@ -130,6 +149,25 @@ impl Progress {
             }
         }
         true
+    }
+
+    /// Records that an `InstallSnapshot` offering the snapshot ending at `index` was sent: no
+    /// `Append`s until the follower acknowledges it.
+    pub fn offered_snapshot(&mut self, index: Index) {
+        assert!(
+            index >= self.next_index,
+            "offering snapshot {index}, which does not cover the next index {}",
+            self.next_index
+        );
+        self.state = ProgressState::Snapshot { index, elapsed: 0 };
+    }
+
+    /// One tick while waiting for a snapshot install. Returns whether the offer has gone
+    /// unanswered for `timeout` ticks and should be made again.
+    pub fn snapshot_tick(&mut self, timeout: u32) -> bool {
+        let ProgressState::Snapshot { elapsed, .. } = &mut self.state else { return false };
+        *elapsed += 1;
+        *elapsed >= timeout
     }
 
     /// Falls back to probing from `next_index` (after a rejection or a stall).
@@ -156,6 +194,8 @@ impl Progress {
             ProgressState::Replicate { .. } => {
                 self.match_index < last_index && self.match_index == self.match_at_heartbeat
             }
+            // Installing a snapshot may take many heartbeat rounds; its own timer resends.
+            ProgressState::Snapshot { .. } => false,
         };
         self.match_at_heartbeat = self.match_index;
         stalled
@@ -166,6 +206,7 @@ impl Progress {
         match self.state {
             ProgressState::Probe { .. } => "probe",
             ProgressState::Replicate { .. } => "replicate",
+            ProgressState::Snapshot { .. } => "snapshot",
         }
     }
 }
@@ -199,5 +240,20 @@ mod tests {
         progress.sent(Index(3), true);
         assert!(!progress.heartbeat_answered(Index(3)), "first round: the append may be in flight");
         assert!(progress.heartbeat_answered(Index(3)), "second round without progress: stalled");
+    }
+
+    #[test]
+    fn a_snapshot_offer_pauses_appends_until_acknowledged_then_streams() {
+        let mut progress = Progress::new(Index(3));
+        progress.offered_snapshot(Index(10));
+        assert!(!progress.can_send(8), "no appends while the follower installs");
+        assert!(!progress.heartbeat_answered(Index(12)), "a long install is not a stall");
+        assert!(!progress.snapshot_tick(2));
+        assert!(progress.snapshot_tick(2), "unanswered for a timeout: offer again");
+        assert!(!progress.acknowledged(Index(0)), "a stale acknowledgement changes nothing");
+        assert_eq!(progress.state_name(), "snapshot");
+        assert!(progress.acknowledged(Index(10)));
+        assert_eq!((progress.state_name(), progress.next_index), ("replicate", Index(11)));
+        assert!(progress.can_send(8));
     }
 }

@@ -3,7 +3,8 @@
 //! The leader sends each follower `Append`s from its progress (see `progress.rs`): one at a time
 //! while probing, a pipelined window while replicating, each batched up to a count and a byte
 //! limit. Entries come from the tail cache or, for a follower far behind, from a bounded read of
-//! storage; heartbeats and other followers never wait for such a read.
+//! storage; heartbeats and other followers never wait for such a read. A follower that needs
+//! entries compacted away is offered the snapshot instead (`snapshot.rs`).
 //!
 //! A follower accepts an `Append` only if its log holds `prev_index` with `prev_term`; otherwise
 //! it rejects with its conflicting term and that term's first index, so the leader skips a whole
@@ -35,7 +36,8 @@ impl Node {
     }
 
     /// Sends `peer` as many `Append`s as its state and window allow, starting a read when the
-    /// entries are no longer cached, or an empty `Append` when only the commit index is news.
+    /// entries are no longer cached, or an empty `Append` when only the commit index is news;
+    /// offers the snapshot when the entries it needs next were compacted away.
     fn replicate_to(&mut self, peer: NodeId) {
         let window = self.config.max_inflight_appends;
         loop {
@@ -45,6 +47,10 @@ impl Node {
                 return;
             }
             let next = progress.next_index;
+            if next < self.log.first_index() {
+                self.offer_snapshot(peer);
+                return;
+            }
             let last = self.log.last_index();
             if next > last {
                 let probing = matches!(progress.state, ProgressState::Probe { .. });
@@ -84,10 +90,9 @@ impl Node {
 
     /// Queues an `Append` of `entries` after `prev_index`, with the current commit index.
     fn send_append(&mut self, peer: NodeId, prev_index: Index, entries: Vec<Entry>) {
-        let prev_term = self
-            .log
-            .term(prev_index)
-            .expect("the leader holds every entry it replicates (no compaction yet)");
+        let prev_term = self.log.term(prev_index).expect(
+            "replicate_to sends only from the first index on, and the term before it is kept",
+        );
         let commit = self.log.commit();
         if let Role::Leader(leader) = &mut self.role
             && let Some(progress) = leader.progress.get_mut(&peer)
@@ -155,6 +160,9 @@ impl Node {
                     // A rejection at or below the match index answers an Append sent before
                     // the match was learned (messages were reordered).
                     ProgressState::Replicate { .. } => prev_index <= progress.match_index,
+                    // An offered snapshot is answered by an acceptance; a rejection answers an
+                    // Append sent before the offer, and the offer's own timer mends any loss.
+                    ProgressState::Snapshot { .. } => true,
                 };
                 if stale || prev_index == Index(0) {
                     // Index 0 always matches, so a rejection there is stale or bogus.
@@ -227,7 +235,7 @@ impl Node {
     }
 
     /// Moves the commit index forward and reports it.
-    fn advance_commit(&mut self, commit: Index) {
+    pub(crate) fn advance_commit(&mut self, commit: Index) {
         self.log.commit_to(commit);
         self.events.push(Event::CommitAdvanced { commit });
     }
@@ -243,6 +251,11 @@ impl Node {
         mut entries: Vec<Entry>,
         commit: Index,
     ) {
+        if self.fetching.is_some() {
+            // The log stays still while a snapshot is being fetched, so that its install never
+            // races a write (see `snapshot.rs`). The leader's retries bring these entries again.
+            return;
+        }
         // Entries before our first index were compacted into a snapshot: they are committed,
         // hence identical to the leader's, so match from the compaction point instead.
         let compacted = self.log.first_index().prev();

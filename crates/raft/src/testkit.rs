@@ -4,9 +4,14 @@
 //! It performs every [`Action`] the way a real driver must (contract in the crate docs), but
 //! with a `Vec` for a disk and a queue for a network, and nothing happens unless asked:
 //! messages wait in flight until delivered, writes wait until persisted (or are persisted at
-//! once with `auto_persist`), and time moves only by `tick`. That makes every interleaving a
-//! test wants reachable, and every run reproducible. It injects no faults by itself; the
-//! simulator (crates/sim) is the place for random schedules.
+//! once with `auto_persist`), snapshot fetches wait until done (or are done at once with
+//! `auto_fetch`), and time moves only by `tick`. That makes every interleaving a test wants
+//! reachable, and every run reproducible. It injects no faults by itself; the simulator
+//! (crates/sim) is the place for random schedules.
+//!
+//! The "state machine" is the list of entries applied, so a snapshot of it is that list up to
+//! the snapshot's index: installing one copies the entries themselves, and the scenario runner's
+//! state-machine safety check compares them after an install like any others.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -15,36 +20,92 @@ use crate::config::Config;
 use crate::log::LogState;
 use crate::message::{Body, Message, entry_list};
 use crate::node::{Node, Restored};
-use crate::types::{Entry, HardState, Index, NodeId};
+use crate::snapshot::SnapshotMeta;
+use crate::types::{Entry, HardState, Index, NodeId, Term};
+
+/// A durable snapshot of the test state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemorySnapshot {
+    /// What it covers.
+    pub meta: SnapshotMeta,
+    /// The state machine's state: every entry applied up to `meta.index`, in order.
+    pub state: Vec<Entry>,
+}
 
 /// A node's durable storage: what survives a crash.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage {
     /// The durable term and vote.
     pub hard_state: HardState,
-    /// The durable log; `entries[i]` has index `i + 1`.
+    /// The index of the last entry compacted away (0 if none): `entries[i]` has index
+    /// `compacted + 1 + i`.
+    pub compacted: Index,
+    /// The term of the entry at `compacted` (0 if none).
+    pub compacted_term: Term,
+    /// The durable log after the compaction point.
     pub entries: Vec<Entry>,
+    /// The newest durable snapshot; the log passes through it.
+    pub snapshot: Option<MemorySnapshot>,
 }
 
 impl MemoryStorage {
+    /// The index of the last stored entry (the compaction point if none is stored).
+    pub fn last_index(&self) -> Index {
+        self.compacted.plus(self.entries.len() as u64)
+    }
+
+    /// The stored term at `index`, if the log holds it or it is the compaction point.
+    pub fn term(&self, index: Index) -> Option<Term> {
+        if index == self.compacted {
+            return Some(self.compacted_term);
+        }
+        let position = index.0.checked_sub(self.compacted.0 + 1)?;
+        self.entries.get(position as usize).map(|entry| entry.term)
+    }
+
     /// Writes entries, superseding every stored entry from the first one's index on.
     pub fn persist_entries(&mut self, entries: &[Entry]) {
         let Some(first) = entries.first() else { return };
         assert!(
-            first.index.0 >= 1 && first.index.0 <= self.entries.len() as u64 + 1,
-            "write at {} leaves a gap after the stored last index {}",
+            first.index > self.compacted && first.index <= self.last_index().next(),
+            "write at {} is not within the stored log ({}, {}]",
             first.index,
-            self.entries.len()
+            self.compacted,
+            self.last_index()
         );
-        self.entries.truncate(first.index.0 as usize - 1);
+        self.entries.truncate(first.index.distance_from(self.compacted.next()) as usize);
         self.entries.extend_from_slice(entries);
+    }
+
+    /// Deletes the entries up to `index`, which a snapshot covers.
+    pub fn compact(&mut self, index: Index) {
+        let snapshot = self.snapshot.as_ref().map_or(Index(0), |snapshot| snapshot.meta.index);
+        assert!(index <= snapshot, "compacting to {index} beyond the snapshot at {snapshot}");
+        if index <= self.compacted {
+            return;
+        }
+        let term = self.term(index).expect("compaction within the stored log");
+        self.entries.drain(..index.distance_from(self.compacted) as usize);
+        self.compacted = index;
+        self.compacted_term = term;
+    }
+
+    /// Installs a snapshot atomically: it becomes the newest, and the log is replaced by an empty
+    /// one after it.
+    pub fn install(&mut self, snapshot: MemorySnapshot) {
+        self.compacted = snapshot.meta.index;
+        self.compacted_term = snapshot.meta.term;
+        self.entries.clear();
+        self.snapshot = Some(snapshot);
     }
 
     /// Serves a read request from the stored entries.
     pub fn read(&self, request: &ReadRequest) -> Vec<Entry> {
         let mut bytes = 0;
         let mut result = Vec::new();
-        for entry in &self.entries[request.low.0 as usize - 1..request.high.0 as usize - 1] {
+        let offset = |index: Index| index.distance_from(self.compacted.next()) as usize;
+        assert!(request.low > self.compacted, "read of compacted entries at {}", request.low);
+        for entry in &self.entries[offset(request.low)..offset(request.high)] {
             if !result.is_empty() && bytes + entry.size() > request.max_bytes {
                 break;
             }
@@ -56,11 +117,18 @@ impl MemoryStorage {
 
     /// What a node restarting on this storage is restored from.
     pub fn restored(&self) -> Restored {
+        let snapshot = self.snapshot.as_ref().map(|snapshot| snapshot.meta.clone());
         Restored {
             hard_state: self.hard_state,
-            log: LogState::from_terms(self.entries.iter().map(|entry| (entry.index, entry.term))),
+            log: LogState::from_terms_after(
+                self.compacted,
+                self.compacted_term,
+                self.entries.iter().map(|entry| (entry.index, entry.term)),
+            ),
             commit: Index(0),
-            applied: Index(0),
+            // The state machine is restored from the snapshot (see `LocalCluster::restart`).
+            applied: snapshot.as_ref().map_or(Index(0), |meta| meta.index),
+            snapshot,
         }
     }
 }
@@ -76,13 +144,17 @@ pub struct LocalNode {
     pub storage: MemoryStorage,
     /// Entry writes handed over but not yet durable, oldest first.
     pub pending_writes: VecDeque<Vec<Entry>>,
-    /// Every entry applied, in order.
+    /// Every entry applied, in order, including those a snapshot brought: the state machine.
     pub applied: Vec<Entry>,
     /// Every linearizable read answered, in order: its context, and its read index (`None` if
     /// it failed).
     pub reads: Vec<(u64, Option<Index>)>,
     /// Whether entry writes become durable as soon as they are handed over.
     pub auto_persist: bool,
+    /// A `FetchSnapshot` not yet done: from whom, and what.
+    pub pending_fetch: Option<(NodeId, SnapshotMeta)>,
+    /// Whether snapshot fetches are done as soon as they are asked for.
+    pub auto_fetch: bool,
     /// Whether the node is crashed: it receives nothing and does nothing until restarted.
     pub down: bool,
 }
@@ -120,6 +192,8 @@ impl LocalCluster {
                     applied: Vec::new(),
                     reads: Vec::new(),
                     auto_persist: true,
+                    pending_fetch: None,
+                    auto_fetch: true,
                     down: false,
                 };
                 (id, local)
@@ -220,6 +294,15 @@ impl LocalCluster {
                 let local = self.nodes.get_mut(&id).expect("a node");
                 local.node.entries_read(request, entries).expect("reads come from our own log");
             }
+            Action::FetchSnapshot { from, meta } => {
+                self.record(|| format!("{id} fetch snapshot {meta} from {from}"));
+                let local = self.nodes.get_mut(&id).expect("a node");
+                assert!(local.pending_fetch.is_none(), "{id} asked for a second fetch at once");
+                local.pending_fetch = Some((from, meta));
+                if local.auto_fetch {
+                    self.fetch(id, false);
+                }
+            }
             Action::Apply(entries) => {
                 self.record(|| format!("{id} apply {}", entry_list(&entries)));
                 let local = self.nodes.get_mut(&id).expect("a node");
@@ -254,6 +337,66 @@ impl LocalCluster {
             let (index, term) = (last.index, last.term);
             self.record(|| format!("{id} durable {index}@{term}"));
         }
+    }
+
+    /// Does node `id`'s pending snapshot fetch, if any: copies the snapshot from the source's
+    /// storage and installs it atomically, or reports a failure — when `fail` is set (an
+    /// injected fault), the source is down, or it no longer holds that snapshot. The node acts
+    /// on the report at its next `process`.
+    pub fn fetch(&mut self, id: NodeId, fail: bool) {
+        let local = self.nodes.get_mut(&id).expect("a node");
+        let Some((from, meta)) = local.pending_fetch.take() else { return };
+        let source = &self.nodes[&from];
+        let found = source.storage.snapshot.as_ref().filter(|snapshot| snapshot.meta == meta);
+        let failure = if fail {
+            Some("injected fault".to_string())
+        } else if source.down {
+            Some(format!("{from} is down"))
+        } else if found.is_none() {
+            Some(match &source.storage.snapshot {
+                Some(snapshot) => format!("{from} now holds snapshot {}", snapshot.meta.index),
+                None => format!("{from} holds no snapshot"),
+            })
+        } else {
+            None
+        };
+        if let Some(reason) = failure {
+            self.record(|| {
+                format!("{id} fetch of snapshot {} from {from} failed: {reason}", meta.index)
+            });
+            let local = self.nodes.get_mut(&id).expect("a node");
+            local.node.snapshot_failed(&meta);
+            return;
+        }
+        let snapshot = found.expect("checked above").clone();
+        let local = self.nodes.get_mut(&id).expect("a node");
+        // The core writes nothing while fetching, so no write can land after the install.
+        assert!(local.pending_writes.is_empty(), "{id} installs under pending writes");
+        local.applied = snapshot.state.clone();
+        local.storage.install(snapshot);
+        local.node.snapshot_installed(meta.clone()).expect("the fetch the core asked for");
+        self.record(|| format!("{id} installed snapshot {meta}"));
+    }
+
+    /// Takes a snapshot of node `id`'s state machine at its applied index, makes it durable, and
+    /// compacts the log up to it (contract items 9 and 10). Returns the snapshot, or `None` if
+    /// the node refused one (nothing applied since its latest).
+    pub fn take_snapshot(&mut self, id: NodeId) -> Option<SnapshotMeta> {
+        let local = self.nodes.get_mut(&id).expect("a node");
+        let applied = Index(local.applied.len() as u64);
+        let Some(meta) = local.node.snapshot_meta_at(applied) else {
+            self.record(|| {
+                format!("{id} snapshot refused at {applied}: not newer than the latest")
+            });
+            return None;
+        };
+        let state = local.applied.clone();
+        local.storage.snapshot = Some(MemorySnapshot { meta: meta.clone(), state });
+        local.node.snapshot_taken(meta.clone()).expect("the metadata the core described");
+        local.node.compacted(meta.index).expect("compaction up to the snapshot");
+        local.storage.compact(meta.index);
+        self.record(|| format!("{id} snapshot taken at {meta}, log compacted through {applied}"));
+        Some(meta)
     }
 
     /// Delivers messages in flight that `select` picks, in order, and processes each receiver.
@@ -315,16 +458,18 @@ impl LocalCluster {
         let local = self.nodes.get_mut(&id).expect("a node");
         local.down = true;
         local.pending_writes.clear();
+        local.pending_fetch = None;
         self.network.retain(|message| message.to != id);
     }
 
-    /// Restarts a crashed node from its durable storage. Its state machine is rebuilt by
-    /// re-applying committed entries, as an in-memory state machine must.
+    /// Restarts a crashed node from its durable storage. Its state machine is restored from the
+    /// snapshot, if any, then rebuilt by re-applying committed entries, as an in-memory state
+    /// machine must.
     pub fn restart(&mut self, id: NodeId) {
         let local = self.nodes.get_mut(&id).expect("a node");
         local.node = Node::new(local.config.clone(), local.storage.restored())
             .expect("durable state written by the core is consistent");
-        local.applied.clear();
+        local.applied = local.storage.snapshot.as_ref().map_or(Vec::new(), |s| s.state.clone());
         local.down = false;
     }
 

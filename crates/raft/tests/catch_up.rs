@@ -113,5 +113,6 @@ fn replay(cluster: &mut LocalCluster, id: NodeId, action: Action) {
             cluster.nodes.get_mut(&id).expect("a node").applied.extend(entries);
         }
         Action::ReadReady { .. } | Action::ReadFailed { .. } | Action::Event(_) => {}
+        Action::FetchSnapshot { .. } => unreachable!("only the leader's actions are replayed"),
     }
 }

@@ -31,34 +31,46 @@
 //!   (all of them, or the first K), oldest first; each receiver acts before the next delivery.
 //!   Messages sent meanwhile stay in flight. `T` is a message name: `PreVote`,
 //!   `PreVoteResponse`, `Vote`, `VoteResponse`, `Append`, `AppendResponse`, `Heartbeat`,
-//!   `HeartbeatResponse`.
+//!   `HeartbeatResponse`, `InstallSnapshot`.
 //! - `drop`, `duplicate`, `reorder`, with the same filters: lose the matching messages; send a
 //!   copy of each again (behind everything in flight); reverse their order among themselves.
 //! - `stabilize`: delivers and acts until no message is in flight (no ticks pass).
 //! - `persist ID [count=K]`: completes the node's oldest K pending writes (default all), and
 //!   lets the node act on it.
 //! - `auto_persist ID BOOL`: whether the node's writes complete as soon as they are handed over.
-//! - `crash ID` / `restart ID`: a crash loses pending writes and the messages in flight to the
-//!   node; a restart rebuilds the node from its durable storage.
+//! - `crash ID` / `restart ID`: a crash loses pending writes, a pending snapshot fetch and the
+//!   messages in flight to the node; a restart rebuilds the node from its durable storage (the
+//!   state machine from its snapshot, if it has one).
+//! - `snapshot ID`: the node snapshots its state machine at its applied index, makes it durable
+//!   and compacts its log up to it (`Node::snapshot_meta_at`, `snapshot_taken`, `compacted`).
+//! - `fetch ID [fail=B]`: completes the node's pending snapshot fetch by copying the snapshot
+//!   from the source node's storage and installing it, or fails it with `fail=true` (a fetch
+//!   also fails if the source is down or holds another snapshot by then); then lets the node
+//!   act. `auto_fetch ID BOOL`: whether fetches complete as soon as they are asked for (the
+//!   default).
 //! - `cut FROM TO`: drops every message from FROM to TO (one direction), in flight or later.
 //!   `partition ID...`: cuts both directions between the listed nodes and all others. `heal`:
 //!   restores every link.
 //! - `status [ID...]`: term, vote, role, leader, last entry, durable, commit and applied index,
-//!   and a leader's view of each follower (match index, next index, probe or replicate).
-//! - `log ID...`: the entries in the node's storage, and its pending writes.
+//!   the snapshot index and first log index once there is a snapshot, and a leader's view of
+//!   each follower (match index, next index, probe, replicate or snapshot).
+//! - `log ID...`: the node's snapshot and compaction point, the entries in its storage, and its
+//!   pending writes.
 //! - `network`: the messages in flight, oldest first.
 //!
 //! Every command prints the trace lines the cluster recorded while it ran
 //! ([`LocalCluster::take_trace`]): `n1@2 → n3 Append base=1@1 [2@2 noop] commit=1` is a message
 //! from n1 in term 2; `n3 persist [...]` a write handed over, `n3 durable 2@2` its completion;
 //! `n1 read [2, 5) for n3 in term 2 → [...]` a storage read (or `to apply`); `n3 apply [...]`
-//! entries handed to the state machine; and lines such as
+//! entries handed to the state machine; `n3 fetch snapshot ...` and `n3 installed snapshot ...`
+//! a snapshot transfer; and lines such as
 //! `n3 role=leader term=2` or `n3 commit=2` are events.
 //!
 //! ## Checked after every command
 //! Whatever a script does, the cluster must keep Raft's safety properties (Raft Figure 3):
 //! at most one leader per term (election safety), and every two nodes' applied entries agree
-//! where both have them (state machine safety). A breach fails the command, and so the script,
+//! where both have them, durable snapshots included (state machine safety). Each node's durable
+//! storage must also be restorable: its log passes through its snapshot. A breach fails the command, and so the script,
 //! unless the script expects the failure with `!` (goldenscript's mark for a command that must
 //! fail): scenarios named `bug_*` use that to record a known bug, and start failing once it is
 //! fixed. Likewise `stabilize` fails if the nodes never fall silent (a livelock), showing the
@@ -73,7 +85,9 @@ use std::path::Path;
 use bytes::Bytes;
 use skiff_raft::message::entry_list;
 use skiff_raft::testkit::LocalCluster;
-use skiff_raft::{Body, Entry, Message, NodeId, Payload, ProposeError, ReadIndexError, RoleKind};
+use skiff_raft::{
+    Body, Entry, Index, Message, NodeId, Payload, ProposeError, ReadIndexError, RoleKind,
+};
 
 test_each_file::test_each_path! { in "crates/raft/tests/scenarios" => run }
 
@@ -136,6 +150,16 @@ enum Command {
     },
     /// `auto_persist ID BOOL`
     AutoPersist(u64, bool),
+    /// `snapshot ID`
+    Snapshot(u64),
+    /// `fetch ID [fail=B]`
+    Fetch {
+        id: u64,
+        #[arg(key)]
+        fail: Option<bool>,
+    },
+    /// `auto_fetch ID BOOL`
+    AutoFetch(u64, bool),
     /// `crash ID`
     Crash(u64),
     /// `restart ID`
@@ -155,7 +179,7 @@ enum Command {
 }
 
 /// The names of message bodies, as `type=` filters spell them.
-const MESSAGE_TYPES: [&str; 8] = [
+const MESSAGE_TYPES: [&str; 9] = [
     "PreVote",
     "PreVoteResponse",
     "Vote",
@@ -164,6 +188,7 @@ const MESSAGE_TYPES: [&str; 8] = [
     "AppendResponse",
     "Heartbeat",
     "HeartbeatResponse",
+    "InstallSnapshot",
 ];
 
 /// The name of a message body, as the trace and `type=` filters spell it.
@@ -177,6 +202,7 @@ fn type_name(body: &Body) -> &'static str {
         Body::AppendResponse(_) => "AppendResponse",
         Body::Heartbeat { .. } => "Heartbeat",
         Body::HeartbeatResponse { .. } => "HeartbeatResponse",
+        Body::InstallSnapshot { .. } => "InstallSnapshot",
     }
 }
 
@@ -334,6 +360,23 @@ impl goldenscript::Runner for Runner {
                 let id = node_id(cluster, *id)?;
                 cluster.nodes.get_mut(&id).expect("checked by node_id").auto_persist = *on;
             }
+            Command::Snapshot(id) => {
+                let id = live_node(cluster, *id)?;
+                cluster.take_snapshot(id);
+                cluster.process(id);
+            }
+            Command::Fetch { id, fail } => {
+                let id = live_node(cluster, *id)?;
+                if cluster.nodes[&id].pending_fetch.is_none() {
+                    return Err(format!("{id} has no pending fetch").into());
+                }
+                cluster.fetch(id, fail.unwrap_or(false));
+                cluster.process(id);
+            }
+            Command::AutoFetch(id, on) => {
+                let id = node_id(cluster, *id)?;
+                cluster.nodes.get_mut(&id).expect("checked by node_id").auto_fetch = *on;
+            }
             Command::Crash(id) => {
                 let id = live_node(cluster, *id)?;
                 let writes = cluster.nodes[&id].pending_writes.len();
@@ -386,6 +429,13 @@ impl goldenscript::Runner for Runner {
                 for &id in ids {
                     let id = node_id(cluster, id)?;
                     let local = &cluster.nodes[&id];
+                    if let Some(snapshot) = &local.storage.snapshot {
+                        writeln!(output, "{id}: snapshot {}", snapshot.meta)?;
+                    }
+                    if local.storage.compacted > Index(0) {
+                        let (index, term) = (local.storage.compacted, local.storage.compacted_term);
+                        writeln!(output, "{id}: compacted through {index}@{term}")?;
+                    }
                     if local.storage.entries.is_empty() {
                         writeln!(output, "{id}: no entries stored")?;
                     }
@@ -567,7 +617,7 @@ fn write_status(
         return Ok(());
     }
     let status = cluster.node(id).status();
-    writeln!(
+    write!(
         output,
         "{} term={} vote={} leader={} last={}@{} durable={} commit={} applied={}",
         status.role,
@@ -580,6 +630,10 @@ fn write_status(
         status.commit,
         status.applied,
     )?;
+    if status.snapshot > Index(0) {
+        write!(output, " snapshot={} first={}", status.snapshot, status.first_index)?;
+    }
+    writeln!(output)?;
     for (follower, (match_index, next_index, state)) in &status.progress {
         writeln!(output, "    {follower}: match={match_index} next={next_index} {state}")?;
     }
@@ -600,12 +654,39 @@ fn check_safety(cluster: &LocalCluster) -> Result<(), Box<dyn Error>> {
             );
         }
     }
-    for (&a, first) in &cluster.nodes {
-        for (&b, second) in cluster.nodes.range(a..).skip(1) {
-            for (x, y) in first.applied.iter().zip(&second.applied) {
+    // Every state machine, live or durable in a snapshot, is a prefix of one history.
+    let mut states: Vec<(String, &[Entry])> = Vec::new();
+    for (&id, local) in &cluster.nodes {
+        states.push((format!("{id}"), &local.applied));
+        if let Some(snapshot) = &local.storage.snapshot {
+            states.push((format!("{id}'s snapshot"), &snapshot.state));
+        }
+    }
+    for (position, (a, first)) in states.iter().enumerate() {
+        for (b, second) in &states[position + 1..] {
+            for (x, y) in first.iter().zip(second.iter()) {
                 if x != y {
                     return Err(format!("{a} applied {x} but {b} applied {y}").into());
                 }
+            }
+        }
+    }
+    // What a restart would read must be consistent: the log passes through the snapshot.
+    for (&id, local) in &cluster.nodes {
+        let storage = &local.storage;
+        if let Some(snapshot) = &storage.snapshot {
+            let meta = &snapshot.meta;
+            if snapshot.state.len() as u64 != meta.index.0 {
+                return Err(format!(
+                    "{id}'s snapshot {meta} holds {} entries",
+                    snapshot.state.len()
+                )
+                .into());
+            }
+            if storage.term(meta.index) != Some(meta.term) {
+                return Err(
+                    format!("{id}'s stored log does not pass through snapshot {meta}").into()
+                );
             }
         }
     }

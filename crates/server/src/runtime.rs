@@ -519,6 +519,10 @@ impl Runtime {
                     })?;
                 }
                 Action::Apply(entries) => self.apply(entries),
+                // No node takes snapshots yet (the server step of the snapshots issue), so no
+                // log is compacted and no InstallSnapshot is ever sent: this never comes. Were it
+                // to, reporting the fetch failed keeps the core from waiting for it forever.
+                Action::FetchSnapshot { meta, .. } => self.node.snapshot_failed(&meta),
                 Action::ReadReady { index, contexts } => {
                     let applied = self.applied;
                     for context in contexts {

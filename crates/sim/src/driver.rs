@@ -324,6 +324,15 @@ impl Simulation {
             // The workload reads through the log for now; ReadIndex reads join it with the
             // reads issue, so these never come.
             Action::ReadReady { .. } | Action::ReadFailed { .. } => {}
+            // No node takes snapshots yet (the simulator step of the snapshots issue), so no log
+            // is compacted and no InstallSnapshot is ever sent: this never comes. Were it to,
+            // reporting the fetch failed keeps the core from waiting for it forever.
+            Action::FetchSnapshot { meta, .. } => {
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                if let Some(core) = node.core.as_mut() {
+                    core.snapshot_failed(&meta);
+                }
+            }
             Action::Event(event) => {
                 trace!(self.trace, self.now, "{id} {event}");
                 if let CoreEvent::RoleChanged { role: RoleKind::Leader, .. } = event

@@ -87,6 +87,10 @@ impl Recovery {
             log: self.log.clone(),
             commit: self.commit,
             applied: Index(0),
+            // The core's snapshot metadata also names the voters, which the snapshot header does
+            // not record yet; until the WAL step of the snapshots issue maps `self.snapshot`
+            // here, nobody compacts (and the core refuses a compacted log without a snapshot).
+            snapshot: None,
         }
     }
 }

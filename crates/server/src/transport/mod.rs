@@ -35,7 +35,8 @@
 //!                             2a <len> Hello   client_addr           (first frame only)
 //!                          or 32 <len> Batch   repeated Message      (every later frame)
 //! Message:  08 <varint> term, then one body: 12 PreVote, 1a PreVoteResponse, 22 Vote,
-//!           2a VoteResponse, 32 Append, 3a AppendResponse, 42 Heartbeat, 4a HeartbeatResponse
+//!           2a VoteResponse, 32 Append, 3a AppendResponse, 42 Heartbeat, 4a HeartbeatResponse,
+//!           52 InstallSnapshot
 //! ```
 //!
 //! Protobuf leaves out fields that are zero, so a field may be missing. `frame.rs` reads and

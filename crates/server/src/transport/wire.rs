@@ -16,7 +16,7 @@
 //! `decode_body` (both matches are exhaustive, so the compiler points at them), and a case to
 //! the round-trip test below.
 
-use skiff_raft::{AppendOutcome, Body, Entry, Index, Message, NodeId, Payload, Term};
+use skiff_raft::{AppendOutcome, Body, Entry, Index, Message, NodeId, Payload, SnapshotMeta, Term};
 use thiserror::Error;
 
 use super::proto;
@@ -64,6 +64,11 @@ pub fn encode(message: Message) -> proto::Message {
         Body::HeartbeatResponse { read_round } => {
             WireBody::HeartbeatResponse(proto::HeartbeatResponse { read_round })
         }
+        Body::InstallSnapshot { meta } => WireBody::InstallSnapshot(proto::InstallSnapshot {
+            index: meta.index.0,
+            term: meta.term.0,
+            voters: meta.voters.iter().map(|voter| voter.0).collect(),
+        }),
     };
     proto::Message { term: message.term.0, body: Some(body) }
 }
@@ -111,6 +116,15 @@ fn decode_body(body: WireBody) -> Result<Body, WireError> {
         }
         WireBody::HeartbeatResponse(proto::HeartbeatResponse { read_round }) => {
             Body::HeartbeatResponse { read_round }
+        }
+        WireBody::InstallSnapshot(proto::InstallSnapshot { index, term, voters }) => {
+            if voters.contains(&0) {
+                return Err(WireError::MissingField { field: "InstallSnapshot.voters" });
+            }
+            let voters = voters.into_iter().map(NodeId).collect();
+            Body::InstallSnapshot {
+                meta: SnapshotMeta { index: Index(index), term: Term(term), voters },
+            }
         }
     })
 }
@@ -236,6 +250,16 @@ mod tests {
             message(6, Body::Heartbeat { commit: Index(12), read_round: 0 }),
             message(6, Body::Heartbeat { commit: Index(12), read_round: 17 }),
             message(6, Body::HeartbeatResponse { read_round: 17 }),
+            message(
+                7,
+                Body::InstallSnapshot {
+                    meta: SnapshotMeta {
+                        index: Index(40),
+                        term: Term(6),
+                        voters: [1, 2, 3].map(NodeId).into(),
+                    },
+                },
+            ),
         ]
     }
 
@@ -293,6 +317,12 @@ mod tests {
         assert_eq!(
             decode(NodeId(1), NodeId(0), message),
             Err(WireError::MissingField { field: "Frame.to" })
+        );
+        let offer = proto::InstallSnapshot { index: 4, term: 1, voters: vec![1, 0] };
+        let message = proto::Message { term: 1, body: Some(WireBody::InstallSnapshot(offer)) };
+        assert_eq!(
+            decode(NodeId(1), NodeId(2), message),
+            Err(WireError::MissingField { field: "InstallSnapshot.voters" })
         );
     }
 
@@ -366,6 +396,14 @@ mod tests {
                 read_round
             }),
             any::<u64>().prop_map(|read_round| Body::HeartbeatResponse { read_round }),
+            (any::<u64>(), any::<u64>(), proptest::collection::btree_set(1..=u64::MAX, 0..8))
+                .prop_map(|(index, term, voters)| Body::InstallSnapshot {
+                    meta: SnapshotMeta {
+                        index: Index(index),
+                        term: Term(term),
+                        voters: voters.into_iter().map(NodeId).collect(),
+                    },
+                }),
         ];
         (1..=u64::MAX, 1..=u64::MAX, any::<u64>(), body).prop_map(|(from, to, term, body)| {
             Message { from: NodeId(from), to: NodeId(to), term: Term(term), body }
