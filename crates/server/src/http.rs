@@ -266,13 +266,19 @@ impl Api {
                 format!("the leader at {leader_addr} did not answer: {error}"),
             )
         };
-        let response = self
-            .forwarder
-            .request(request)
+        // The leader answers within its own request timeout; a little more covers the hop, and
+        // a leader that hangs cannot hold this handler forever.
+        let patience = self.handle.timeout() + Duration::from_secs(1);
+        let exchange = async {
+            let response = self.forwarder.request(request).await.map_err(|e| e.to_string())?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map_err(|error| error.to_string())?;
+            Ok::<_, String>((parts, body))
+        };
+        let (mut parts, body) = tokio::time::timeout(patience, exchange)
             .await
-            .map_err(|error| unreachable(error.to_string()))?;
-        let (mut parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|error| unreachable(error.to_string()))?;
+            .map_err(|_| ApiError::from(ServiceError::Timeout))?
+            .map_err(unreachable)?;
         parts.headers.insert(
             FORWARDED_FROM,
             HeaderValue::from_str(&self.id.to_string()).expect("a number is a valid header"),

@@ -178,6 +178,11 @@ impl Handle {
         read(&store)
     }
 
+    /// How long a request may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// What the node is.
     pub fn info(&self) -> &NodeInfo {
         &self.info
