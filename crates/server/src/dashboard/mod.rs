@@ -186,7 +186,7 @@ struct Shared {
     source: Source,
     /// The process control, in `skiff demo`.
     control: Option<Arc<dyn Control>>,
-    /// The title of the page ("node 2", "skiff demo").
+    /// Who serves the page ("node 2", "demo").
     title: String,
     /// The last [`HISTORY`] samples, oldest first.
     history: Mutex<VecDeque<Arc<Sample>>>,
@@ -252,7 +252,7 @@ impl Dashboard {
     /// The dashboard `skiff demo` serves for its `members`, with `control` over their
     /// processes; starts its collector on the current tokio runtime.
     pub fn for_demo(members: Vec<Member>, control: Arc<dyn Control>) -> Dashboard {
-        Dashboard::start(Source::Members(members), Some(control), "skiff demo".into())
+        Dashboard::start(Source::Members(members), Some(control), "demo".into())
     }
 
     /// Builds the shared state and starts the collector.

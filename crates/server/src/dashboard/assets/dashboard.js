@@ -62,9 +62,9 @@ function setConnection(kind, text) {
 
 function applySettings(settings) {
   $('title').textContent = settings.served_by === null
-    ? `${settings.title}`
+    ? `${settings.title} dashboard`
     : `dashboard, served by ${settings.title}`;
-  document.title = `skiff: ${settings.title}`;
+  document.title = `skiff ${settings.title}`;
   document.body.classList.toggle('demo', settings.process_actions.length > 0);
 }
 
@@ -217,7 +217,8 @@ function renderRows(sample) {
       resume: process === 'paused',
       restart: process === 'stopped',
     };
-    for (const [action, button] of Object.entries(buttons)) button.disabled = !enabled[action];
+    // Only what applies is shown: a stopped node offers restart, a paused one resume.
+    for (const [action, button] of Object.entries(buttons)) button.hidden = !enabled[action];
   }
   for (const [id, row] of state.rows) if (!seen.has(id)) row.tr.remove();
 }
@@ -240,8 +241,15 @@ function renderCharts() {
     return { t: sample.unix_ms, v: p99 === null ? null : p99 * 1000 };
   });
   const markers = state.markers.filter((marker) => marker.t >= from);
-  drawChart($('commit-chart'), commits, markers, from, now, (v) => `${v.toFixed(0)}/s`, 'entries committed per second');
-  drawChart($('latency-chart'), latency, markers, from, now, (v) => `${v.toFixed(1)} ms`, 'p99 write latency');
+  drawChart($('commit-chart'), commits, markers, from, now, (v) => `${round(v)}/s`, 'entries committed per second');
+  drawChart($('latency-chart'), latency, markers, from, now, (v) => `${round(v)} ms`, 'p99 write latency');
+}
+
+/** A number with as many decimals as its size needs to be told apart from its neighbours. */
+function round(v) {
+  if (v >= 100) return v.toFixed(0);
+  if (v >= 10) return v.toFixed(1);
+  return v.toFixed(2);
 }
 
 const SVG = 'http://www.w3.org/2000/svg';
