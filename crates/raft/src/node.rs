@@ -209,11 +209,13 @@ impl Node {
     /// A node with `config`, restarting from `restored` (`Restored::default()` for a new node).
     pub fn new(config: Config, restored: Restored) -> Result<Node, NewNodeError> {
         config.validate()?;
-        let snapshot_index = restored.snapshot.as_ref().map_or(Index(0), |meta| meta.index);
-        // The snapshot's entries are committed: the commit index is at least its index.
-        let commit = restored.commit.max(snapshot_index);
-        let log = RaftLog::restore(&restored.log, commit, config.max_cached_bytes)?;
+        let mut log = RaftLog::restore(&restored.log, restored.commit, config.max_cached_bytes)?;
         Self::check_restored_snapshot(&config, &log, restored.snapshot.as_ref())?;
+        let snapshot_index = restored.snapshot.as_ref().map_or(Index(0), |meta| meta.index);
+        if snapshot_index > log.commit() {
+            // The snapshot's entries are committed, and the log holds the last of them.
+            log.commit_to(snapshot_index);
+        }
         if restored.applied > log.commit() {
             return Err(RestoreError {
                 reason: format!(
