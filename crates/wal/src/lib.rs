@@ -32,8 +32,9 @@
 //! The hard state (term, vote) and the commit index are **state records in the same stream**,
 //! so a vote and the entries around it share one fsync, and every new segment repeats the
 //! latest state, so that compaction never deletes its last copy. The identity file (node and
-//! cluster id, refusing a wrong data directory) and snapshot files are small whole files
-//! written atomically: temporary file, fsync, rename, directory fsync.
+//! cluster id, refusing a wrong data directory) and snapshot files are whole files written
+//! atomically: temporary file, fsync, rename, directory fsync (snapshots are streamed into
+//! their temporary file, so their size is not bounded by memory).
 //!
 //! ## The driver's use
 //! 1. [`Wal::open`] recovers and returns the [`Recovery`]; build the core's node from
@@ -44,8 +45,14 @@
 //!    fsync if a segment was created) and returns the last entry's index and term: hand that
 //!    to the core's `persisted`. Nothing is durable before `sync` returns, and a hard state
 //!    must be synced before the messages that follow it are sent (contract item 1).
-//! 4. For `ReadEntries`, [`Wal::read`]; after a snapshot, [`Wal::save_snapshot`] then
-//!    [`Wal::compact`].
+//! 4. For `ReadEntries`, [`Wal::read`].
+//! 5. Snapshots: stream a local one into a [`SnapshotWriter`] (from
+//!    [`Wal::snapshot_files`], on any thread), then [`Wal::save_staged_snapshot`], then
+//!    [`Wal::compact`] up to some index at or below it. A snapshot fetched from the leader
+//!    arrives through a [`SnapshotReceiver`] and is installed with [`Wal::install_snapshot`]
+//!    (snapshot and log reset together: a crash leaves the old state or the new). At restart,
+//!    [`Wal::open_snapshot`] streams the newest snapshot back; open has already made the log
+//!    pass through it.
 //!
 //! The [`Wal`] is synchronous and single-threaded so that the deterministic simulator can drive
 //! it on a [`MemFs`], one step at a time. [`GroupCommit`] puts it on a writer thread for the
@@ -106,8 +113,6 @@
 //!   proposals and in-flight appends bound it today).
 //! - A smaller entry frame: 26 bytes per entry is 40 % of a 64-byte entry.
 //! - Direct I/O and io_uring: the write path is one `pwrite` and one `fdatasync` per batch.
-//! - Streaming snapshots larger than memory: snapshot files are written and read whole, which
-//!   suits the in-memory key-value store; the format has the length up front for streaming.
 //! - Compression and encryption of records: a new record type can carry them.
 
 mod catalog;
@@ -127,5 +132,8 @@ pub use fs::{File, Fs, StdFs};
 pub use group_commit::{GroupCommit, MAX_BATCH_BYTES, Notification, Ticket};
 pub use memfs::{Faults, MemFs};
 pub use record::{MAX_PAYLOAD, describe_records};
-pub use snapshot::SnapshotMeta;
+pub use skiff_raft::SnapshotMeta;
+pub use snapshot::{
+    SnapshotChunk, SnapshotFiles, SnapshotReader, SnapshotReceiver, SnapshotWriter, StagedSnapshot,
+};
 pub use wal::{Options, Recovery, Wal};

@@ -14,9 +14,12 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use skiff_raft::{Entry, HardState, Index, LogState, NodeId, Payload, Restored, Term};
+use skiff_raft::{
+    Entry, HardState, Index, LogState, NodeId, Payload, Restored, SnapshotMeta, Term,
+};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result, io_error};
@@ -25,7 +28,7 @@ use crate::identity;
 use crate::record::{self, HeaderKind, MAX_PAYLOAD, Record, SavedState, SegmentHeader};
 use crate::recover::{self, Recovered};
 use crate::segment::{self, RecordReader, Step};
-use crate::snapshot::{self, SnapshotMeta};
+use crate::snapshot::{self, SnapshotFiles, SnapshotReader, StagedSnapshot};
 
 /// How a [`Wal`] is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +71,8 @@ pub struct Recovery {
     pub commit: Index,
     /// The summary of the log: first and last index, previous term, term runs.
     pub log: LogState,
-    /// The newest snapshot, if any (its data is read by [`Wal::load_snapshot`]).
+    /// The newest snapshot, if any (its data is read by [`Wal::open_snapshot`]). The log passes
+    /// through it: open resets a log that does not (see [`Wal::open`]).
     pub snapshot: Option<SnapshotMeta>,
     /// The number of live segment files.
     pub segments: usize,
@@ -76,21 +80,22 @@ pub struct Recovery {
     pub bytes_read: u64,
     /// The bytes of a torn tail cut off (0 after a clean shutdown).
     pub torn_bytes: u64,
+    /// Whether open reset the log to the snapshot, because a crash had interrupted the
+    /// installation of a snapshot after the snapshot was saved and before the log was reset.
+    pub reset_to_snapshot: bool,
 }
 
 impl Recovery {
-    /// What to build the core's node from. `applied` is left at 0: the state machine knows
-    /// what it has applied (a snapshot's index, if it was restored from one).
+    /// What to build the core's node from. `applied` is left at 0: the core takes the
+    /// snapshot's index for it, as the state machine must be restored from the snapshot
+    /// (contract item 12) before the node applies anything.
     pub fn restored(&self) -> Restored {
         Restored {
             hard_state: self.hard_state,
             log: self.log.clone(),
             commit: self.commit,
             applied: Index(0),
-            // The core's snapshot metadata also names the voters, which the snapshot header does
-            // not record yet; until the WAL step of the snapshots issue maps `self.snapshot`
-            // here, nobody compacts (and the core refuses a compacted log without a snapshot).
-            snapshot: None,
+            snapshot: self.snapshot.clone(),
         }
     }
 }
@@ -109,8 +114,8 @@ struct Cursor {
 
 /// The durable log of one node (see the crate and module documentation).
 pub struct Wal {
-    /// The file system everything goes through.
-    fs: Box<dyn Fs>,
+    /// The file system everything goes through (shared with [`SnapshotFiles`]).
+    fs: Arc<dyn Fs>,
     /// The data directory.
     dir: PathBuf,
     /// The options it was opened with.
@@ -165,12 +170,22 @@ impl Wal {
     /// Opens the log in `dir` (creating it if new), checks the directory's identity, and
     /// recovers: every record is verified, a torn tail is cut, corruption anywhere else is an
     /// error naming the file and offset.
+    ///
+    /// The log must pass through the newest snapshot (the core's contract item 12): its
+    /// compaction point at or below the snapshot's index, and the snapshot's term at that index
+    /// (as the entry there, or as the term before the log's first entry, right after an
+    /// install). A log that ends before the snapshot's index or holds another term there is
+    /// what a crash between saving an installed snapshot and resetting the log leaves
+    /// ([`Wal::install_snapshot`]); the snapshot supersedes it, and open resets the log to it
+    /// (durably, before returning). A log compacted beyond the snapshot, or one whose saved
+    /// commit index covers a different entry at the snapshot's index, cannot come from a crash
+    /// and is refused as corrupt.
     pub fn open(
         fs: impl Fs + 'static,
         dir: impl Into<PathBuf>,
         options: Options,
     ) -> Result<(Wal, Recovery)> {
-        let fs: Box<dyn Fs> = Box::new(fs);
+        let fs: Arc<dyn Fs> = Arc::new(fs);
         let dir = dir.into();
         fs.create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
         let names = fs.list(&dir).map_err(io_error("list", &dir))?;
@@ -193,13 +208,17 @@ impl Wal {
         let recovered = recover::recover(&*fs, &dir, &sequences, options.index_interval)?;
         let Recovered { catalog, state, bytes_read, torn_bytes } = recovered;
         let (catalog, state, next_sequence) = if catalog.segments.is_empty() {
-            let catalog = Wal::create(&*fs, &dir, &options, snapshot, next_sequence)?;
+            let catalog = Wal::create(&*fs, &dir, &options, snapshot.as_ref(), next_sequence)?;
             (catalog, SavedState::default(), next_sequence + 1)
         } else {
             (catalog, state, next_sequence)
         };
         let mut wal = Wal::resume(fs, dir, options, catalog, state, next_sequence)?;
-        wal.snapshot = snapshot;
+        wal.snapshot = snapshot.clone();
+        let reset_to_snapshot = match &snapshot {
+            Some(meta) => wal.pass_through(meta)?,
+            None => false,
+        };
         let recovery = Recovery {
             hard_state: wal.state.hard_state,
             commit: wal.state.commit,
@@ -208,8 +227,38 @@ impl Wal {
             segments: wal.catalog.segments.len(),
             bytes_read,
             torn_bytes,
+            reset_to_snapshot,
         };
         Ok((wal, recovery))
+    }
+
+    /// Makes the recovered log pass through the snapshot `meta`, resetting it to the snapshot
+    /// if a crash interrupted an install (see [`Wal::open`]); returns whether it reset.
+    fn pass_through(&mut self, meta: &SnapshotMeta) -> Result<bool> {
+        let compacted = self.catalog.first_index.prev();
+        let corrupt = |reason: String| Error::Corrupt {
+            file: self.dir.join(format!("snapshot-{:020}.snap", meta.index.0)),
+            offset: 0,
+            reason,
+        };
+        if compacted > meta.index {
+            return Err(corrupt(format!(
+                "the log is compacted up to {compacted}, beyond the newest snapshot"
+            )));
+        }
+        let term = self.catalog.term(meta.index);
+        if term == Some(meta.term) {
+            return Ok(false);
+        }
+        if term.is_some() && self.state.commit >= meta.index {
+            return Err(corrupt(format!(
+                "the log's committed entry {} has term {term:?}, the snapshot's is {}",
+                meta.index, meta.term
+            )));
+        }
+        self.reset(meta)?;
+        self.sync()?;
+        Ok(true)
     }
 
     /// The first segment of a new log, durable before the open returns. With a snapshot but
@@ -218,7 +267,7 @@ impl Wal {
         fs: &dyn Fs,
         dir: &Path,
         options: &Options,
-        snapshot: Option<SnapshotMeta>,
+        snapshot: Option<&SnapshotMeta>,
         sequence: u64,
     ) -> Result<Catalog> {
         let (first_index, prev_term) =
@@ -240,7 +289,7 @@ impl Wal {
 
     /// The log as recovered (or created), appending to the tail segment.
     fn resume(
-        fs: Box<dyn Fs>,
+        fs: Arc<dyn Fs>,
         dir: PathBuf,
         options: Options,
         catalog: Catalog,
@@ -340,8 +389,14 @@ impl Wal {
     }
 
     /// The newest snapshot saved.
-    pub fn snapshot(&self) -> Option<SnapshotMeta> {
-        self.snapshot
+    pub fn snapshot(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref()
+    }
+
+    /// The snapshot files of the data directory, for writing, receiving and reading snapshots
+    /// from other threads (see `snapshot.rs`).
+    pub fn snapshot_files(&self) -> SnapshotFiles {
+        SnapshotFiles::new(self.fs.clone(), self.dir.clone())
     }
 
     /// The data directory.
@@ -589,8 +644,9 @@ impl Wal {
 
     /// Discards the whole log and starts it again after a snapshot: the next entry appended is
     /// `snapshot.index + 1`. For a follower that installed a snapshot from its leader; save the
-    /// snapshot first. Durable after the next [`Wal::sync`].
-    pub fn reset(&mut self, snapshot: SnapshotMeta) -> Result<()> {
+    /// snapshot first ([`Wal::install_snapshot`] does both). Durable after the next
+    /// [`Wal::sync`].
+    pub fn reset(&mut self, snapshot: &SnapshotMeta) -> Result<()> {
         self.check()?;
         assert!(
             snapshot.index >= self.state.commit,
@@ -780,25 +836,98 @@ impl Wal {
         Ok(())
     }
 
-    /// Saves a snapshot durably (temporary file, fsync, rename, directory fsync) and removes
-    /// older ones. A failure poisons the log, like any failed write.
+    /// Saves a snapshot held in memory durably (temporary file, fsync, rename, directory
+    /// fsync) and removes older ones: [`SnapshotFiles::writer`] and
+    /// [`Wal::save_staged_snapshot`] in one call. A failure poisons the log, like any failed
+    /// write.
     pub fn save_snapshot(&mut self, meta: SnapshotMeta, data: &[u8]) -> Result<()> {
         self.check()?;
-        if let Err(error) = snapshot::save(&*self.fs, &self.dir, meta, data) {
-            self.poisoned = Some(format!("saving snapshot {}: {error}", meta.index));
-            return Err(error);
+        let index = meta.index;
+        let staged = self.snapshot_files().writer(meta).and_then(|mut writer| {
+            io::Write::write_all(&mut writer, data).map_err(|source| Error::Io {
+                operation: "write",
+                path: self.dir.clone(),
+                source,
+            })?;
+            writer.finish()
+        });
+        match staged {
+            Ok(staged) => self.save_staged_snapshot(staged),
+            Err(error) => {
+                self.poisoned = Some(format!("saving snapshot {index}: {error}"));
+                Err(error)
+            }
         }
-        self.snapshot = Some(meta);
+    }
+
+    /// Makes a staged snapshot (written by a [`SnapshotWriter`](crate::SnapshotWriter), already
+    /// fsynced) the newest snapshot: rename, directory fsync, then older snapshots removed. It
+    /// costs no data write, so it may run on the log's thread between batches. A failure
+    /// poisons the log.
+    ///
+    /// Panics unless the snapshot is newer than the newest saved: the caller must never let an
+    /// older state replace a newer one (the core's `snapshot_meta_at` refuses those).
+    pub fn save_staged_snapshot(&mut self, staged: StagedSnapshot) -> Result<()> {
+        self.check()?;
+        let index = staged.meta().index;
+        if let Some(newest) = &self.snapshot {
+            assert!(index > newest.index, "snapshot {index} is not newer than {newest}");
+        }
+        match snapshot::save(&*self.fs, &self.dir, staged) {
+            Ok(meta) => {
+                self.snapshot = Some(meta);
+                Ok(())
+            }
+            Err(error) => {
+                self.poisoned = Some(format!("saving snapshot {index}: {error}"));
+                Err(error)
+            }
+        }
+    }
+
+    /// Installs a snapshot fetched from the leader (the core's contract item 11): saves it,
+    /// then resets the log to an empty one after it, durably. A crash at any point leaves the
+    /// old snapshot and log, or the new snapshot — and a log that [`Wal::open`] then resets to
+    /// it — never a mix. Superseded segments go at the next [`Wal::compact`].
+    pub fn install_snapshot(&mut self, staged: StagedSnapshot) -> Result<()> {
+        let meta = staged.meta().clone();
+        self.save_staged_snapshot(staged)?;
+        self.reset(&meta)?;
+        self.sync()?;
         Ok(())
     }
 
-    /// Reads and verifies the newest snapshot, if any.
-    pub fn load_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>> {
+    /// Opens the newest snapshot for reading its data, verified as it is read; `None` if there
+    /// is none. For restoring a state machine at restart (contract item 12).
+    pub fn open_snapshot(&self) -> Result<Option<(SnapshotMeta, SnapshotReader)>> {
         self.check()?;
-        match self.snapshot {
-            Some(meta) => snapshot::load(&*self.fs, &self.dir, meta.index).map(Some),
-            None => Ok(None),
+        let Some(meta) = &self.snapshot else { return Ok(None) };
+        match self.snapshot_files().open(meta.index)? {
+            Some((found, reader)) if found == *meta => Ok(Some((found, reader))),
+            Some((found, _)) => Err(Error::Corrupt {
+                file: self.dir.clone(),
+                offset: 0,
+                reason: format!("snapshot {meta} was saved, but its file says {found}"),
+            }),
+            None => Err(Error::Corrupt {
+                file: self.dir.clone(),
+                offset: 0,
+                reason: format!("snapshot {meta} was saved, but its file is missing"),
+            }),
         }
+    }
+
+    /// Reads and verifies the newest snapshot, if any, whole into memory (for tests and the
+    /// simulator; [`Wal::open_snapshot`] streams).
+    pub fn load_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>> {
+        let Some((meta, mut reader)) = self.open_snapshot()? else { return Ok(None) };
+        let mut data = Vec::new();
+        io::Read::read_to_end(&mut reader, &mut data).map_err(|error| Error::Corrupt {
+            file: self.dir.clone(),
+            offset: 0,
+            reason: format!("reading snapshot {}: {error}", meta.index),
+        })?;
+        Ok(Some((meta, data)))
     }
 }
 

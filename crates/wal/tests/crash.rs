@@ -12,12 +12,21 @@
 //!   wrote since that sync, entry for entry, byte for byte;
 //! - the hard state and commit index are ones saved since that sync;
 //! - the log takes new appends, and they survive a clean reopen.
+//!
+//! Snapshots get the same treatment: the install of a leader's snapshot cut at every boundary
+//! leaves the old snapshot and log or the new snapshot with an empty log after it, never a mix
+//! (the core's contract item 11); a local snapshot and compaction cut anywhere leave a log that
+//! passes through the newest snapshot with no entry lost.
 
 mod common;
 
-use common::{DIR, History, Step, check_recovered, entry, read_all, run, small_options, workload};
-use skiff_raft::Index;
-use skiff_wal::{Error, Faults, MemFs, Wal};
+use std::io::Write;
+
+use common::{
+    DIR, History, ModelLog, Step, check_recovered, entry, read_all, run, small_options, workload,
+};
+use skiff_raft::{Config, Index, Node, NodeId, Term};
+use skiff_wal::{Error, Faults, MemFs, SnapshotMeta, StagedSnapshot, Wal};
 
 /// Opens the log, runs the steps until the power fails, and returns the history.
 fn run_until_failure(fs: &MemFs, steps: &[Step]) -> History {
@@ -126,4 +135,123 @@ fn failed_writes_and_fsyncs_poison_and_lose_nothing_durable() {
         check_after_crash(&fs, &history, &format!("seed {seed} with faults"));
     }
     assert!(failures > 20, "the faults should fail many runs, failed {failures}");
+}
+
+/// The snapshot at `index` of `term`, of voters n1, n2 and n3.
+fn snapshot_meta(index: u64, term: u64) -> SnapshotMeta {
+    SnapshotMeta { index: Index(index), term: Term(term), voters: (1..=3).map(NodeId).collect() }
+}
+
+/// A follower's log before an install: entries 1 to 35 of term 1 over several segments, 20
+/// committed, its own snapshot at 12 ("old") with the log compacted behind it.
+fn before_install(fs: &MemFs) -> Wal {
+    let (mut wal, _) = Wal::open(fs.clone(), DIR, small_options()).expect("opens");
+    let entries: Vec<_> = (1..=35).map(|index| entry(index, 1, 20)).collect();
+    wal.append(&entries).expect("appends");
+    wal.save_commit(Index(20)).expect("saves the commit index");
+    wal.sync().expect("syncs");
+    wal.save_snapshot(snapshot_meta(12, 1), b"old").expect("saves");
+    wal.compact(Index(12)).expect("compacts");
+    wal
+}
+
+/// Streams `data` into a staged snapshot of `meta`.
+fn staged(wal: &Wal, meta: SnapshotMeta, data: &[u8]) -> skiff_wal::Result<StagedSnapshot> {
+    let mut writer = wal.snapshot_files().writer(meta)?;
+    writer.write_all(data).map_err(|source| Error::Io {
+        operation: "write",
+        path: DIR.into(),
+        source,
+    })?;
+    writer.finish()
+}
+
+/// What a node restarting from `fs` holds: its snapshot's metadata and data, and its log. The
+/// core must accept it (contract item 12), and no temporary file may be left.
+fn restart(fs: &MemFs, context: &str) -> (SnapshotMeta, Vec<u8>, ModelLog, Wal) {
+    let (mut wal, recovery) = Wal::open(fs.clone(), DIR, small_options())
+        .unwrap_or_else(|error| panic!("{context}: recovery failed: {error}"));
+    let config = Config::new(NodeId(1), (1..=3).map(NodeId));
+    if let Err(error) = Node::new(config, recovery.restored()) {
+        panic!("{context}: the core refuses what recovery found: {error}");
+    }
+    let (meta, data) = wal.load_snapshot().expect("loads").expect("a snapshot is always there");
+    assert_eq!(recovery.snapshot.as_ref(), Some(&meta), "{context}");
+    let log = read_all(&mut wal);
+    let names: Vec<_> = fs.files().into_iter().map(|(path, _)| path).collect();
+    assert!(
+        names.iter().all(|path| !path.to_string_lossy().ends_with(".tmp")),
+        "{context}: a temporary file survived the open: {names:?}"
+    );
+    (meta, data, log, wal)
+}
+
+#[test]
+fn an_install_cut_at_any_write_boundary_leaves_the_old_state_or_all_of_the_new() {
+    let new = snapshot_meta(50, 2);
+    let counting = MemFs::new(1);
+    let mut wal = before_install(&counting);
+    let start = counting.operations();
+    let staged_new = staged(&wal, new.clone(), b"new").expect("stages");
+    wal.install_snapshot(staged_new).expect("installs");
+    let boundaries = counting.operations() - start;
+    assert!(boundaries > 8, "an install has many boundaries: {boundaries}");
+    let (mut olds, mut news) = (0, 0);
+    for boundary in 0..=boundaries {
+        for tear in 0..4 {
+            let fs = MemFs::new(boundary * 7 + tear);
+            let mut wal = before_install(&fs);
+            fs.cut_power_after(boundary);
+            let installed =
+                staged(&wal, new.clone(), b"new").and_then(|staged| wal.install_snapshot(staged));
+            drop(wal);
+            fs.crash();
+            let context = format!("power cut at boundary {boundary} of the install, tear {tear}");
+            let (meta, data, log, _) = restart(&fs, &context);
+            if meta == new {
+                news += 1;
+                assert_eq!(data, b"new", "{context}");
+                assert_eq!(log.last(), 50, "{context}: the log is reset after the snapshot");
+            } else {
+                olds += 1;
+                assert!(installed.is_err(), "{context}: a finished install was lost");
+                assert_eq!((meta, data), (snapshot_meta(12, 1), b"old".to_vec()), "{context}");
+                assert_eq!(log.last(), 35, "{context}: the old log is whole");
+                for index in 13..=35 {
+                    assert_eq!(log.get(index), Some(&entry(index, 1, 20)), "{context}");
+                }
+            }
+        }
+    }
+    assert!(olds > 0 && news > 0, "both outcomes happen: {olds} old, {news} new");
+}
+
+#[test]
+fn a_snapshot_and_compaction_cut_at_any_write_boundary_keep_a_log_through_the_snapshot() {
+    let counting = MemFs::new(1);
+    let mut wal = before_install(&counting);
+    let start = counting.operations();
+    wal.save_snapshot(snapshot_meta(30, 1), b"at-30").expect("saves");
+    wal.compact(Index(25)).expect("compacts");
+    let boundaries = counting.operations() - start;
+    for boundary in 0..=boundaries {
+        for tear in 0..4 {
+            let fs = MemFs::new(boundary * 7 + tear);
+            let mut wal = before_install(&fs);
+            fs.cut_power_after(boundary);
+            let _ = wal.save_snapshot(snapshot_meta(30, 1), b"at-30");
+            let _ = wal.compact(Index(25));
+            drop(wal);
+            fs.crash();
+            let context = format!("power cut at boundary {boundary} of a snapshot, tear {tear}");
+            let (meta, data, log, wal) = restart(&fs, &context);
+            let expected_data: &[u8] = if meta.index == Index(30) { b"at-30" } else { b"old" };
+            assert_eq!(data, expected_data, "{context}");
+            assert_eq!(log.last(), 35, "{context}: no entry is lost");
+            assert!(wal.first_index() <= meta.index.next(), "{context}: the log passes through");
+            for index in wal.first_index().0..=35 {
+                assert_eq!(log.get(index), Some(&entry(index, 1, 20)), "{context}");
+            }
+        }
+    }
 }

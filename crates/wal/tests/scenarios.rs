@@ -24,7 +24,10 @@
 //! - `read LOW HIGH [max_bytes=B]`: reads entries `[LOW, HIGH)`.
 //! - `status`: first and last index, term runs, hard state, commit, durable entry, segments.
 //! - `compact UP_TO`, `reset INDEX TERM`: compaction; restarting the log after a snapshot.
-//! - `snapshot INDEX TERM DATA`, `load_snapshot`: save and load a snapshot.
+//! - `snapshot INDEX TERM DATA`, `load_snapshot`: save and load a snapshot (of voters n1, n2
+//!   and n3). `install INDEX TERM DATA`: install a snapshot fetched from a leader (save it,
+//!   reset the log, sync). `save_only INDEX TERM DATA`: the first half of an install, as a
+//!   crash would leave it.
 //! - `crash [lose_unsynced=true]`: a power failure (random tears, or losing every unsynced
 //!   byte), after which the log is closed until the next `open`.
 //! - `ls`: the files in `/data` and their sizes. `dump SEGMENT`: the records of a segment file
@@ -79,6 +82,8 @@ enum Command {
     Compact(u64),
     Reset(u64, u64),
     Snapshot(u64, u64, String),
+    Install(u64, u64, String),
+    SaveOnly(u64, u64, String),
     LoadSnapshot,
     Crash {
         #[arg(key)]
@@ -155,6 +160,11 @@ fn parse_entries(spec: &str, size: usize) -> Result<Vec<Entry>, Box<dyn Error>> 
         .collect())
 }
 
+/// The snapshot at `index` of `term`, of voters n1, n2 and n3.
+fn snapshot_meta(index: u64, term: u64) -> SnapshotMeta {
+    SnapshotMeta { index: Index(index), term: Term(term), voters: (1..=3).map(NodeId).collect() }
+}
+
 /// Entries in the trace's compact form: `[1@1 c1.1, 2@1 c2.1]`.
 fn entry_list(entries: &[Entry]) -> String {
     let shown: Vec<String> = entries.iter().map(Entry::to_string).collect();
@@ -186,8 +196,11 @@ fn describe_recovery(recovery: &Recovery) -> String {
         recovery.commit,
         recovery.segments,
     );
-    if let Some(snapshot) = recovery.snapshot {
-        write!(text, " snapshot={}@{}", snapshot.index, snapshot.term).expect("to a string");
+    if let Some(snapshot) = &recovery.snapshot {
+        write!(text, " snapshot={snapshot}").expect("to a string");
+    }
+    if recovery.reset_to_snapshot {
+        write!(text, "\nreset the log to the snapshot").expect("to a string");
     }
     if recovery.torn_bytes > 0 {
         write!(text, "\ncut a torn tail of {} bytes", recovery.torn_bytes).expect("to a string");
@@ -254,21 +267,20 @@ impl goldenscript::Runner for Runner {
                 )?;
             }
             Command::Compact(up_to) => self.wal()?.compact(Index(*up_to))?,
-            Command::Reset(index, term) => {
-                self.wal()?.reset(SnapshotMeta { index: Index(*index), term: Term(*term) })?;
+            Command::Reset(index, term) => self.wal()?.reset(&snapshot_meta(*index, *term))?,
+            Command::Snapshot(index, term, data) | Command::SaveOnly(index, term, data) => {
+                self.wal()?.save_snapshot(snapshot_meta(*index, *term), data.as_bytes())?;
             }
-            Command::Snapshot(index, term, data) => {
-                let meta = SnapshotMeta { index: Index(*index), term: Term(*term) };
-                self.wal()?.save_snapshot(meta, data.as_bytes())?;
+            Command::Install(index, term, data) => {
+                let wal = self.wal()?;
+                let mut writer = wal.snapshot_files().writer(snapshot_meta(*index, *term))?;
+                std::io::Write::write_all(&mut writer, data.as_bytes())?;
+                wal.install_snapshot(writer.finish()?)?;
             }
             Command::LoadSnapshot => match self.wal()?.load_snapshot()? {
-                Some((meta, data)) => writeln!(
-                    output,
-                    "snapshot {}@{}: {}",
-                    meta.index,
-                    meta.term,
-                    String::from_utf8_lossy(&data)
-                )?,
+                Some((meta, data)) => {
+                    writeln!(output, "snapshot {meta}: {}", String::from_utf8_lossy(&data))?
+                }
                 None => writeln!(output, "no snapshot")?,
             },
             Command::Crash { lose_unsynced } => {

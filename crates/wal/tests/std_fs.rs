@@ -24,6 +24,11 @@ fn options() -> Options {
     options
 }
 
+/// The snapshot the round trip saves: index 200 of term 2, voters 1 to 3.
+fn snapshot_meta() -> SnapshotMeta {
+    SnapshotMeta { index: Index(200), term: Term(2), voters: (1..=3).map(NodeId).collect() }
+}
+
 #[test]
 fn the_log_round_trips_through_real_files() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -40,7 +45,7 @@ fn the_log_round_trips_through_real_files() {
     let replacement: Vec<_> = (251..=260).map(|index| entry(index, 3, 8)).collect();
     wal.append(&replacement).expect("supersedes");
     wal.sync().expect("syncs");
-    wal.save_snapshot(SnapshotMeta { index: Index(200), term: Term(2) }, b"state").expect("saves");
+    wal.save_snapshot(snapshot_meta(), b"state").expect("saves");
     wal.compact(Index(200)).expect("compacts");
     let first = wal.first_index();
     assert!(first > Index(1) && first <= Index(201), "compacted to {first}");
@@ -64,7 +69,7 @@ fn the_log_round_trips_through_real_files() {
     assert_eq!(recovery.hard_state, HardState { term: Term(2), vote: Some(NodeId(3)) });
     assert_eq!(recovery.log.last_index, Index(260));
     assert_eq!(recovery.log.first_index, first);
-    assert_eq!(recovery.snapshot, Some(SnapshotMeta { index: Index(200), term: Term(2) }));
+    assert_eq!(recovery.snapshot, Some(snapshot_meta()));
     let read = wal.read(Index(250), Index(261), u64::MAX).expect("reads");
     assert_eq!(read[0], entries[249]);
     assert_eq!(read[1..], replacement[..]);
