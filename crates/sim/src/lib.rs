@@ -32,6 +32,8 @@
 //! - `sabotage.rs`: the self-test: defects switched on to prove the checks can fail.
 //! - `report.rs` and `shrink.rs`: failure reports, replay commands, schedule shrinking.
 //! - `sweep.rs`: many seeds in a row, for the CLI (`skiff sim`) and the tests.
+//! - `stepper.rs`: a run one event at a time, with a view of the cluster after each, for the
+//!   visualizer (`skiff sim --seed N --web`).
 //!
 //! ## Left out for now
 //! Bit flips and I/O errors from the file system (crates/wal's `MemFs` can inject both; a node
@@ -53,6 +55,7 @@ pub mod sabotage;
 pub mod shrink;
 pub mod simulation;
 pub mod state_machine;
+pub mod stepper;
 pub mod storage;
 pub mod sweep;
 pub mod time;

@@ -111,6 +111,15 @@ impl<E> EventQueue<E> {
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
+
+    /// The pending events with their times, in no particular order: for observers (the
+    /// visualizer shows the messages in flight).
+    pub fn iter(&self) -> impl Iterator<Item = (Time, &E)> {
+        self.heap.iter().map(|scheduled| {
+            let event = self.slots[scheduled.slot].as_ref();
+            (scheduled.time, event.expect("a scheduled event waits in its slot"))
+        })
+    }
 }
 
 #[cfg(test)]

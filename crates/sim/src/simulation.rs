@@ -207,7 +207,7 @@ pub fn run(options: &Options) -> Outcome {
 
 impl Simulation {
     /// A cluster and its world, before the first event.
-    fn new(options: &Options) -> Simulation {
+    pub(crate) fn new(options: &Options) -> Simulation {
         let parameters = Parameters::from_seed(options.seed, options.nodes, options.fault_phase);
         // Independent streams, forked in a fixed order (see `random.rs`).
         let mut root = Random::new(options.seed ^ 0xF0F0_0000_0000_0001);
@@ -259,7 +259,7 @@ impl Simulation {
     }
 
     /// Schedules the first events: every node's first tick, the clients, the faults, the heal.
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         trace!(
             self.trace,
             self.now,
@@ -328,7 +328,7 @@ impl Simulation {
     }
 
     /// Handles one event.
-    fn handle(&mut self, event: Event) {
+    pub(crate) fn handle(&mut self, event: Event) {
         match event {
             Event::Tick { node, incarnation } => self.tick(node, incarnation),
             Event::Deliver(packet) => self.deliver(packet),
@@ -567,7 +567,7 @@ impl Simulation {
     }
 
     /// The invariant checks after a step.
-    fn check_step(&mut self) {
+    pub(crate) fn check_step(&mut self) {
         // Views of the nodes, not vectors: this runs after every event, and collecting the
         // nodes into vectors cost about as much as the checks themselves.
         let observations = self.nodes.values().filter_map(|node| {

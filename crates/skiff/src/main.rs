@@ -17,6 +17,7 @@
 //! skiff sim --seeds 1000         # seeds 0..1000
 //! skiff sim --seed 42 --trace    # one seed, with its whole trace
 //! skiff sim --sabotage forget-vote   # the self-test: this defect must be caught
+//! skiff sim --seed 42 --web      # the visualizer: step through seed 42 in a browser
 //! ```
 //! A failing seed prints its report (the broken invariant, the last trace lines, the replay
 //! command) and the process exits with status 1.
@@ -69,6 +70,7 @@ mod node;
 mod output;
 mod random;
 mod sim;
+mod visualize;
 
 use std::io::Write as _;
 use std::process::ExitCode;

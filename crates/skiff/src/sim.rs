@@ -1,5 +1,7 @@
 //! `skiff sim`: the deterministic cluster simulator's command line.
 //!
+//! With `--web`, it serves the visualizer of one seed instead (`visualize`).
+//!
 //! A thin front over crates/sim: it turns flags into a [`Sweep`] (many seeds, failures shrunk
 //! and reported at the end) or into single traced runs (`--trace`, or `--faults` to replay a
 //! shrunk schedule). The exit status is 1 when any seed breaks an invariant, and also when a
@@ -47,6 +49,13 @@ pub struct SimArgs {
     /// Keep going after a failing seed.
     #[arg(long)]
     keep_going: bool,
+    /// Serve the visualizer for the seed (--seed, default 0) instead of running it: a web page
+    /// that steps through the run forwards and backwards, and a small cluster to drive by hand.
+    #[arg(long)]
+    web: bool,
+    /// The address the visualizer listens on.
+    #[arg(long, default_value = "127.0.0.1:0", requires = "web")]
+    web_addr: std::net::SocketAddr,
 }
 
 /// A list of fault numbers.
@@ -79,6 +88,17 @@ pub fn simulate(args: SimArgs) -> ExitCode {
     }
     let fault_phase = Time::millis(args.fault_ms);
     let first_seed = args.seed.unwrap_or(0);
+    if args.web {
+        let options = Options {
+            seed: first_seed,
+            defect: args.sabotage,
+            nodes: args.nodes,
+            fault_phase,
+            trace: TraceMode::Off,
+            keep_faults: args.faults.as_ref().map(|list| list.0.clone()),
+        };
+        return crate::visualize::serve(options, args.web_addr);
+    }
     let count = args.seeds.unwrap_or(if args.seed.is_some() { 1 } else { DEFAULT_SEEDS });
     if args.trace || args.faults.is_some() {
         return run_each(&args, first_seed, count, fault_phase);

@@ -1,6 +1,9 @@
 //! A minimal HTTP/1.1 client for the dashboard tests: one request per connection, bounded in
 //! time, chunked bodies decoded, and a reader of server-sent events.
 
+// Shared by several test crates, each of which uses only part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

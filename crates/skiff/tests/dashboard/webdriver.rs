@@ -5,6 +5,9 @@
 //! construction); `.ci/setup-browser` installs both. [`Browser::find`] says why when they are
 //! missing, so that the test can be skipped outside CI.
 
+// Shared by several test crates, each of which uses only part of it.
+#![allow(dead_code)]
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
