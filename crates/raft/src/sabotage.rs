@@ -10,7 +10,10 @@
 //! - `acknowledge_before_durable` lets a follower acknowledge entries still on their way to its
 //!   disk (`replication.rs`), so a leader can count a replica a crash will lose;
 //! - `apply_beyond_commit` hands durable but uncommitted entries to the state machine
-//!   (`node.rs`), bypassing the core's own assertion so that the simulator's check must catch it.
+//!   (`node.rs`), bypassing the core's own assertion so that the simulator's check must catch it;
+//! - `read_without_quorum` confirms reads without the heartbeat round of ReadIndex (thesis
+//!   §6.4) in `read_index.rs`, so a leader that was deposed without knowing it serves stale
+//!   reads.
 //!
 //! Two more defects of the same list live in the simulator's driver, because they break the
 //! driver's side of the contract rather than the core: replying to a vote before the vote is
@@ -32,6 +35,9 @@ pub struct Sabotage {
     pub acknowledge_before_durable: bool,
     /// Apply entries as soon as they are durable, even beyond the commit index.
     pub apply_beyond_commit: bool,
+    /// Answer reads at once with the commit index, without confirming leadership by a
+    /// heartbeat round (breaks ReadIndex, Raft thesis §6.4).
+    pub read_without_quorum: bool,
 }
 
 impl Sabotage {
@@ -41,5 +47,6 @@ impl Sabotage {
             || self.vote_without_log_check
             || self.acknowledge_before_durable
             || self.apply_beyond_commit
+            || self.read_without_quorum
     }
 }

@@ -10,14 +10,26 @@
 //! 3. `Send`s leave through the simulated network, which may lose, duplicate, delay and
 //!    reorder them.
 //! 4. `ReadEntries` is served from durable storage after a short delay.
-//! 5. `Apply` entries go to the node's register map, in order; the node that proposed a client's
-//!    command answers the client when it applies it (or tells it another entry took its index).
-//! 6. `Event`s go to the trace; a node elected leader may fire an armed fault trigger.
+//! 5. `Apply` entries go to the node's skiff-kv store, in order (`state_machine.rs`); the node
+//!    that proposed a client's write answers the client when it applies it (or tells it
+//!    another entry took its index).
+//! 6. `ReadReady` confirms gets asked for with `read_index`: each is served from the store once
+//!    it has applied up to the read index, which may be at once or after later `Apply`s.
+//!    `ReadFailed` tells their clients to retry (contract item 6).
+//! 7. `Event`s go to the trace; a node elected leader may fire an armed fault trigger.
 //!
-//! A crash loses the core, the state machine, the pending writes and the held messages; a
-//! restart rebuilds the core from the durable term, vote and log (commit index and applied index
-//! 0: the register map is rebuilt by applying the log again). A paused node keeps its inputs
-//! in a stash and processes them on resumption; its disk carries on meanwhile.
+//! Gets never enter the log. The node a get reaches asks its core for a read index; a node that
+//! does not lead forwards the get to the leader it knows of, or refuses it, as it does a write.
+//! When a read is served, the checker holds it to ReadIndex's promise: the store has applied
+//! every entry that was committed anywhere in the cluster when the read reached the node
+//! (`Invariant::StaleRead`). A deposed leader that still believes it leads breaks that promise
+//! as soon as the new leader commits something, whether or not a client's history shows it.
+//!
+//! A crash loses the core, the state machine, the pending writes, the held messages and the
+//! reads in progress (their clients are told the read failed, as a broken connection tells
+//! them); a restart rebuilds the core from the durable term, vote and log (commit index and
+//! applied index 0: the store is rebuilt by applying the log again). A paused node keeps its
+//! inputs in a stash and processes them on resumption; its disk carries on meanwhile.
 //!
 //! The core runs inside `catch_unwind`: a failed assertion in the core ends the run as a
 //! violation with the panic's message, not as a crash of the simulator.
@@ -32,19 +44,20 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use bytes::Bytes;
 use skiff_raft::{
     Action, Body, Config, Entry, Event as CoreEvent, HardState, Index, Message, Node, NodeId,
-    Payload, ProposeError, ReadRequest, Restored, RoleKind,
+    Payload, ProposeError, ReadIndexError, ReadRequest, Restored, RoleKind,
 };
 
+use crate::history::{Operation, OperationResult};
 use crate::invariants::{Invariant, Violation};
 use crate::network::Fate;
 use crate::parameters::Parameters;
 use crate::random::Random;
 use crate::sabotage::Defect;
 use crate::simulation::{Event, Packet, Simulation};
-use crate::state_machine::{Applied, Command, RegisterMap};
+use crate::state_machine::{self, Applied, StateMachine};
 use crate::storage::{Disk, LogCopy, SecondVote, Write};
 use crate::time::Time;
-use crate::trace::trace;
+use crate::trace::{show_entries, show_message, trace};
 use crate::workload::{Answer, Reply, Request};
 
 /// An input to a node's process: what a paused node keeps for later.
@@ -91,12 +104,17 @@ pub(crate) struct SimNode {
     pub(crate) skew: i64,
     /// No write completes before this time (a stalled disk).
     pub(crate) disk_stalled_until: Time,
-    /// The state machine.
-    pub(crate) machine: RegisterMap,
-    /// The last index applied in this incarnation.
-    pub(crate) applied: Index,
+    /// The state machine: a skiff-kv store, and the hash of its contents.
+    pub(crate) machine: StateMachine,
     /// Client requests this node proposed, by log index, awaiting their apply.
     pub(crate) proposals: BTreeMap<Index, Request>,
+    /// Gets this node asked its core to confirm, by the context given to `read_index`.
+    pub(crate) reads: BTreeMap<u64, PendingRead>,
+    /// Confirmed gets waiting for the store to apply up to their read index, in confirmation
+    /// order.
+    pub(crate) ready_reads: Vec<(Index, PendingRead)>,
+    /// The context of the next `read_index` call: never reused, across incarnations too.
+    pub(crate) next_read: u64,
     /// The node's random stream for per-incarnation core seeds.
     pub(crate) random: Random,
 }
@@ -143,12 +161,24 @@ impl SimNode {
             ticking: false,
             skew: parameters.skew_per_mille[id.0 as usize - 1],
             disk_stalled_until: Time::ZERO,
-            machine: RegisterMap::default(),
-            applied: Index(0),
+            machine: StateMachine::default(),
             proposals: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            ready_reads: Vec::new(),
+            next_read: 1,
             random,
         }
     }
+}
+
+/// A get on its way through ReadIndex.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingRead {
+    /// The client's request.
+    request: Request,
+    /// The highest index committed anywhere in the cluster when the get reached the node: the
+    /// store must have applied it before serving the get.
+    committed: Index,
 }
 
 thread_local! {
@@ -212,8 +242,8 @@ impl Simulation {
         let result = match input {
             Input::Tick => guarded(id, || core.tick()).map(|()| Vec::new()),
             Input::Step(message) => {
-                trace!(self.trace, now, "{message}");
-                let text = self.trace.on().then(|| message.to_string());
+                trace!(self.trace, now, "{}", show_message(&message));
+                let text = self.trace.on().then(|| show_message(&message));
                 guarded(id, || core.step(message)).and_then(|stepped| {
                     stepped.map(|()| Vec::new()).map_err(|error| {
                         Violation::new(
@@ -276,12 +306,7 @@ impl Simulation {
                 self.submit(id, Write::HardState(hard_state));
             }
             Action::PersistEntries(entries) => {
-                trace!(
-                    self.trace,
-                    self.now,
-                    "{id} persist {}",
-                    skiff_raft::message::entry_list(&entries)
-                );
+                trace!(self.trace, self.now, "{id} persist {}", show_entries(&entries));
                 let node = self.nodes.get_mut(&id).expect("a node of the cluster");
                 let first = entries.first().expect("writes are non-empty").index;
                 node.log.write(&entries);
@@ -308,22 +333,17 @@ impl Simulation {
                     .push(self.now + latency, Event::ReadDone { node: id, incarnation, request });
             }
             Action::Apply(entries) => {
-                trace!(
-                    self.trace,
-                    self.now,
-                    "{id} apply {}",
-                    skiff_raft::message::entry_list(&entries)
-                );
+                trace!(self.trace, self.now, "{id} apply {}", show_entries(&entries));
                 for entry in entries {
                     if self.failure.is_some() {
                         return;
                     }
                     self.apply(id, entry);
                 }
+                self.serve_reads(id);
             }
-            // The workload reads through the log for now; ReadIndex reads join it with the
-            // reads issue, so these never come.
-            Action::ReadReady { .. } | Action::ReadFailed { .. } => {}
+            Action::ReadReady { index, contexts } => self.reads_ready(id, index, contexts),
+            Action::ReadFailed { contexts } => self.reads_failed(id, contexts),
             // No node takes snapshots yet (the simulator step of the snapshots issue), so no log
             // is compacted and no InstallSnapshot is ever sent: this never comes. Were it to,
             // reporting the fetch failed keeps the core from waiting for it forever.
@@ -475,12 +495,13 @@ impl Simulation {
         self.input(id, Input::Client(request));
     }
 
-    /// A running node handles a client request.
+    /// A running node handles a client request: a write is proposed, a get asks for a read
+    /// index.
     fn client_input(&mut self, id: NodeId, request: Request) {
-        let command = Command {
-            client: request.client,
-            sequence: request.sequence,
-            operation: request.operation,
+        let Some(command) =
+            state_machine::command(request.client, request.sequence, request.operation)
+        else {
+            return self.read_input(id, request);
         };
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let core = node.core.as_mut().expect("only running nodes get inputs");
@@ -501,22 +522,125 @@ impl Simulation {
                 node.proposals.insert(index, request);
                 self.take_and_perform(id);
             }
-            Err(ProposeError::NotLeader { leader, .. }) => match leader {
-                Some(leader) if leader != id && request.forwarded_by.is_none() => {
-                    let forwarded = Request { forwarded_by: Some(id), ..request };
-                    self.send_packet(Packet::Forward { from: id, to: leader, request: forwarded });
-                }
-                _ => {
-                    let answer = Answer::NotLeader(leader.filter(|&leader| leader != id));
-                    self.reply(Reply {
-                        from: id,
-                        client: request.client,
-                        sequence: request.sequence,
-                        attempt: request.attempt,
-                        answer,
-                    });
-                }
-            },
+            Err(ProposeError::NotLeader { leader, .. }) => self.not_leader(id, request, leader),
+        }
+    }
+
+    /// A running node asks its core to confirm a get (ReadIndex).
+    fn read_input(&mut self, id: NodeId, request: Request) {
+        let committed = self.checker.committed_index();
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let core = node.core.as_mut().expect("only running nodes get inputs");
+        let context = node.next_read;
+        match guarded(id, || core.read_index(context)) {
+            Ok(Ok(())) => {
+                trace!(
+                    self.trace,
+                    self.now,
+                    "{id} read index #{context} c{}.{} {}",
+                    request.client,
+                    request.sequence,
+                    request.operation
+                );
+                node.next_read += 1;
+                node.reads.insert(context, PendingRead { request, committed });
+                self.take_and_perform(id);
+            }
+            Ok(Err(ReadIndexError::NotLeader { leader, .. })) => {
+                self.not_leader(id, request, leader);
+            }
+            Err(violation) => self.fail(violation),
+        }
+    }
+
+    /// Node `id` does not lead: it forwards the request to the leader it knows of (once), or
+    /// tells the client who that is.
+    fn not_leader(&mut self, id: NodeId, request: Request, leader: Option<NodeId>) {
+        match leader {
+            Some(leader) if leader != id && request.forwarded_by.is_none() => {
+                let forwarded = Request { forwarded_by: Some(id), ..request };
+                self.send_packet(Packet::Forward { from: id, to: leader, request: forwarded });
+            }
+            _ => {
+                let answer = Answer::NotLeader(leader.filter(|&leader| leader != id));
+                self.answer(id, request, answer);
+            }
+        }
+    }
+
+    /// Node `id` answers the client of `request`.
+    fn answer(&mut self, id: NodeId, request: Request, answer: Answer) {
+        self.reply(Reply {
+            from: id,
+            client: request.client,
+            sequence: request.sequence,
+            attempt: request.attempt,
+            answer,
+        });
+    }
+
+    /// The core confirmed the reads `contexts` at read `index`: they are served once the store
+    /// has applied up to it.
+    fn reads_ready(&mut self, id: NodeId, index: Index, contexts: Vec<u64>) {
+        trace!(self.trace, self.now, "{id} read ready at {index}: {}", show_contexts(&contexts));
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        for context in contexts {
+            let Some(read) = node.reads.remove(&context) else {
+                return self.fail(Violation::new(
+                    Invariant::DriverContract,
+                    format!("{id} confirmed read #{context}, which it was never asked for"),
+                ));
+            };
+            node.ready_reads.push((index, read));
+        }
+        self.serve_reads(id);
+    }
+
+    /// The core could not confirm the reads `contexts` (it stopped leading): their clients are
+    /// told, and retry.
+    fn reads_failed(&mut self, id: NodeId, contexts: Vec<u64>) {
+        trace!(self.trace, self.now, "{id} read failed: {}", show_contexts(&contexts));
+        for context in contexts {
+            let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+            let Some(read) = node.reads.remove(&context) else {
+                return self.fail(Violation::new(
+                    Invariant::DriverContract,
+                    format!("{id} failed read #{context}, which it was never asked for"),
+                ));
+            };
+            self.answer(id, read.request, Answer::ReadFailed);
+        }
+    }
+
+    /// Serves every confirmed read whose read index the store has applied, from the store.
+    fn serve_reads(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let applied = node.machine.applied();
+        if node.ready_reads.iter().all(|&(index, _)| index > applied) {
+            return;
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            node.ready_reads.drain(..).partition(|&(index, _)| index <= applied);
+        node.ready_reads = waiting;
+        let mut answers = Vec::with_capacity(due.len());
+        for (index, PendingRead { request, committed }) in due {
+            if applied < committed {
+                let detail = format!(
+                    "{id} served c{}.{} {} at applied index {applied} (read index {index}), but \
+                     {committed} was committed when the read reached it",
+                    request.client, request.sequence, request.operation
+                );
+                return self.fail(Violation::new(Invariant::StaleRead, detail));
+            }
+            let Operation::Get { key } = request.operation else {
+                unreachable!("only gets take the ReadIndex path");
+            };
+            let value = node.machine.get(key);
+            answers.push((request, Answer::Done(OperationResult::Get(value))));
+        }
+        self.stats.reads += answers.len() as u64;
+        for (request, answer) in answers {
+            self.answer(id, request, answer);
         }
     }
 
@@ -543,36 +667,34 @@ impl Simulation {
     fn apply(&mut self, id: NodeId, entry: Entry) {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let commit = node.core.as_ref().map_or(Index(0), Node::commit);
-        if let Err(violation) = self.checker.applying(id, &entry, node.applied, commit) {
+        if let Err(violation) = self.checker.applying(id, &entry, node.machine.applied(), commit) {
             return self.fail(violation);
         }
-        node.applied = entry.index;
-        let command = match &entry.payload {
-            Payload::Command(bytes) => Command::decode(bytes),
-            Payload::Noop => None,
-        };
-        let outcome = command.map(|command| (command, node.machine.apply(&command)));
-        let proposal = node.proposals.remove(&entry.index);
-        let Some(request) = proposal else { return };
-        let answer = match outcome {
-            Some((command, applied))
-                if command.client == request.client && command.sequence == request.sequence =>
-            {
-                match applied {
-                    Applied::Fresh(result) | Applied::Repeat(result) => Answer::Done(result),
-                    // The client moved on: nobody waits for this answer.
-                    Applied::Stale => return,
-                }
+        let applied = match &entry.payload {
+            Payload::Command(bytes) => node.machine.apply(entry.index, bytes),
+            Payload::Noop => {
+                node.machine.skip(entry.index);
+                Applied::Other
             }
+        };
+        if let Err(violation) = self.checker.state_after(id, entry.index, node.machine.hash()) {
+            return self.fail(violation);
+        }
+        let Some(request) = node.proposals.remove(&entry.index) else { return };
+        let ours = |session: skiff_kv::Session| {
+            session.client == request.client && session.sequence == request.sequence
+        };
+        let answer = match applied {
+            Applied::Fresh(session, result) if ours(session) => Answer::Done(result),
+            Applied::Repeat(session, result) if ours(session) => {
+                self.stats.deduplicated += 1;
+                Answer::Done(result)
+            }
+            // The client moved on: nobody waits for this answer.
+            Applied::Stale(session) if ours(session) => return,
             _ => Answer::Aborted,
         };
-        self.reply(Reply {
-            from: id,
-            client: request.client,
-            sequence: request.sequence,
-            attempt: request.attempt,
-            answer,
-        });
+        self.answer(id, request, answer);
     }
 
     /// A tick of node `id`, and the next one scheduled.
@@ -626,9 +748,11 @@ impl Simulation {
         node.stash.clear();
         node.paused = false;
         node.ticking = false;
-        node.machine = RegisterMap::default();
-        node.applied = Index(0);
+        node.machine = StateMachine::default();
         node.proposals.clear();
+        let reads = std::mem::take(&mut node.reads).into_values();
+        let failed: Vec<PendingRead> =
+            reads.chain(node.ready_reads.drain(..).map(|(_, read)| read)).collect();
         self.stats.crashes += 1;
         trace!(
             self.trace,
@@ -637,6 +761,9 @@ impl Simulation {
             recovery.log.last_index,
             recovery.torn_bytes
         );
+        for read in failed {
+            self.answer(id, read.request, Answer::ReadFailed);
+        }
     }
 
     /// Restarts node `id` from its durable state.
@@ -727,10 +854,16 @@ fn show_hard_state(hard_state: HardState) -> String {
     format!("term={} vote={vote}", hard_state.term)
 }
 
+/// Read contexts in trace form: `#3 #4`.
+fn show_contexts(contexts: &[u64]) -> String {
+    let shown: Vec<String> = contexts.iter().map(|context| format!("#{context}")).collect();
+    shown.join(" ")
+}
+
 /// A packet in trace form.
 fn show_packet(packet: &Packet) -> String {
     match packet {
-        Packet::Raft(message) => message.to_string(),
+        Packet::Raft(message) => show_message(message),
         Packet::Forward { from, to, request } => format!(
             "{from} → {to} forward c{}.{} {}",
             request.client, request.sequence, request.operation

@@ -12,13 +12,13 @@ use std::fmt;
 /// A client's identity within one simulation.
 pub type ClientId = u64;
 
-/// A key of the register map.
+/// A key of the store, as the workload numbers it (the store's key is `k` and the number).
 pub type Key = u64;
 
 /// A value stored under a key.
 pub type Value = u64;
 
-/// An operation on the register map.
+/// An operation on the store: a map of registers, one per key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     /// Set `key` to `value`.
@@ -30,6 +30,11 @@ pub enum Operation {
     },
     /// Read `key`.
     Get {
+        /// The key.
+        key: Key,
+    },
+    /// Remove `key`, if it has a value.
+    Delete {
         /// The key.
         key: Key,
     },
@@ -48,7 +53,10 @@ impl Operation {
     /// The key the operation touches.
     pub fn key(&self) -> Key {
         match *self {
-            Operation::Put { key, .. } | Operation::Get { key } | Operation::Cas { key, .. } => key,
+            Operation::Put { key, .. }
+            | Operation::Get { key }
+            | Operation::Delete { key }
+            | Operation::Cas { key, .. } => key,
         }
     }
 }
@@ -60,6 +68,9 @@ pub enum OperationResult {
     Put,
     /// A get saw this value (`None`: absent).
     Get(Option<Value>),
+    /// A delete completed. (The store also says whether the key existed; the history leaves
+    /// that out, so a delete is checked as a write of "absent", like a put.)
+    Delete,
     /// A compare-and-swap completed; `true` if it swapped.
     Cas(bool),
 }
@@ -110,6 +121,7 @@ impl fmt::Display for Operation {
         match self {
             Operation::Put { key, value } => write!(f, "put k{key}={value}"),
             Operation::Get { key } => write!(f, "get k{key}"),
+            Operation::Delete { key } => write!(f, "delete k{key}"),
             Operation::Cas { key, expected: Some(expected), new } => {
                 write!(f, "cas k{key} {expected}→{new}")
             }

@@ -26,13 +26,16 @@
 //!   as it arises, rather than waiting for the unlucky election of (d).
 //! - **State-machine safety** (§5.4.3): no two nodes commit or apply different entries at one
 //!   index, and each node applies a gap-free prefix of the log, from index 1 after each start.
+//!   Seen from the state machine: two nodes that applied up to the same index hold the same
+//!   store contents (compared by the stores' hashes, see `state_machine.rs`).
 //! - **Monotonic term and commit**: within one run of a node (between restarts), neither ever
 //!   decreases. (The commit index is not durable, so a restarted node starts again from 0.)
 //! - **Applied only when committed**: an entry is applied only at or below the node's commit
 //!   index.
 //!
-//! Liveness, bounded work (no message storm), linearizability and the core's own assertions are
-//! reported through the same [`Violation`] type by the runner.
+//! Liveness, bounded work (no message storm), linearizability, stale reads (checked by the
+//! driver when it serves a read, see `driver.rs`) and the core's own assertions are reported
+//! through the same [`Violation`] type by the runner.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -66,6 +69,9 @@ pub enum Invariant {
     BoundedWork,
     /// The clients' history has a linearization.
     Linearizability,
+    /// A read is served from a store that has applied every entry committed anywhere when the
+    /// read reached the node (ReadIndex, Raft thesis §6.4).
+    StaleRead,
     /// The core panicked: one of its own assertions failed.
     CoreAssertion,
     /// The core and the simulated driver disagree about the contract (e.g. a refused report).
@@ -87,6 +93,7 @@ impl Invariant {
             Invariant::Liveness => "liveness",
             Invariant::BoundedWork => "bounded work",
             Invariant::Linearizability => "linearizability",
+            Invariant::StaleRead => "stale read",
             Invariant::CoreAssertion => "core assertion",
             Invariant::DriverContract => "driver contract",
         }
@@ -193,6 +200,8 @@ pub struct Checker {
     committed_by: Vec<NodeId>,
     /// Every applied entry: (term, payload hash, first node that applied it), by index.
     applied: Vec<(Term, u64, NodeId)>,
+    /// The store's hash after applying each index, with the first node that applied it.
+    states: Vec<(u64, NodeId)>,
     /// The nodes as last observed, in the order first seen. A cluster has a handful of nodes,
     /// looked up twice per node after every step: a linear search beats a map here.
     watches: Vec<(NodeId, Watch)>,
@@ -535,6 +544,29 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// `node`'s store hashes to `hash` after applying `index`, which [`Checker::applying`]
+    /// accepted just before.
+    pub fn state_after(&mut self, node: NodeId, index: Index, hash: u64) -> Result<(), Violation> {
+        let position = index.0 as usize - 1;
+        match self.states.get(position) {
+            Some(&(first_hash, first)) if first_hash != hash => Err(Violation::new(
+                Invariant::StateMachineSafety,
+                format!(
+                    "{node}'s store differs from {first}'s after applying the same entries up \
+                     to {index} (state hash {hash:016x}, not {first_hash:016x})"
+                ),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                assert_eq!(position, self.states.len(), "applies are gap-free");
+                self.states.push((hash, node));
+                Ok(())
+            }
+        }
+    }
+}
+
 /// An entry for a report, or a note that it is missing.
 fn describe(entry: Option<&Entry>) -> String {
     entry.map_or_else(|| "nothing".to_string(), Entry::to_string)
@@ -684,6 +716,15 @@ mod tests {
         assert_eq!(error.invariant, Invariant::StateMachineSafety);
         let error =
             checker.applying(NodeId(2), &entry(3, 1, "w"), Index(1), Index(3)).expect_err("gap");
+        assert_eq!(error.invariant, Invariant::StateMachineSafety);
+    }
+
+    #[test]
+    fn stores_that_differ_after_the_same_entries_are_caught() {
+        let mut checker = Checker::new();
+        checker.state_after(NodeId(1), Index(1), 7).expect("first");
+        checker.state_after(NodeId(2), Index(1), 7).expect("equal");
+        let error = checker.state_after(NodeId(3), Index(1), 8).expect_err("differs");
         assert_eq!(error.invariant, Invariant::StateMachineSafety);
     }
 }

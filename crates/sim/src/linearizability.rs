@@ -58,11 +58,13 @@
 //! reads in every order. Five rules cut this down, each removing only orders for which an
 //! equivalent one is still explored:
 //! 1. An unknown operation is never placed where it changes nothing (a `cas` whose expected value
-//!    does not match, a put of the value already held): taking it out changes no result.
+//!    does not match, a put of the value already held, a delete of an absent key): taking it
+//!    out changes no result.
 //! 2. The operation placed right after an unknown one must *need* it: a get that returns the new
-//!    value, a `cas` that swaps from the new value, or a failed `cas` that expected the value the
-//!    unknown operation replaced. Any other successor either overwrites the effect unseen (a
-//!    put: drop the unknown operation) or would accept the old value as well without changing
+//!    value (absent, after a delete), a `cas` that swaps from the new value, or a failed `cas`
+//!    that expected the value the unknown operation replaced. Any other successor either
+//!    overwrites the effect unseen (a put or a delete: drop the unknown operation) or would
+//!    accept the old value as well without changing
 //!    it (a failed `cas` expecting a third value: let it go first). The replaced value is part
 //!    of the configuration, since this depends on the last step; and an unknown operation that
 //!    nothing in the window could need is not tried at all.
@@ -288,6 +290,7 @@ fn assert_kind_matches(operation: &Operation, result: &OperationResult) {
     let matches = matches!(
         (operation, result),
         (Operation::Put { .. }, OperationResult::Put)
+            | (Operation::Delete { .. }, OperationResult::Delete)
             | (Operation::Get { .. }, OperationResult::Get(_))
             | (Operation::Cas { .. }, OperationResult::Cas(_))
     );
@@ -353,6 +356,7 @@ impl Model {
     ) -> Option<Register> {
         match (*operation, result) {
             (Operation::Put { value, .. }, _) => Some(self.written(value)),
+            (Operation::Delete { .. }, _) => Some(Register::Absent),
             (Operation::Get { .. }, Some(OperationResult::Get(seen))) => {
                 register.is(seen).then_some(register)
             }
@@ -526,6 +530,9 @@ struct Deepest {
 struct Needs {
     /// Values that an operation in the window would read or swap from.
     values: Vec<Value>,
+    /// Whether an operation in the window would read the key absent or swap from absent: an
+    /// unknown delete could be needed.
+    absent: bool,
     /// Whether a failed `cas` in the window expects the current value: any unknown write that
     /// replaces it could explain the failure.
     failed_cas_expects_current: bool,
@@ -542,6 +549,10 @@ impl Needs {
             ) => {
                 self.values.push(value);
             }
+            (Operation::Get { .. }, Some(OperationResult::Get(None)))
+            | (Operation::Cas { expected: None, .. }, Some(OperationResult::Cas(true)) | None) => {
+                self.absent = true;
+            }
             (Operation::Cas { expected, .. }, Some(OperationResult::Cas(false))) => {
                 self.failed_cas_expects_current |= state.is(expected);
             }
@@ -553,7 +564,8 @@ impl Needs {
     fn could_need(&self, state: Register) -> bool {
         let holds_needed = match state {
             Register::Holds(value) => self.values.contains(&value),
-            Register::Absent | Register::Unobservable => false,
+            Register::Absent => self.absent,
+            Register::Unobservable => false,
         };
         self.failed_cas_expects_current || holds_needed
     }
@@ -981,6 +993,7 @@ impl Search {
 fn value_after(candidate: &Candidate, value: Option<Value>) -> Option<Value> {
     match (candidate.operation, candidate.result()) {
         (Operation::Put { value: written, .. }, _) => Some(written),
+        (Operation::Delete { .. }, _) => None,
         (Operation::Cas { expected, new, .. }, Some(OperationResult::Cas(true)) | None)
             if value == expected =>
         {
@@ -996,13 +1009,13 @@ fn is_subset(small: &[u64], large: &[u64]) -> bool {
 }
 
 /// Rule 2: whether `candidate`, linearized right after an unknown operation that replaced the
-/// value `replaced`, could need that operation's effect. A put overwrites it unseen; a failed
-/// `cas` that expected something other than `replaced` would have failed without it and could
-/// have gone first. Every other candidate the model accepts reads the new value: a get that
+/// value `replaced`, could need that operation's effect. A put or a delete overwrites it unseen;
+/// a failed `cas` that expected something other than `replaced` would have failed without it
+/// and could have gone first. Every other candidate the model accepts reads the new value: a get that
 /// returns it, a `cas` that swaps from it.
 fn needs_unknown_before(candidate: &Candidate, replaced: Register) -> bool {
     match (candidate.operation, candidate.result()) {
-        (Operation::Put { .. }, _) => false,
+        (Operation::Put { .. } | Operation::Delete { .. }, _) => false,
         (Operation::Cas { expected, .. }, Some(OperationResult::Cas(false))) => {
             replaced.is(expected)
         }
@@ -1020,7 +1033,7 @@ impl fmt::Display for RecordedOperation {
         )?;
         let shown = |value: Option<Value>| value.map_or("absent".to_string(), |v| v.to_string());
         match self.outcome {
-            Outcome::Ok(OperationResult::Put) => write!(f, "ok"),
+            Outcome::Ok(OperationResult::Put | OperationResult::Delete) => write!(f, "ok"),
             Outcome::Ok(OperationResult::Get(seen)) => write!(f, "→ {}", shown(seen)),
             Outcome::Ok(OperationResult::Cas(true)) => write!(f, "→ swapped"),
             Outcome::Ok(OperationResult::Cas(false)) => write!(f, "→ not swapped"),

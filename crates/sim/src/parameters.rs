@@ -60,8 +60,8 @@ pub struct WorkloadParameters {
     pub attempt_timeout: Time,
     /// How long a client keeps retrying one operation before giving up on it.
     pub operation_deadline: Time,
-    /// Relative weights of put, get and compare-and-swap.
-    pub mix: [u64; 3],
+    /// Relative weights of put, get, compare-and-swap and delete.
+    pub mix: [u64; 4],
 }
 
 /// How often faults strike and which kinds.
@@ -151,10 +151,11 @@ impl Parameters {
             think_max: Time(random.log_uniform(500, 100_000)),
             attempt_timeout,
             operation_deadline: attempt_timeout.times(random.between(2, 6)),
-            mix: [random.between(1, 5), random.between(1, 5), random.between(1, 5)],
+            // The weight of deletes is drawn last, below.
+            mix: [random.between(1, 5), random.between(1, 5), random.between(1, 5), 0],
         };
         let faults = Self::draw_faults(&mut random, election_duration);
-        Parameters {
+        let mut parameters = Parameters {
             seed,
             nodes,
             tick,
@@ -173,7 +174,11 @@ impl Parameters {
             workload,
             faults,
             fault_phase,
-        }
+        };
+        // Drawn after everything else, so that adding deletes left every earlier draw of a seed
+        // (cluster, timing, network, disks, faults) as it was. Some seeds delete nothing.
+        parameters.workload.mix[3] = random.between(0, 3);
+        parameters
     }
 
     /// The network's behaviour: from a quiet LAN to a lossy, jittery WAN.
@@ -273,7 +278,7 @@ impl Parameters {
         let _ = writeln!(
             text,
             "workload: {} clients, {} keys, think up to {}, attempt timeout {}, deadline {}, \
-             mix put/get/cas {:?}",
+             mix put/get/cas/delete {:?}",
             workload.clients,
             workload.keys,
             workload.think_max,

@@ -49,6 +49,11 @@ pub struct Stats {
     pub inconclusive: bool,
     /// Empty `Append`s sent during the final quiet period.
     pub quiet_probes: u64,
+    /// Gets served by ReadIndex.
+    pub reads: u64,
+    /// Retried writes that committed again and were answered from the store's session, with
+    /// the first attempt's result, instead of being applied twice.
+    pub deduplicated: u64,
 }
 
 impl Stats {
@@ -74,6 +79,8 @@ impl Stats {
         mine.attempts += theirs.attempts;
         self.inconclusive |= other.inconclusive;
         self.quiet_probes += other.quiet_probes;
+        self.reads += other.reads;
+        self.deduplicated += other.deduplicated;
     }
 }
 

@@ -1,7 +1,7 @@
 //! The simulator's self-test: defects switched on on purpose, each of which the default seed
 //! budget must catch.
 //!
-//! A checker that cannot fail proves nothing. Four defects live in the core, behind the
+//! A checker that cannot fail proves nothing. Five defects live in the core, behind the
 //! switches of [`skiff_raft::Sabotage`]; two break the driver's half of the contract and live in
 //! this simulator's node driver. Each defect names the invariant its violation is expected to
 //! show up as (the checks are independent, so a defect may trip a neighbouring one first; the
@@ -27,17 +27,20 @@ pub enum Defect {
     AcknowledgeBeforeDurable,
     /// The core applies entries beyond the commit index.
     ApplyBeyondCommit,
+    /// The core confirms reads without a heartbeat round (ReadIndex, Raft thesis §6.4).
+    ReadWithoutQuorum,
 }
 
 impl Defect {
     /// Every defect, in a fixed order.
-    pub const ALL: [Defect; 6] = [
+    pub const ALL: [Defect; 7] = [
         Defect::CommitEarlierTerms,
         Defect::VoteWithoutLogCheck,
         Defect::VoteBeforeDurable,
         Defect::ForgetVote,
         Defect::AcknowledgeBeforeDurable,
         Defect::ApplyBeyondCommit,
+        Defect::ReadWithoutQuorum,
     ];
 
     /// The defect's name on the command line.
@@ -49,6 +52,7 @@ impl Defect {
             Defect::ForgetVote => "forget-vote",
             Defect::AcknowledgeBeforeDurable => "acknowledge-before-durable",
             Defect::ApplyBeyondCommit => "apply-beyond-commit",
+            Defect::ReadWithoutQuorum => "read-without-quorum",
         }
     }
 
@@ -61,6 +65,7 @@ impl Defect {
             Defect::VoteBeforeDurable | Defect::ForgetVote => &[VoteSafety, ElectionSafety],
             Defect::AcknowledgeBeforeDurable => &[LeaderCompleteness, StateMachineSafety],
             Defect::ApplyBeyondCommit => &[AppliedBeforeCommitted],
+            Defect::ReadWithoutQuorum => &[StaleRead, Linearizability],
         }
     }
 
@@ -72,6 +77,7 @@ impl Defect {
             Defect::VoteWithoutLogCheck => sabotage.vote_without_log_check = true,
             Defect::AcknowledgeBeforeDurable => sabotage.acknowledge_before_durable = true,
             Defect::ApplyBeyondCommit => sabotage.apply_beyond_commit = true,
+            Defect::ReadWithoutQuorum => sabotage.read_without_quorum = true,
             Defect::VoteBeforeDurable | Defect::ForgetVote => {}
         }
         sabotage

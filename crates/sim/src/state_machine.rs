@@ -1,184 +1,224 @@
-//! The replicated state machine of the simulation: a map of registers with client sessions.
+//! The replicated state machine of the simulation: skiff-kv's [`Store`], the one real nodes run.
 //!
-//! Until crates/kv lands, each simulated node applies committed commands to a [`RegisterMap`]:
-//! put, get and compare-and-swap on small integer keys. Gets go through the log like writes
-//! (there is no ReadIndex yet), so every result a client sees comes from applying the log.
+//! Every simulated node applies its committed entries to its own [`Store`], through
+//! [`Store::apply`] (commands) and [`Store::skip`] (a leader's no-op), exactly as a skiff node
+//! does. The workload speaks in small integers (key 3, value 17); this module translates: key
+//! `k` is the bytes `k3`, a value is its decimal text, and a client's write becomes a
+//! [`skiff_kv::Command`] under the client's [`Session`] (its id and the operation's sequence
+//! number), encoded by [`Command::encode`] into the bytes a production log carries.
 //!
-//! Clients retry: an attempt that timed out may still commit, and its retry commits again.
-//! Applying both would apply the operation twice, which no linearizable history explains. So
-//! each command carries the client's id and a per-client sequence number, and the state
-//! machine keeps a **session** per client with the last sequence applied and its result
-//! (Raft thesis §6.3): a repeat of the last command returns the stored result without applying
-//! it again, and an older one is ignored. A client has one operation open at a time, so one
-//! remembered result per client is enough.
+//! Clients retry: an attempt that timed out may still commit, and its retry commits again. A
+//! retry reuses the operation's sequence number, so the store's sessions (Raft thesis §6.3)
+//! apply it once and answer the retry with the first attempt's outcome; the simulator counts
+//! these answers, so a sweep shows that the exactly-once path ran. Gets are not commands: they
+//! never enter the log, and are served from the store by ReadIndex (see `driver.rs`).
 //!
-//! Commands are encoded as short text (`c3.7:put:k1=5`), which the core's trace form prints
-//! as-is, so trace lines show what each entry does.
-
-use std::collections::BTreeMap;
+//! ## The state hash
+//! The applied-entry checks of `invariants.rs` prove that every node applies the same entries;
+//! the store must then hold the same data. To check that too, cheaply, each node keeps a hash of
+//! its store's contents: the XOR, over every key, of a hash of the key, its value and the
+//! value's revision. XOR makes it incremental: a write changes one key, so applying an entry
+//! removes the key's old pair from the hash and adds its new one, both read back from the store
+//! itself, in O(1) hashing. Two nodes at the same applied index must have equal hashes.
 
 use bytes::Bytes;
+use skiff_kv::{Command, Op, Outcome, Session, Store};
+use skiff_raft::Index;
 
 use crate::history::{ClientId, Key, Operation, OperationResult, Value};
+use crate::storage::fnv1a;
 
-/// A client's operation as it travels through the log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Command {
-    /// The client that issued it.
-    pub client: ClientId,
-    /// The client's sequence number for this operation; retries reuse it.
-    pub sequence: u64,
-    /// What to do.
-    pub operation: Operation,
-}
-
-impl Command {
-    /// The command's bytes in the log: `c{client}.{sequence}:{operation}`.
-    pub fn encode(&self) -> Bytes {
-        let Command { client, sequence, operation } = *self;
-        let text = match operation {
-            Operation::Put { key, value } => format!("c{client}.{sequence}:put:k{key}={value}"),
-            Operation::Get { key } => format!("c{client}.{sequence}:get:k{key}"),
-            Operation::Cas { key, expected, new } => {
-                let expected = expected.map_or("_".to_string(), |value| value.to_string());
-                format!("c{client}.{sequence}:cas:k{key}:{expected}>{new}")
-            }
-        };
-        Bytes::from(text)
-    }
-
-    /// Parses bytes written by [`Command::encode`]; `None` for anything else (probes).
-    pub fn decode(bytes: &[u8]) -> Option<Command> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let (header, rest) = text.strip_prefix('c')?.split_once(':')?;
-        let (client, sequence) = header.split_once('.')?;
-        let (client, sequence) = (client.parse().ok()?, sequence.parse().ok()?);
-        let (verb, argument) = rest.split_once(':')?;
-        let key_of = |text: &str| -> Option<Key> { text.strip_prefix('k')?.parse().ok() };
-        let operation = match verb {
-            "put" => {
-                let (key, value) = argument.split_once('=')?;
-                Operation::Put { key: key_of(key)?, value: value.parse().ok()? }
-            }
-            "get" => Operation::Get { key: key_of(argument)? },
-            "cas" => {
-                let (key, swap) = argument.split_once(':')?;
-                let (expected, new) = swap.split_once('>')?;
-                let expected = match expected {
-                    "_" => None,
-                    value => Some(value.parse().ok()?),
-                };
-                Operation::Cas { key: key_of(key)?, expected, new: new.parse().ok()? }
-            }
-            _ => return None,
-        };
-        Some(Command { client, sequence, operation })
-    }
-}
-
-/// What applying a command did.
+/// What applying a log entry did, for the node that proposed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
-    /// The command took effect now, with this result.
-    Fresh(OperationResult),
-    /// The command had taken effect before (a retry); this is the result it had then.
-    Repeat(OperationResult),
-    /// The client has moved on to a later command: this one is stale and did nothing.
-    Stale,
+    /// A client's write took effect now, with this result.
+    Fresh(Session, OperationResult),
+    /// A client's write had taken effect before (a retry): this is the result it had then.
+    Repeat(Session, OperationResult),
+    /// A client's write older than the client's last one: it did nothing, and nobody waits.
+    Stale(Session),
+    /// Not a client's write (a liveness probe): only the applied index moved.
+    Other,
 }
 
-/// A client session: the last command applied for the client and its result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Session {
-    /// The last sequence number applied.
-    sequence: u64,
-    /// Its result.
-    result: OperationResult,
+/// A node's store, with the hash of its contents.
+#[derive(Clone, Debug, Default)]
+pub struct StateMachine {
+    /// The real store.
+    store: Store,
+    /// The XOR of [`pair_hash`] over every key of `store` (0 when empty).
+    hash: u64,
 }
 
-/// Registers keyed by small integers, with a session per client.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RegisterMap {
-    /// Every key that was ever written, with its value.
-    values: BTreeMap<Key, Value>,
-    /// One session per client that ever had a command applied.
-    sessions: BTreeMap<ClientId, Session>,
-}
-
-impl RegisterMap {
-    /// Applies `command` exactly once per (client, sequence).
-    pub fn apply(&mut self, command: &Command) -> Applied {
-        if let Some(session) = self.sessions.get(&command.client) {
-            if command.sequence == session.sequence {
-                return Applied::Repeat(session.result);
-            }
-            if command.sequence < session.sequence {
-                return Applied::Stale;
-            }
-        }
-        let result = match command.operation {
-            Operation::Put { key, value } => {
-                self.values.insert(key, value);
-                OperationResult::Put
-            }
-            Operation::Get { key } => OperationResult::Get(self.values.get(&key).copied()),
-            Operation::Cas { key, expected, new } => {
-                let swapped = self.values.get(&key).copied() == expected;
-                if swapped {
-                    self.values.insert(key, new);
-                }
-                OperationResult::Cas(swapped)
-            }
+impl StateMachine {
+    /// Applies the command bytes of the committed entry at `index`.
+    pub fn apply(&mut self, index: Index, bytes: &[u8]) -> Applied {
+        // Decoded here too, for the key and the session; the store decodes the same bytes.
+        let Ok(command) = Command::decode(bytes) else {
+            let outcome = self.store.apply(index.0, bytes);
+            assert!(matches!(outcome, Outcome::Invalid { .. }), "{outcome:?} from bad bytes");
+            return Applied::Other;
         };
-        self.sessions.insert(command.client, Session { sequence: command.sequence, result });
-        Applied::Fresh(result)
+        let key = command.op.key().clone();
+        self.hash ^= self.store.get(&key).map_or(0, |value| pair_hash(&key, value));
+        let outcome = self.store.apply(index.0, bytes);
+        self.hash ^= self.store.get(&key).map_or(0, |value| pair_hash(&key, value));
+        let Some(session) = command.session else { return Applied::Other };
+        let result = match outcome {
+            Outcome::Put => OperationResult::Put,
+            Outcome::CasSucceeded => OperationResult::Cas(true),
+            Outcome::CasFailed { .. } => OperationResult::Cas(false),
+            Outcome::Deleted { .. } => OperationResult::Delete,
+            Outcome::StaleSequence { .. } => return Applied::Stale(session),
+            Outcome::Invalid { reason } => panic!("the store refused a valid command: {reason}"),
+        };
+        let record = self.store.session(session.client).expect("a session was just applied");
+        if record.applied_at == index.0 {
+            Applied::Fresh(session, result)
+        } else {
+            Applied::Repeat(session, result)
+        }
     }
 
-    /// The value under `key`, if any.
-    pub fn get(&self, key: Key) -> Option<Value> {
-        self.values.get(&key).copied()
+    /// Moves the applied index over an entry without a command (a leader's no-op).
+    pub fn skip(&mut self, index: Index) {
+        self.store.skip(index.0);
     }
+
+    /// The value under `key`, as the store has it now.
+    pub fn get(&self, key: Key) -> Option<Value> {
+        let value = self.store.get(&key_bytes(key))?;
+        let text = std::str::from_utf8(&value.data).expect("the simulator writes decimal text");
+        Some(text.parse().expect("the simulator writes decimal numbers"))
+    }
+
+    /// The index of the last entry applied or skipped.
+    pub fn applied(&self) -> Index {
+        Index(self.store.applied())
+    }
+
+    /// The hash of the store's contents (see the module documentation).
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// The command a client's write travels as; `None` for a get, which is no command.
+pub fn command(client: ClientId, sequence: u64, operation: Operation) -> Option<Command> {
+    let op = match operation {
+        Operation::Put { key, value } => Op::Put { key: key_bytes(key), value: value_bytes(value) },
+        Operation::Delete { key } => Op::Delete { key: key_bytes(key) },
+        Operation::Cas { key, expected, new } => Op::Cas {
+            key: key_bytes(key),
+            expected: expected.map(value_bytes),
+            value: Some(value_bytes(new)),
+        },
+        Operation::Get { .. } => return None,
+    };
+    Some(Command { session: Some(Session { client, sequence }), op })
+}
+
+/// A command's bytes in trace form: `c3.7:put:k1=5`, `c3.8:cas:k1:5>6` (`_`: absent),
+/// `c3.9:del:k1`; other bytes as text when they are (probes), else their length.
+pub fn describe(bytes: &[u8]) -> String {
+    let Ok(Command { session, op }) = Command::decode(bytes) else {
+        return match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_string(),
+            Err(_) => format!("<{} bytes>", bytes.len()),
+        };
+    };
+    let text = |bytes: &Bytes| String::from_utf8_lossy(bytes).into_owned();
+    let optional = |bytes: &Option<Bytes>| bytes.as_ref().map_or("_".to_string(), text);
+    let session = session
+        .map_or("-".to_string(), |session| format!("c{}.{}", session.client, session.sequence));
+    match op {
+        Op::Put { key, value } => format!("{session}:put:{}={}", text(&key), text(&value)),
+        Op::Delete { key } => format!("{session}:del:{}", text(&key)),
+        Op::Cas { key, expected, value } => {
+            format!("{session}:cas:{}:{}>{}", text(&key), optional(&expected), optional(&value))
+        }
+    }
+}
+
+/// The store's key for the workload's key `key`.
+fn key_bytes(key: Key) -> Bytes {
+    Bytes::from(format!("k{key}"))
+}
+
+/// The store's value for the workload's value `value`.
+fn value_bytes(value: Value) -> Bytes {
+    Bytes::from(value.to_string())
+}
+
+/// The hash of one key and its value, for the state hash.
+fn pair_hash(key: &[u8], value: &skiff_kv::Value) -> u64 {
+    // The key's length first, so that no two (key, value) pairs hash the same bytes.
+    let mut hash = fnv1a(&(key.len() as u64).to_le_bytes());
+    let revision = value.revision.to_le_bytes();
+    for &byte in key.iter().chain(value.data.iter()).chain(&revision) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    hash
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn commands_round_trip_through_their_text() {
-        let operations = [
-            Operation::Put { key: 1, value: 42 },
-            Operation::Get { key: 0 },
-            Operation::Cas { key: 3, expected: None, new: 7 },
-            Operation::Cas { key: 3, expected: Some(7), new: 8 },
-        ];
-        for operation in operations {
-            let command = Command { client: 12, sequence: 345, operation };
-            let bytes = command.encode();
-            assert!(bytes.len() <= 32, "short enough to print in traces: {bytes:?}");
-            assert_eq!(Command::decode(&bytes), Some(command));
-        }
-        assert_eq!(Command::decode(b"probe.1"), None);
-        assert_eq!(Command::decode(b"c1.x:get:k1"), None);
+    fn write(client: ClientId, sequence: u64, operation: Operation) -> Bytes {
+        command(client, sequence, operation).expect("a write").encode()
     }
 
     #[test]
-    fn sessions_apply_each_command_once() {
-        let mut map = RegisterMap::default();
-        let put =
-            Command { client: 1, sequence: 1, operation: Operation::Put { key: 1, value: 5 } };
-        let cas = Command {
-            client: 2,
-            sequence: 1,
-            operation: Operation::Cas { key: 1, expected: Some(5), new: 6 },
-        };
-        assert_eq!(map.apply(&put), Applied::Fresh(OperationResult::Put));
-        assert_eq!(map.apply(&cas), Applied::Fresh(OperationResult::Cas(true)));
-        assert_eq!(map.apply(&cas), Applied::Repeat(OperationResult::Cas(true)), "a retry");
-        assert_eq!(map.apply(&put), Applied::Repeat(OperationResult::Put));
-        assert_eq!(map.get(1), Some(6), "the retried put did not apply again");
-        let later = Command { client: 1, sequence: 2, operation: Operation::Get { key: 1 } };
-        assert_eq!(map.apply(&later), Applied::Fresh(OperationResult::Get(Some(6))));
-        assert_eq!(map.apply(&put), Applied::Stale, "older than the session");
+    fn commands_round_trip_through_the_store_encoding() {
+        let put = write(12, 345, Operation::Put { key: 1, value: 42 });
+        assert_eq!(describe(&put), "c12.345:put:k1=42");
+        let cas = write(3, 8, Operation::Cas { key: 1, expected: None, new: 6 });
+        assert_eq!(describe(&cas), "c3.8:cas:k1:_>6");
+        let delete = write(3, 9, Operation::Delete { key: 2 });
+        assert_eq!(describe(&delete), "c3.9:del:k2");
+        assert_eq!(describe(b"probe.1"), "probe.1");
+        assert_eq!(command(1, 1, Operation::Get { key: 1 }), None, "a get is no command");
+    }
+
+    #[test]
+    fn sessions_apply_each_write_once() {
+        let mut machine = StateMachine::default();
+        let put = write(1, 1, Operation::Put { key: 1, value: 5 });
+        let cas = write(2, 1, Operation::Cas { key: 1, expected: Some(5), new: 6 });
+        let first = Session { client: 1, sequence: 1 };
+        let second = Session { client: 2, sequence: 1 };
+        assert_eq!(machine.apply(Index(1), &put), Applied::Fresh(first, OperationResult::Put));
+        machine.skip(Index(2));
+        let swapped = OperationResult::Cas(true);
+        assert_eq!(machine.apply(Index(3), &cas), Applied::Fresh(second, swapped));
+        assert_eq!(machine.apply(Index(4), &cas), Applied::Repeat(second, swapped), "a retry");
+        let hash = machine.hash();
+        assert_eq!(machine.apply(Index(5), &put), Applied::Repeat(first, OperationResult::Put));
+        assert_eq!(machine.get(1), Some(6), "the retried put did not apply again");
+        assert_eq!(machine.hash(), hash, "a retry changes nothing");
+        let later = write(1, 3, Operation::Delete { key: 1 });
+        let third = Session { client: 1, sequence: 3 };
+        assert_eq!(machine.apply(Index(6), &later), Applied::Fresh(third, OperationResult::Delete));
+        assert_eq!(machine.apply(Index(7), &put), Applied::Stale(first), "older than the session");
+        assert_eq!(machine.apply(Index(8), b"probe.1"), Applied::Other);
+        assert_eq!(machine.get(1), None);
+        assert_eq!((machine.applied(), machine.hash()), (Index(8), 0), "empty again");
+    }
+
+    #[test]
+    fn the_state_hash_depends_on_the_contents_only() {
+        let mut one = StateMachine::default();
+        let mut other = StateMachine::default();
+        one.apply(Index(1), &write(1, 1, Operation::Put { key: 1, value: 5 }));
+        one.apply(Index(2), &write(1, 2, Operation::Put { key: 2, value: 6 }));
+        other.apply(Index(1), &write(1, 1, Operation::Put { key: 1, value: 5 }));
+        assert_ne!(one.hash(), other.hash());
+        other.apply(Index(2), &write(1, 2, Operation::Put { key: 2, value: 6 }));
+        assert_eq!(one.hash(), other.hash());
+        one.apply(Index(3), &write(1, 3, Operation::Put { key: 2, value: 7 }));
+        other.apply(Index(3), &write(1, 3, Operation::Put { key: 1, value: 7 }));
+        assert_ne!(one.hash(), other.hash(), "the same values under other keys");
     }
 }

@@ -1,8 +1,9 @@
 //! The trace of a run: one line per thing that happened, in the scenario scripts' compact form.
 //!
 //! A line starts with the simulated time and then says what happened: a message delivered
-//! (`n1@2 → n3 Append base=1@1 [2@2 noop] commit=1`, the core's `Display` for `Message`), a
-//! write issued or made durable, an apply, a fault, a client's invocation or answer. The trace
+//! (`n1@2 → n3 Append base=1@1 [2@2 noop] commit=1`, the core's `Display` for `Message` with
+//! the entries' commands decoded), a write issued or made durable, an apply, a read confirmed
+//! or served, a fault, a client's invocation or answer. The trace
 //! is the evidence of determinism: its hash is a fingerprint of the whole run, and the same seed
 //! on the same commit must give the same hash.
 //!
@@ -14,6 +15,9 @@ use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 
+use skiff_raft::{Body, Entry, Message, Payload};
+
+use crate::state_machine::describe;
 use crate::storage::fnv1a;
 use crate::time::Time;
 
@@ -110,6 +114,40 @@ impl Trace {
     /// The last lines recorded, oldest first.
     pub fn tail(&self) -> Vec<String> {
         self.tail.iter().cloned().collect()
+    }
+}
+
+/// A message in trace form: the core's `Display`, except that an `Append`'s entries show their
+/// commands decoded (see [`show_entries`]).
+pub fn show_message(message: &Message) -> String {
+    match &message.body {
+        Body::Append { prev_index, prev_term, entries, commit } => format!(
+            "{}@{} → {} Append base={prev_index}@{prev_term} {} commit={commit}",
+            message.from,
+            message.term,
+            message.to,
+            show_entries(entries)
+        ),
+        _ => message.to_string(),
+    }
+}
+
+/// Entries in trace form, like the core's `entry_list` (all of them when few, else the ends and
+/// the count), with each command decoded: `[4@2 c3.7:put:k1=5, 5@2 noop]`. The core prints
+/// command bytes as text when they are; skiff-kv's binary commands are not.
+pub fn show_entries(entries: &[Entry]) -> String {
+    let show = |entry: &Entry| match &entry.payload {
+        Payload::Noop => format!("{}@{} noop", entry.index, entry.term),
+        Payload::Command(bytes) => format!("{}@{} {}", entry.index, entry.term, describe(bytes)),
+    };
+    match entries {
+        [first, .., last] if entries.len() > 3 => {
+            format!("[{}, …, {}] ({} entries)", show(first), show(last), entries.len())
+        }
+        _ => {
+            let shown: Vec<String> = entries.iter().map(show).collect();
+            format!("[{}]", shown.join(", "))
+        }
     }
 }
 

@@ -1,11 +1,13 @@
-//! The clients: put, get and compare-and-swap on a few keys, through whichever node they
-//! believe leads, with retries and timeouts, recorded as a history.
+//! The clients: put, get, compare-and-swap and delete on a few keys, through whichever node
+//! they believe leads, with retries and timeouts, recorded as a history.
 //!
 //! Each client runs one operation at a time. It sends the operation to the node it believes
 //! leads; a node that does not lead forwards it to the leader it knows of, or answers
 //! "not leader" with a hint. The client follows hints, backs off when nobody knows a leader,
 //! and retries at another node when an attempt times out, reusing the operation's sequence
-//! number so that the state machine's sessions apply it once however many attempts commit.
+//! number so that the store's sessions apply a write once however many attempts commit. Gets
+//! take the same path but never enter the log (ReadIndex, see `driver.rs`); a get whose read
+//! could not be confirmed is retried like a write whose entry was overwritten.
 //!
 //! The history records what the client could observe. An operation ends
 //! - `Ok` with its result, when any attempt's answer arrives;
@@ -51,6 +53,9 @@ pub enum Answer {
     NotLeader(Option<NodeId>),
     /// The node proposed it, but another entry took its index: this attempt will not commit.
     Aborted,
+    /// The node could not confirm the get's read (it stopped leading, or crashed, which breaks
+    /// the client's connection): nothing was read.
+    ReadFailed,
 }
 
 /// An answer on its way back to a client.
@@ -271,7 +276,7 @@ impl Workload {
                     }
                 }
             }
-            Answer::Aborted => {
+            Answer::Aborted | Answer::ReadFailed => {
                 open.waiting = false;
                 self.attempt(reply.client, now)
             }
@@ -370,6 +375,7 @@ impl Workload {
         match kind {
             0 => Operation::Put { key, value: self.fresh_value() },
             1 => Operation::Get { key },
+            3 => Operation::Delete { key },
             _ => {
                 // Mostly the value last seen (likely to swap), sometimes absent or stale.
                 let expected = match self.random.below(4) {
@@ -396,6 +402,7 @@ impl fmt::Display for Answer {
             Answer::NotLeader(Some(leader)) => write!(f, "not leader, try {leader}"),
             Answer::NotLeader(None) => write!(f, "not leader, no leader known"),
             Answer::Aborted => write!(f, "aborted: another entry took its index"),
+            Answer::ReadFailed => write!(f, "read failed: not confirmed"),
         }
     }
 }
@@ -403,7 +410,7 @@ impl fmt::Display for Answer {
 /// A result in trace form: `ok`, `→ 5`, `→ absent`, `→ swapped`, `→ not swapped`.
 pub fn show_result(result: OperationResult) -> String {
     match result {
-        OperationResult::Put => "ok".to_string(),
+        OperationResult::Put | OperationResult::Delete => "ok".to_string(),
         OperationResult::Get(Some(value)) => format!("→ {value}"),
         OperationResult::Get(None) => "→ absent".to_string(),
         OperationResult::Cas(true) => "→ swapped".to_string(),
@@ -434,7 +441,7 @@ mod tests {
             think_max: Time(10),
             attempt_timeout: Time(100),
             operation_deadline: Time(250),
-            mix: [1, 1, 1],
+            mix: [1, 1, 1, 1],
         };
         Workload::new(parameters, vec![NodeId(1), NodeId(2), NodeId(3)], Random::new(3))
     }
@@ -454,6 +461,7 @@ mod tests {
         let result = match request.operation {
             Operation::Put { .. } => OperationResult::Put,
             Operation::Get { .. } => OperationResult::Get(None),
+            Operation::Delete { .. } => OperationResult::Delete,
             Operation::Cas { .. } => OperationResult::Cas(false),
         };
         let reply = Reply {

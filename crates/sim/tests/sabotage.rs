@@ -59,3 +59,8 @@ fn acknowledging_an_append_before_it_is_durable_is_caught() {
 fn applying_beyond_the_commit_index_is_caught() {
     caught(Defect::ApplyBeyondCommit);
 }
+
+#[test]
+fn reading_without_confirming_leadership_is_caught() {
+    caught(Defect::ReadWithoutQuorum);
+}

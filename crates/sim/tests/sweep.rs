@@ -39,6 +39,8 @@ fn every_seed_of_the_smoke_sweep_passes() {
     assert!(totals.crashes > SMOKE_SEEDS, "too few crashes: {totals:?}");
     assert!(totals.workload.ok > SMOKE_SEEDS * 100, "too few operations: {totals:?}");
     assert!(totals.workload.unknown > 0, "no operation ended unknown: {totals:?}");
+    assert!(totals.reads > SMOKE_SEEDS * 10, "too few ReadIndex reads: {totals:?}");
+    assert!(totals.deduplicated > 0, "no retried write met its session: {totals:?}");
     assert!(totals.lost > 0 && totals.blocked > 0 && totals.duplicated > 0, "{totals:?}");
     assert_eq!(summary.inconclusive, 0, "a linearizability check was inconclusive");
 }

@@ -41,6 +41,10 @@ fn get(key: Key) -> Operation {
     Operation::Get { key }
 }
 
+fn delete(key: Key) -> Operation {
+    Operation::Delete { key }
+}
+
 fn cas(key: Key, expected: Option<Value>, new: Value) -> Operation {
     Operation::Cas { key, expected, new }
 }
@@ -170,6 +174,38 @@ fn an_open_invocation_may_take_effect_after_everything_else() {
         call(2, put(1, 6), 1, 2, DONE),
         call(2, get(1), 3, 4, saw(Some(6))),
         call(2, get(1), 5, 6, saw(Some(5))),
+    ]);
+}
+
+#[test]
+fn a_delete_makes_the_key_absent_again() {
+    const DELETED: Outcome = Outcome::Ok(OperationResult::Delete);
+    assert_linearizable(&[
+        call(1, put(1, 5), 0, 1, DONE),
+        call(1, delete(1), 2, 3, DELETED),
+        call(2, get(1), 4, 5, saw(None)),
+        call(2, cas(1, None, 6), 6, 7, swapped(true)),
+    ]);
+    assert_violation(&[
+        call(1, put(1, 5), 0, 1, DONE),
+        call(1, delete(1), 2, 3, DELETED),
+        call(2, get(1), 4, 5, saw(Some(5))),
+    ]);
+}
+
+#[test]
+fn an_unknown_delete_may_explain_a_later_absence() {
+    assert_linearizable(&[
+        call(1, put(1, 5), 0, 1, DONE),
+        call(1, delete(1), 2, 3, Outcome::Unknown),
+        call(2, get(1), 4, 5, saw(Some(5))),
+        call(2, get(1), 6, 7, saw(None)),
+        call(2, cas(1, None, 6), 8, 9, swapped(true)),
+    ]);
+    assert_violation(&[
+        call(1, put(1, 5), 0, 1, DONE),
+        call(2, get(1), 2, 3, saw(None)),
+        call(1, delete(1), 4, 5, Outcome::Unknown),
     ]);
 }
 
@@ -405,9 +441,10 @@ fn generate(seed: u64, operations: usize, clients: usize, keys: u64) -> History 
         match *phase {
             Phase::Idle if invoked < operations => {
                 let key = rng.between(0, keys);
-                let operation = match rng.between(0, 3) {
+                let operation = match rng.between(0, 4) {
                     0 => put(key, next_value),
                     1 => get(key),
+                    2 => delete(key),
                     _ => {
                         let expected = match rng.between(0, 4) {
                             0 => None,
@@ -452,6 +489,10 @@ fn take_effect(map: &mut BTreeMap<Key, Value>, operation: Operation) -> Operatio
             OperationResult::Put
         }
         Operation::Get { key } => OperationResult::Get(map.get(&key).copied()),
+        Operation::Delete { key } => {
+            map.remove(&key);
+            OperationResult::Delete
+        }
         Operation::Cas { key, expected, new } => {
             let swaps = map.get(&key).copied() == expected;
             if swaps {
@@ -541,6 +582,7 @@ fn some_order_explains(
             (Operation::Put { value: written, .. }, None | Some(OperationResult::Put)) => {
                 Some(Some(written))
             }
+            (Operation::Delete { .. }, None | Some(OperationResult::Delete)) => Some(None),
             (Operation::Get { .. }, None) => Some(value),
             (Operation::Get { .. }, Some(OperationResult::Get(seen))) if seen == value => {
                 Some(value)
@@ -576,9 +618,10 @@ fn arbitrary_small_history(seed: u64, operations: u64) -> History {
         let maybe = |rng: &mut Rng| {
             if rng.between(0, 4) == 0 { None } else { Some(value(rng)) }
         };
-        let (operation, result) = match rng.between(0, 3) {
+        let (operation, result) = match rng.between(0, 4) {
             0 => (put(0, value(&mut rng)), OperationResult::Put),
             1 => (get(0), OperationResult::Get(maybe(&mut rng))),
+            2 => (delete(0), OperationResult::Delete),
             _ => (
                 cas(0, maybe(&mut rng), value(&mut rng)),
                 OperationResult::Cas(rng.between(0, 2) == 0),
