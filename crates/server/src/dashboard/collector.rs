@@ -62,6 +62,8 @@ struct Meter {
     commit: i64,
     /// The write latencies then.
     writes: LatencySnapshot,
+    /// Raft messages sent to each peer so far, by peer id.
+    sent: BTreeMap<u64, u64>,
 }
 
 impl Meter {
@@ -71,6 +73,7 @@ impl Meter {
             at: Instant::now(),
             commit: metrics.commit_index.get(),
             writes: metrics.write_duration.snapshot(),
+            sent: sent_messages(&metrics.encode()),
         }
     }
 
@@ -87,6 +90,15 @@ impl Meter {
             writes_per_second: writes.count() as f64 / seconds,
             write_p50_seconds: writes.quantile_seconds(0.5),
             write_p99_seconds: writes.quantile_seconds(0.99),
+            messages_per_second: now
+                .sent
+                .iter()
+                .map(|(peer, sent)| {
+                    // A counter that went backwards restarted (a new series): count from zero.
+                    let before = self.sent.get(peer).copied().filter(|before| before <= sent);
+                    (*peer, (sent - before.unwrap_or(0)) as f64 / seconds)
+                })
+                .collect(),
         };
         (load, now)
     }
@@ -196,6 +208,21 @@ impl Collector {
     }
 }
 
+/// The series `skiff_network_peer_sent_messages_total{peer="N"} V` of a Prometheus text
+/// exposition, by peer id.
+fn sent_messages(text: &str) -> BTreeMap<u64, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("skiff_network_peer_sent_messages_total{")?;
+            let (labels, value) = rest.split_once('}')?;
+            let peer = labels.split(',').find_map(|label| {
+                label.trim().strip_prefix("peer=\"")?.strip_suffix('"')?.parse().ok()
+            })?;
+            Some((peer, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// `GET http://{addr}/v1/dashboard/node`, within [`FETCH_TIMEOUT`].
 async fn fetch(shared: &Shared, addr: &str) -> Result<NodeReport, String> {
     let exchange = async {
@@ -258,4 +285,20 @@ pub(super) fn relay_order(shared: &Arc<Shared>) -> Vec<String> {
     }
     leaders.extend(others);
     leaders
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_messages_are_read_from_the_exposition_by_peer() {
+        let text = "# HELP skiff_network_peer_sent_messages Raft messages written to the peer.\n\
+                    # TYPE skiff_network_peer_sent_messages counter\n\
+                    skiff_network_peer_sent_messages_total{peer=\"2\"} 120\n\
+                    skiff_network_peer_sent_messages_total{peer=\"3\"} 7\n\
+                    skiff_network_peer_sent_messages_total{peer=\"unknown\"} 1\n\
+                    skiff_network_peer_sent_bytes_total{peer=\"2\"} 9000\n";
+        assert_eq!(sent_messages(text), BTreeMap::from([(2, 120), (3, 7)]));
+    }
 }

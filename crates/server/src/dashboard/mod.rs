@@ -30,11 +30,14 @@
 //! not a node itself, the page stays up whichever node is stopped; it relays key reads and
 //! writes to a live node.
 //!
+//! Messages per second between nodes are each sender's own count: the sampler reads this
+//! node's `skiff_network_peer_sent_messages_total` from its metrics registry (the same text
+//! `/metrics` serves), so the transport needs no hook for the dashboard.
+//!
 //! ## What is left out
 //! Leadership transfer, snapshots and membership changes appear on the page, disabled, until
 //! the API has endpoints for them; cutting a single link between two nodes needs a hook in the
-//! peer transport that does not exist yet. Messages per second between pairs of nodes are not
-//! shown: the transport counts bytes per peer but the page does not read `/metrics` yet.
+//! peer transport that does not exist yet.
 //!
 //! ## Cost to the server
 //! Nothing on the write path but one lock-free histogram observation per client write
@@ -155,6 +158,10 @@ pub struct Load {
     pub write_p50_seconds: Option<f64>,
     /// Their 99th percentile latency, in seconds; `None` without writes.
     pub write_p99_seconds: Option<f64>,
+    /// Raft messages this node wrote to each peer per second, by peer id (from its transport's
+    /// `skiff_network_peer_sent_messages_total`).
+    #[serde(default)]
+    pub messages_per_second: BTreeMap<u64, f64>,
 }
 
 /// Which nodes the dashboard shows, and how it learns about them.

@@ -128,6 +128,7 @@ function render() {
   if (!latest) return;
   renderSummary(latest);
   renderRows(latest);
+  renderMessages(latest);
   renderCharts();
 }
 
@@ -221,6 +222,43 @@ function renderRows(sample) {
     for (const [action, button] of Object.entries(buttons)) button.hidden = !enabled[action];
   }
   for (const [id, row] of state.rows) if (!seen.has(id)) row.tr.remove();
+}
+
+/** Who sends how many messages to whom: each sender's own count, as it reports it. */
+function renderMessages(sample) {
+  const table = $('messages');
+  const ids = sample.nodes.map((node) => node.id);
+  const head = document.createElement('tr');
+  const corner = document.createElement('th');
+  corner.scope = 'col';
+  corner.textContent = 'from \\ to';
+  head.append(corner);
+  for (const id of ids) {
+    const cell = document.createElement('th');
+    cell.scope = 'col';
+    cell.textContent = `node ${id}`;
+    head.append(cell);
+  }
+  table.tHead.replaceChildren(head);
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  for (const node of sample.nodes) {
+    const row = document.createElement('tr');
+    const name = document.createElement('th');
+    name.scope = 'row';
+    name.textContent = `node ${node.id}`;
+    row.append(name);
+    const sent = node.load ? node.load.messages_per_second || {} : null;
+    for (const id of ids) {
+      const cell = document.createElement('td');
+      cell.className = 'num';
+      if (id === node.id) cell.textContent = '—';
+      else if (!sent) cell.textContent = 'no report';
+      else cell.textContent = id in sent ? sent[id].toFixed(0) : '—';
+      row.append(cell);
+    }
+    body.append(row);
+  }
 }
 
 function renderCharts() {
