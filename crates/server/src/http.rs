@@ -22,7 +22,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -30,9 +30,14 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use skiff_kv::{Command, MAX_KEY_BYTES, MAX_VALUE_BYTES, Op, Outcome, Session};
+use skiff_raft::Index;
 
 use crate::metrics::Metrics;
-use crate::runtime::{Handle, NodeStatus, ServiceError, Written};
+use crate::runtime::{Handle, NodeStatus, ServiceError, SnapshotOutcome, Written};
+use crate::snapshot::{
+    CHUNK_CRC_HEADER, DATA_CRC_HEADER, INDEX_HEADER, LENGTH_HEADER, MAX_CHUNK_BYTES,
+    SNAPSHOT_CHUNK_PATH, TERM_HEADER,
+};
 
 /// The header a forwarding follower adds, naming itself.
 pub const FORWARDED_FROM: &str = "skiff-forwarded-from";
@@ -119,6 +124,8 @@ pub fn router(handle: Handle, metrics: Arc<Metrics>, id: u64) -> Router {
         .route("/v1/kv", get(scan))
         .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key).post(post_key))
         .route("/v1/status", get(status))
+        .route("/v1/snapshot", post(take_snapshot))
+        .route(SNAPSHOT_CHUNK_PATH, get(snapshot_chunk))
         .route("/metrics", get(metrics_text))
         .route("/health", get(ready))
         .route("/readyz", get(ready))
@@ -604,6 +611,8 @@ pub fn status_json(
         "applied": core.applied.0,
         "last_index": core.last_index.0,
         "durable": core.durable.0,
+        "snapshot": core.snapshot.0,
+        "first_index": core.first_index.0,
         "members": status.members.iter().map(|member| member.0).collect::<Vec<_>>(),
         "client_addrs": status
             .client_addrs
@@ -626,6 +635,92 @@ async fn status(State(api): State<Api>) -> Response {
         }
         Err(error) => ApiError::from(error).into_response(),
     }
+}
+
+/// `POST /v1/snapshot`: this node takes a snapshot of everything it applied and compacts its
+/// log behind it. Not forwarded: every node snapshots its own state.
+async fn take_snapshot(State(api): State<Api>) -> Response {
+    match api.handle.snapshot().await {
+        Ok(SnapshotOutcome::Taken(meta)) => {
+            axum::Json(json!({ "index": meta.index.0, "term": meta.term.0 })).into_response()
+        }
+        Ok(SnapshotOutcome::NothingNew { latest, applied }) => {
+            let message = match &latest {
+                Some(meta) => format!(
+                    "nothing was applied since the latest snapshot (index {}, applied {applied})",
+                    meta.index
+                ),
+                None => "nothing was applied yet".to_string(),
+            };
+            let body = json!({
+                "code": "nothing_new",
+                "message": message,
+                "index": latest.as_ref().map(|meta| meta.index.0),
+                "term": latest.as_ref().map(|meta| meta.term.0),
+            });
+            (StatusCode::CONFLICT, axum::Json(body)).into_response()
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// The parameters of a snapshot chunk request.
+#[derive(Debug, Deserialize)]
+struct ChunkParams {
+    /// The index of the snapshot.
+    index: u64,
+    /// The byte offset in its file.
+    offset: u64,
+}
+
+/// `GET /v1/internal/snapshot?index=I&offset=O`: up to 1 MiB of the file of this node's
+/// snapshot at `I`, from byte `O`, for a follower fetching it (see `snapshot.rs` for the
+/// headers). `404 snapshot_not_found` once a newer snapshot replaced it.
+async fn snapshot_chunk(State(api): State<Api>, Query(params): Query<ChunkParams>) -> Response {
+    let files = api.handle.snapshot_files().clone();
+    let index = Index(params.index);
+    let read = tokio::task::spawn_blocking(move || {
+        files.read_chunk(index, params.offset, MAX_CHUNK_BYTES)
+    })
+    .await;
+    let chunk = match read {
+        Ok(Ok(Some(chunk))) => chunk,
+        Ok(Ok(None)) => {
+            let message = format!("this node has no snapshot at index {index}");
+            return ApiError::new(StatusCode::NOT_FOUND, "snapshot_not_found", message)
+                .into_response();
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, %index, "cannot serve a snapshot chunk");
+            let message = format!("cannot read snapshot {index}: {error}");
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+                .into_response();
+        }
+        Err(error) => {
+            let message = format!("reading snapshot {index} failed: {error}");
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+                .into_response();
+        }
+    };
+    if params.offset > chunk.file_len {
+        let message =
+            format!("offset {} is past the file's {} bytes", params.offset, chunk.file_len);
+        return ApiError::bad_request(message).into_response();
+    }
+    let chunk_crc = skiff_wal::checksum(&chunk.bytes);
+    let headers = [
+        (INDEX_HEADER, HeaderValue::from(chunk.meta.index.0)),
+        (TERM_HEADER, HeaderValue::from(chunk.meta.term.0)),
+        (LENGTH_HEADER, HeaderValue::from(chunk.file_len)),
+        (DATA_CRC_HEADER, HeaderValue::from(chunk.data_crc)),
+        (CHUNK_CRC_HEADER, HeaderValue::from(chunk_crc)),
+        (header::CONTENT_TYPE.as_str(), HeaderValue::from_static("application/octet-stream")),
+    ];
+    let mut response = Response::new(Body::from(chunk.bytes));
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 /// `GET /metrics`: Prometheus text format.

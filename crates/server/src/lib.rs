@@ -16,21 +16,40 @@
 //! driver takes every input waiting, one fsync covers every write queued behind it, one frame
 //! carries every message queued for a peer.
 //!
+//! ## Snapshots
+//! Every node snapshots its own store every `--snapshot-entries` applied entries (and on
+//! `POST /v1/snapshot`) and compacts its log behind the snapshot, keeping
+//! `--snapshot-catchup-entries` for followers a little behind, so disk use stays bounded and a
+//! restart replays only the log after the snapshot. A follower that needs entries its leader
+//! compacted away fetches the leader's snapshot file over HTTP, chunk by chunk, resumable and
+//! checksummed end to end ([`snapshot`]), and installs it atomically. The driver's side of it
+//! (when to take one, compaction, installing) is in `runtime/snapshot.rs`.
+//!
 //! ## Threads
 //! The tokio runtime runs the driver, the HTTP server and the transport's tasks. The log writes
 //! and fsyncs on its own thread (never blocking the runtime on a disk). The store is behind a
 //! read-write lock that only the driver writes, so stale reads never wait for the driver.
+//! Snapshots are serialized, fetched and restored on blocking threads; only their last steps
+//! (a rename, a log reset) run on the log's thread, and swapping the store on the driver.
 //!
 //! ## Left out for now
-//! Snapshots and log compaction (the store has its snapshot entry points), membership changes,
-//! lease reads, TLS and authentication.
+//! Membership changes, lease reads, TLS and authentication. Snapshots are whole-store copies:
+//! taking one clones the store's map (pointers, not bytes) and holds the driver for that long,
+//! and installing one holds the old and the new store in memory together; an incremental or
+//! copy-on-write store would avoid both. A follower fetching a snapshot that the leader
+//! replaces with a newer one mid-transfer starts over with the newer one, so under a write
+//! load that outpaces a slow transfer, the leader should keep the file it offered until the
+//! transfer ends (a lease), which it does not yet.
 
 pub mod dashboard;
 pub mod http;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod snapshot;
 pub mod transport;
 
-pub use runtime::{Handle, NodeInfo, NodeStatus, ServiceError, Written};
+pub use runtime::{
+    Handle, NodeInfo, NodeStatus, ServiceError, SnapshotOutcome, SnapshotPolicy, Written,
+};
 pub use server::{Server, ServerConfig, cluster_id};

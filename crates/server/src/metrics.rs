@@ -53,6 +53,14 @@ pub struct Metrics {
     /// Time from a client write's arrival to its answer, on the node that proposed it (not
     /// counting writes it forwarded). Lock-free: observed once per write.
     pub write_duration: WriteLatency,
+    /// The index of the latest snapshot, taken or installed (0 before the first).
+    pub snapshot_index: Gauge,
+    /// Time to take a local snapshot: copy, serialize, fsync, save.
+    pub snapshot_save_duration: Histogram,
+    /// Snapshots fetched from the leader and installed.
+    pub snapshot_receive_success: Counter,
+    /// Fetches of the leader's snapshot that failed.
+    pub snapshot_receive_failures: Counter,
 }
 
 impl Metrics {
@@ -75,6 +83,10 @@ impl Metrics {
             apply_duration: Histogram::new(duration_buckets()),
             wal_fsync_duration: Histogram::new(duration_buckets()),
             write_duration: WriteLatency::new(),
+            snapshot_index: Gauge::default(),
+            snapshot_save_duration: Histogram::new(duration_buckets()),
+            snapshot_receive_success: Counter::default(),
+            snapshot_receive_failures: Counter::default(),
         };
         let server = registry.sub_registry_with_prefix("skiff_server");
         server.register(
@@ -130,10 +142,32 @@ impl Metrics {
             "The time from a client write's arrival to its answer, on the node that proposed it",
             metrics.write_duration.clone(),
         );
-        registry.sub_registry_with_prefix("skiff_disk").register(
+        server.register(
+            "snapshot_index",
+            "The index of the latest snapshot, taken or installed",
+            metrics.snapshot_index.clone(),
+        );
+        let disk = registry.sub_registry_with_prefix("skiff_disk");
+        disk.register(
             "wal_fsync_duration_seconds",
             "The time of a write-ahead-log batch: write and fsync",
             metrics.wal_fsync_duration.clone(),
+        );
+        disk.register(
+            "snapshot_save_duration_seconds",
+            "The time to take a snapshot: copy the store, serialize, fsync and save",
+            metrics.snapshot_save_duration.clone(),
+        );
+        let network = registry.sub_registry_with_prefix("skiff_network");
+        network.register(
+            "snapshot_receive_success",
+            "The number of snapshots fetched from the leader and installed",
+            metrics.snapshot_receive_success.clone(),
+        );
+        network.register(
+            "snapshot_receive_failures",
+            "The number of fetches of the leader's snapshot that failed",
+            metrics.snapshot_receive_failures.clone(),
         );
         register_more(&mut registry);
         Metrics { registry, ..metrics }
@@ -169,6 +203,10 @@ mod tests {
             "skiff_server_apply_duration_seconds_bucket{le=\"0.0001\"} 0",
             "skiff_disk_wal_fsync_duration_seconds_bucket{le=\"0.0002\"} 1",
             "skiff_server_write_duration_seconds_count 0",
+            "skiff_server_snapshot_index 0",
+            "skiff_disk_snapshot_save_duration_seconds_count 0",
+            "skiff_network_snapshot_receive_success_total 0",
+            "skiff_network_snapshot_receive_failures_total 0",
         ] {
             assert!(text.contains(name), "{name:?} missing from:\n{text}");
         }

@@ -18,6 +18,8 @@
 //!   batch); each client write waiting on an applied index gets its outcome. A waiter whose
 //!   index was filled by an entry of another term learns that its write was dropped.
 //! - `ReadReady` releases linearizable reads once the store has applied up to the read index.
+//! - `FetchSnapshot`, and taking snapshots and compacting behind them, are in `snapshot.rs`
+//!   (contract items 9 to 12).
 //!
 //! A failure of the log (a write or fsync error) is fatal: the task stops, every waiting client
 //! gets `unavailable`, and [`Runtime::run`] returns the error so the process exits. Restarting
@@ -36,11 +38,16 @@ use skiff_raft::{
     Action, Event, Index, Message, Node, NodeId, Payload, ReadIndexError, ReadRequest, RoleKind,
     Status, Term,
 };
-use skiff_wal::{GroupCommit, Notification, Ticket};
+use skiff_wal::{GroupCommit, Notification, SnapshotFiles, Ticket};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
 use crate::transport::Transport;
+
+mod snapshot;
+
+use snapshot::{SnapshotEvent, Snapshots};
+pub use snapshot::{SnapshotOutcome, SnapshotPolicy};
 
 /// Inputs drained per wake-up at most, so a flood of one kind cannot starve the others or
 /// delay the actions without bound.
@@ -100,6 +107,11 @@ enum Request {
         /// Where the status goes.
         reply: oneshot::Sender<NodeStatus>,
     },
+    /// Answer once a snapshot covers everything applied now (or at once if nothing is new).
+    Snapshot {
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<SnapshotOutcome, ServiceError>>,
+    },
 }
 
 /// What the log's thread reports back to the driver.
@@ -109,6 +121,8 @@ enum StorageEvent {
     Notification(Notification),
     /// The result of a `ReadEntries`.
     Read(ReadRequest, skiff_wal::Result<Vec<skiff_raft::Entry>>),
+    /// A snapshot task or the log's thread reports on a snapshot.
+    Snapshot(SnapshotEvent),
 }
 
 /// The core's status with what the server adds to it.
@@ -151,6 +165,8 @@ pub struct Handle {
     timeout: Duration,
     /// Whether the driver is still running (false once it stopped).
     running: watch::Receiver<bool>,
+    /// The data directory's snapshot files, served to followers fetching them.
+    snapshot_files: SnapshotFiles,
 }
 
 impl Handle {
@@ -170,6 +186,19 @@ impl Handle {
     /// The node's status.
     pub async fn status(&self) -> Result<NodeStatus, ServiceError> {
         self.ask(|reply| Request::Status { reply }).await
+    }
+
+    /// Takes a snapshot of everything applied so far and waits until it is durable (or learns
+    /// that nothing is new). Snapshots of large stores take a while, so this waits up to
+    /// [`SNAPSHOT_TIMEOUT`] or the request timeout, whichever is longer.
+    pub async fn snapshot(&self) -> Result<SnapshotOutcome, ServiceError> {
+        let timeout = self.timeout.max(SNAPSHOT_TIMEOUT);
+        self.ask_within(timeout, |reply| Request::Snapshot { reply }).await?
+    }
+
+    /// The data directory's snapshot files.
+    pub fn snapshot_files(&self) -> &SnapshotFiles {
+        &self.snapshot_files
     }
 
     /// Runs `read` on the store as it is now (a stale read, or after `read_barrier`).
@@ -199,9 +228,18 @@ impl Handle {
         let _ = running.wait_for(|running| !*running).await;
     }
 
-    /// Sends a request and waits for its answer within the timeout.
+    /// Sends a request and waits for its answer within the request timeout.
     async fn ask<T>(
         &self,
+        request: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, ServiceError> {
+        self.ask_within(self.timeout, request).await
+    }
+
+    /// Sends a request and waits for its answer within `timeout`.
+    async fn ask_within<T>(
+        &self,
+        timeout: Duration,
         request: impl FnOnce(oneshot::Sender<T>) -> Request,
     ) -> Result<T, ServiceError> {
         let (reply, answer) = oneshot::channel();
@@ -210,7 +248,7 @@ impl Handle {
             self.requests.send(request(reply)).await.map_err(|_| stopped())?;
             answer.await.map_err(|_| stopped())
         };
-        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| ServiceError::Timeout)?
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| ServiceError::Timeout)?
     }
 }
 
@@ -270,13 +308,15 @@ pub struct Runtime {
     applied: Index,
     /// Tells handles the driver stopped.
     running: watch::Sender<bool>,
+    /// Snapshots taken, fetched and installed (`snapshot.rs`).
+    snapshots: Snapshots,
 }
 
 /// What the runtime is built from.
 pub struct Parts {
     /// The core, restored from the log's recovery.
     pub node: Node,
-    /// The store, restored to the log's snapshot (empty for now).
+    /// The store, restored from the log's snapshot (empty without one).
     pub store: Store,
     /// The write-ahead log, opened and recovered; the runtime starts its group commit.
     pub wal: skiff_wal::Wal,
@@ -294,11 +334,20 @@ pub struct Parts {
     pub info: NodeInfo,
     /// The voters of the cluster, in order.
     pub members: Vec<NodeId>,
+    /// When to take snapshots.
+    pub snapshots: SnapshotPolicy,
 }
+
+/// The shortest time a client waits for a snapshot it asked for.
+pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Runtime {
     /// Builds the runtime and the handle clients use; call [`Runtime::run`] to start it.
     pub fn new(parts: Parts) -> Result<(Runtime, Handle), skiff_wal::Error> {
+        let snapshot_files = parts.wal.snapshot_files();
+        // The state machine starts where its snapshot left it, and the core hands out nothing
+        // at or below that (contract item 12).
+        let applied = Index(parts.store.applied());
         let (storage_sender, storage) = mpsc::unbounded_channel();
         let notifications = storage_sender.clone();
         let wal = GroupCommit::start(parts.wal, move |notification| {
@@ -314,6 +363,7 @@ impl Runtime {
             store: store.clone(),
             timeout: parts.request_timeout,
             running: running_receiver,
+            snapshot_files: snapshot_files.clone(),
         };
         let runtime = Runtime {
             node: parts.node,
@@ -335,8 +385,9 @@ impl Runtime {
             reads: BTreeMap::new(),
             ready_reads: BTreeMap::new(),
             next_read: 1,
-            applied: Index(0),
+            applied,
             running,
+            snapshots: Snapshots::new(parts.snapshots, snapshot_files),
         };
         Ok((runtime, handle))
     }
@@ -442,6 +493,7 @@ impl Runtime {
                     .collect();
                 let _ = reply.send(NodeStatus { core, leader_client_addr, members, client_addrs });
             }
+            Request::Snapshot { reply } => self.on_snapshot_request(reply),
         }
     }
 
@@ -485,6 +537,11 @@ impl Runtime {
                 Ok(())
             }
             StorageEvent::Notification(Notification::Failed(error)) => Err(error),
+            StorageEvent::Read(_, Err(skiff_wal::Error::Compacted { .. })) => {
+                // A read queued behind a compaction that reached it: the core forgot it when it
+                // was told of the compaction, and wants no answer (contract item 10).
+                Ok(())
+            }
             StorageEvent::Read(request, result) => {
                 let entries = result?;
                 if let Err(error) = self.node.entries_read(request, entries) {
@@ -494,6 +551,7 @@ impl Runtime {
                 }
                 Ok(())
             }
+            StorageEvent::Snapshot(event) => self.on_snapshot_event(event),
         }
     }
 
@@ -524,10 +582,7 @@ impl Runtime {
                     })?;
                 }
                 Action::Apply(entries) => self.apply(entries),
-                // No node takes snapshots yet (the server step of the snapshots issue), so no
-                // log is compacted and no InstallSnapshot is ever sent: this never comes. Were it
-                // to, reporting the fetch failed keeps the core from waiting for it forever.
-                Action::FetchSnapshot { meta, .. } => self.node.snapshot_failed(&meta),
+                Action::FetchSnapshot { from, meta } => self.on_fetch_snapshot(from, meta),
                 Action::ReadReady { index, contexts } => {
                     let applied = self.applied;
                     for context in contexts {
@@ -550,6 +605,7 @@ impl Runtime {
                 Action::Event(event) => self.on_event(event),
             }
         }
+        self.maybe_snapshot();
         Ok(())
     }
 
@@ -589,10 +645,16 @@ impl Runtime {
         self.metrics.apply_duration.observe(started.elapsed().as_secs_f64());
         self.metrics.applied_index.set(last.0 as i64);
         self.metrics.proposals_pending.set(self.writes.len() as i64);
-        let still_waiting = self.ready_reads.split_off(&last.next());
+        self.release_ready_reads();
+    }
+
+    /// Answers the confirmed reads whose index the store has applied.
+    fn release_ready_reads(&mut self) {
+        let applied = self.applied;
+        let still_waiting = self.ready_reads.split_off(&applied.next());
         for replies in std::mem::replace(&mut self.ready_reads, still_waiting).into_values() {
             for reply in replies {
-                let _ = reply.send(Ok(last));
+                let _ = reply.send(Ok(applied));
             }
         }
     }
@@ -638,6 +700,7 @@ impl Runtime {
         for reply in self.ready_reads.into_values().flatten() {
             let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
         }
+        self.snapshots.stop(&reason);
         self.transport.shutdown().await;
         if failure.is_none() {
             // Flushes and fsyncs what was submitted; on the writer thread, so off the runtime.

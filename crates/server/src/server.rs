@@ -2,7 +2,8 @@
 //!
 //! [`Server::start`] binds both listeners first (a port in use is a one-line error before any
 //! state is touched), then opens and recovers the write-ahead log (a wrong or damaged data
-//! directory is a one-line error naming it), restores the core from what the log recovered,
+//! directory is a one-line error naming it), restores the store from the newest snapshot and
+//! the core from what the log recovered (the log after the snapshot is then applied again),
 //! starts the peer transport, the driver, and the HTTP API. [`Server::run`] serves until the
 //! shutdown signal, then stops the HTTP API, the driver (flushing the log) and the transport.
 
@@ -16,13 +17,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use skiff_kv::Store;
 use skiff_raft::{Config, Node, NodeId};
-use skiff_wal::{Options, StdFs, Wal};
+use skiff_wal::{Options, Recovery, StdFs, Wal};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::http;
 use crate::metrics::Metrics;
-use crate::runtime::{Handle, NodeInfo, Parts, Runtime};
+use crate::runtime::{Handle, NodeInfo, Parts, Runtime, SnapshotPolicy};
+use crate::snapshot;
 use crate::transport::{Transport, TransportConfig, TransportMetrics};
 
 /// Everything a server is started with.
@@ -46,6 +48,11 @@ pub struct ServerConfig {
     pub election_timeout: Duration,
     /// How long a client request may take before it is answered `503 timeout`.
     pub request_timeout: Duration,
+    /// When to take snapshots, and how much log to keep behind them.
+    pub snapshots: SnapshotPolicy,
+    /// The size at which the write-ahead log starts a new segment file; compaction deletes
+    /// whole segments, so smaller ones free disk space sooner.
+    pub wal_segment_bytes: u64,
 }
 
 impl ServerConfig {
@@ -56,6 +63,9 @@ impl ServerConfig {
         }
         if self.heartbeat_interval.is_zero() {
             bail!("the heartbeat interval must be positive");
+        }
+        if self.wal_segment_bytes < 4096 {
+            bail!("the WAL segment size must be at least 4096 bytes");
         }
         if self.election_timeout < self.heartbeat_interval * 2 {
             bail!(
@@ -101,19 +111,21 @@ impl Server {
         let client_addr = client_listener.local_addr()?;
         let peer_addr = peer_listener.local_addr()?;
 
-        let options = Options::new(config.id, config.cluster_id);
+        let mut options = Options::new(config.id, config.cluster_id);
+        options.segment_size = config.wal_segment_bytes;
         let data_dir = config.data_dir.clone();
-        let (wal, recovery) =
-            tokio::task::spawn_blocking(move || Wal::open(StdFs, data_dir, options))
-                .await?
-                .with_context(|| {
-                    format!("cannot open the data directory {}", config.data_dir.display())
-                })?;
+        let (wal, recovery, store) =
+            tokio::task::spawn_blocking(move || recover(data_dir, options)).await?.with_context(
+                || format!("cannot open the data directory {}", config.data_dir.display()),
+            )?;
         tracing::info!(
             node = config.id.0,
+            first_index = recovery.log.first_index.0,
             last_index = recovery.log.last_index.0,
             commit = recovery.commit.0,
             term = recovery.hard_state.term.0,
+            snapshot = recovery.snapshot.as_ref().map(|meta| meta.index.0),
+            reset_to_snapshot = recovery.reset_to_snapshot,
             torn_bytes = recovery.torn_bytes,
             "recovered the write-ahead log"
         );
@@ -145,9 +157,11 @@ impl Server {
             client_addr: client_addr.to_string(),
             peer_addr: peer_addr.to_string(),
         };
+        let snapshot_index = recovery.snapshot.as_ref().map_or(0, |meta| meta.index.0);
+        metrics.snapshot_index.set(snapshot_index as i64);
         let (runtime, handle) = Runtime::new(Parts {
             node,
-            store: Store::new(),
+            store,
             wal,
             transport,
             inbound,
@@ -156,6 +170,7 @@ impl Server {
             request_timeout: config.request_timeout,
             info,
             members: config.peers.keys().copied().collect(),
+            snapshots: config.snapshots,
         })?;
         let (stop, stopped) = watch::channel(false);
         let driver = tokio::spawn(runtime.run(wait_for(stopped.clone())));
@@ -199,6 +214,21 @@ impl Server {
             .context("the driver task failed")?
             .context("the write-ahead log failed; the node stopped (restart it to recover)")
     }
+}
+
+/// Opens and recovers the log, and restores the store from its newest snapshot (an empty store
+/// without one). Blocking.
+fn recover(data_dir: PathBuf, options: Options) -> anyhow::Result<(Wal, Recovery, Store)> {
+    let (wal, recovery) = Wal::open(StdFs, data_dir, options)?;
+    let store = match wal.open_snapshot()? {
+        Some((meta, mut reader)) => {
+            let store = snapshot::restore_store(&meta, &mut reader).map_err(anyhow::Error::msg)?;
+            tracing::info!(%meta, keys = store.len(), "restored the store from its snapshot");
+            store
+        }
+        None => Store::new(),
+    };
+    Ok((wal, recovery, store))
 }
 
 /// Resolves once `stopped` says so (or its sender is gone).

@@ -112,6 +112,20 @@ pub struct ErrorBody {
     pub current: Option<String>,
 }
 
+/// `POST /v1/snapshot`: `200 {"index": I, "term": T}` for a snapshot taken, and the same
+/// fields (null without any snapshot) in the `409 nothing_new` error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotAnswer {
+    /// Whether a snapshot was taken (`200`), or nothing was new (`409`); set by the client
+    /// from the status, not sent by the node.
+    #[serde(default)]
+    pub taken: bool,
+    /// The index of the snapshot taken, or of the latest one when nothing was new.
+    pub index: Option<u64>,
+    /// Its term.
+    pub term: Option<u64>,
+}
+
 /// `GET /v1/status`: one node's view of the cluster.
 ///
 /// The fields the commands read are typed; any others the node sends are kept in `other`, so

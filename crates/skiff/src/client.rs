@@ -55,7 +55,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::api::{
     CLIENT_ID_HEADER, CasRequest, DeleteAnswer, ErrorBody, REVISION_HEADER, SEQUENCE_HEADER,
-    ScanAnswer, Status, WriteAnswer,
+    ScanAnswer, SnapshotAnswer, Status, WriteAnswer,
 };
 use crate::random::Random;
 
@@ -349,8 +349,32 @@ impl Client {
     /// moving on to another.
     pub async fn status_of(&self, index: usize) -> Result<Status, ClientError> {
         let call = Call::read(Method::GET, "/v1/status".to_string());
+        expect_json("", self.ask_one(index, &call).await?)
+    }
+
+    /// `POST /v1/snapshot` to one endpoint, without moving on: that node snapshots its own
+    /// state. A `409 nothing_new` (naming the latest snapshot) is an answer too, with `taken`
+    /// false.
+    pub async fn snapshot_of(&self, index: usize) -> Result<SnapshotAnswer, ClientError> {
+        let call = Call::read(Method::POST, "/v1/snapshot".to_string());
+        let answer = self.ask_one(index, &call).await?;
+        let taken = answer.status == StatusCode::OK;
+        if !taken && answer.status != StatusCode::CONFLICT {
+            return Err(error_of("", answer));
+        }
+        let parsed: SnapshotAnswer =
+            serde_json::from_slice(&answer.body).map_err(|error| ClientError::Protocol {
+                endpoint: answer.endpoint.clone(),
+                reason: format!("a body that is not the API's JSON ({error})"),
+            })?;
+        Ok(SnapshotAnswer { taken, ..parsed })
+    }
+
+    /// Sends a call to one endpoint (by its place in [`Client::endpoints`]) within the command
+    /// timeout, without moving on to another.
+    async fn ask_one(&self, index: usize, call: &Call) -> Result<Answer, ClientError> {
         let deadline = Instant::now() + self.command_timeout;
-        let answer = match timeout_at(deadline, self.attempt(index, &call)).await {
+        let answer = match timeout_at(deadline, self.attempt(index, call)).await {
             Err(_elapsed) => {
                 return Err(ClientError::Timeout { after: self.command_timeout, last: None });
             }
@@ -370,7 +394,7 @@ impl Client {
             }
             Ok(Attempt::Fail(error)) => return Err(error),
         };
-        expect_json("", answer)
+        Ok(answer)
     }
 
     /// A write call: the next sequence number of the session is taken here, once, so that

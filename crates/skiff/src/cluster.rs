@@ -15,13 +15,18 @@
 //! `{"endpoint": ..., "error": "..."}`. An endpoint that does not answer is reported on stderr
 //! and makes the exit status 1, after the others have been printed.
 //!
-//! Left out for now: the membership verbs (`add`, `remove`, `promote`, `transfer`,
-//! `snapshot`), which wait for the operator endpoints of the server.
+//! `skiff cluster snapshot` asks every endpoint to take a snapshot of its own state now and
+//! compact its log (`POST /v1/snapshot`; snapshots are per node, so each endpoint is asked
+//! directly). One line per endpoint: the snapshot taken, or "nothing new" with the latest
+//! snapshot when nothing was applied since — which is not a failure.
+//!
+//! Left out for now: the membership verbs (`add`, `remove`, `promote`, `transfer`), which wait
+//! for the operator endpoints of the server.
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::api::Status;
+use crate::api::{SnapshotAnswer, Status};
 use crate::client::{Client, ClientError};
 use crate::flags::ConnectionArgs;
 use crate::output::{Output, WriteOut, json, table};
@@ -42,6 +47,21 @@ pub struct ClusterArgs {
 pub enum ClusterCommand {
     /// Show each endpoint's role, term, leader and log indexes.
     Status,
+    /// Have each endpoint snapshot its state now and compact its log.
+    Snapshot,
+}
+
+/// One endpoint's line of `cluster snapshot -w json`.
+#[derive(Debug, Serialize)]
+struct EndpointSnapshot<'a> {
+    /// The endpoint asked.
+    endpoint: &'a str,
+    /// The snapshot taken, or the latest one when nothing was new (`taken` false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<&'a SnapshotAnswer>,
+    /// Why it gave no answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// One endpoint's line of `cluster status -w json`.
@@ -68,7 +88,63 @@ pub async fn execute(args: &ClusterArgs) -> Result<Output, ClientError> {
             }
             Ok(render_status(args.connection.write_out, &answers))
         }
+        ClusterCommand::Snapshot => {
+            let mut answers = Vec::with_capacity(client.endpoints().len());
+            for (index, endpoint) in client.endpoints().iter().enumerate() {
+                answers.push((endpoint.clone(), client.snapshot_of(index).await));
+            }
+            Ok(render_snapshots(args.connection.write_out, &answers))
+        }
     }
+}
+
+/// Renders every endpoint's snapshot answer; endpoints that failed go to stderr.
+pub fn render_snapshots(
+    format: WriteOut,
+    answers: &[(String, Result<SnapshotAnswer, ClientError>)],
+) -> Output {
+    let mut output = Output::default();
+    let mut rows = Vec::new();
+    let mut lines = String::new();
+    let number = |value: Option<u64>| value.map_or("none".to_string(), |value| value.to_string());
+    for (endpoint, answer) in answers {
+        let snapshot = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                output.failed = true;
+                output.stderr.push(format!("Error: {endpoint}: {error}"));
+                continue;
+            }
+        };
+        let (index, term) = (number(snapshot.index), number(snapshot.term));
+        let line = match (snapshot.taken, snapshot.index) {
+            (true, _) => format!("{endpoint}: took a snapshot at index {index}, term {term}\n"),
+            (false, Some(_)) => {
+                format!("{endpoint}: nothing new since the snapshot at index {index}\n")
+            }
+            (false, None) => format!("{endpoint}: nothing applied yet, no snapshot\n"),
+        };
+        lines.push_str(&line);
+        let result = if snapshot.taken { "taken" } else { "nothing new" };
+        rows.push(vec![endpoint.clone(), result.to_string(), index, term]);
+    }
+    let text = match format {
+        WriteOut::Simple => lines,
+        WriteOut::Table => table(&["endpoint", "snapshot", "index", "term"], &rows),
+        WriteOut::Json => {
+            let entries: Vec<EndpointSnapshot<'_>> = answers
+                .iter()
+                .map(|(endpoint, answer)| EndpointSnapshot {
+                    endpoint,
+                    snapshot: answer.as_ref().ok(),
+                    error: answer.as_ref().err().map(ToString::to_string),
+                })
+                .collect();
+            json(&entries)
+        }
+    };
+    output.stdout = text.into_bytes();
+    output
 }
 
 /// Renders every endpoint's status; endpoints that failed go to stderr.
@@ -193,6 +269,32 @@ mod tests {
         assert_eq!(parsed[0]["status"]["progress"], serde_json::json!([]));
         assert_eq!(parsed[2]["error"], "no endpoint reachable: 127.0.0.1:32379: cannot connect");
         assert!(parsed[2].get("status").is_none());
+    }
+
+    /// A snapshot answer at `index` (of term 3).
+    fn answer(taken: bool, index: Option<u64>) -> SnapshotAnswer {
+        SnapshotAnswer { taken, index, term: index.map(|_| 3) }
+    }
+
+    #[test]
+    fn a_snapshot_line_per_endpoint_and_nothing_new_is_no_failure() {
+        let answers = vec![
+            ("a:1".to_string(), Ok(answer(true, Some(120)))),
+            ("b:2".to_string(), Ok(answer(false, Some(100)))),
+            ("c:3".to_string(), Ok(answer(false, None))),
+        ];
+        let output = render_snapshots(WriteOut::Simple, &answers);
+        assert_eq!(
+            String::from_utf8(output.stdout).expect("text"),
+            "a:1: took a snapshot at index 120, term 3\n\
+             b:2: nothing new since the snapshot at index 100\n\
+             c:3: nothing applied yet, no snapshot\n"
+        );
+        assert!(!output.failed);
+        let output = render_snapshots(WriteOut::Json, &answers[..1]);
+        let parsed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        assert_eq!(parsed[0]["snapshot"]["taken"], true);
+        assert_eq!(parsed[0]["snapshot"]["index"], 120);
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use skiff_raft::NodeId;
-use skiff_server::{Server, ServerConfig, cluster_id};
+use skiff_server::{Server, ServerConfig, SnapshotPolicy, cluster_id};
 
 /// The default client address.
 const DEFAULT_CLIENT_ADDR: &str = "127.0.0.1:2379";
@@ -33,6 +33,8 @@ const DEFAULT_ELECTION_MS: u64 = 1000;
 const DEFAULT_REQUEST_MS: u64 = 5000;
 /// The default cluster token.
 const DEFAULT_CLUSTER_TOKEN: &str = "skiff";
+/// The default size of a write-ahead-log segment file (64 MiB).
+const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Arguments of `skiff node`. Each is optional here so that the file and the defaults can fill
 /// in what neither a flag nor the environment set.
@@ -67,6 +69,18 @@ pub struct NodeArgs {
     /// How long a client request may take, in milliseconds [default: 5000].
     #[arg(long, env = "SKIFF_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
+    /// Take a snapshot and compact the log every this many applied entries; 0 only on
+    /// `POST /v1/snapshot` [default: 10000].
+    #[arg(long, env = "SKIFF_SNAPSHOT_ENTRIES")]
+    pub snapshot_entries: Option<u64>,
+    /// Entries of log kept behind each snapshot, so that a follower a little behind catches up
+    /// without a snapshot [default: 5000].
+    #[arg(long, env = "SKIFF_SNAPSHOT_CATCHUP_ENTRIES")]
+    pub snapshot_catchup_entries: Option<u64>,
+    /// The size of a write-ahead-log segment file in bytes; compaction deletes whole segments
+    /// [default: 67108864, 64 MiB].
+    #[arg(long, env = "SKIFF_WAL_SEGMENT_BYTES")]
+    pub wal_segment_bytes: Option<u64>,
     /// A TOML file with any of these settings (keys as the flags, without the dashes).
     #[arg(long, env = "SKIFF_CONFIG_FILE")]
     #[serde(skip)]
@@ -90,6 +104,11 @@ impl NodeArgs {
             heartbeat_interval: self.heartbeat_interval.or(file.heartbeat_interval),
             election_timeout: self.election_timeout.or(file.election_timeout),
             request_timeout: self.request_timeout.or(file.request_timeout),
+            snapshot_entries: self.snapshot_entries.or(file.snapshot_entries),
+            snapshot_catchup_entries: self
+                .snapshot_catchup_entries
+                .or(file.snapshot_catchup_entries),
+            wal_segment_bytes: self.wal_segment_bytes.or(file.wal_segment_bytes),
             config_file: self.config_file,
             print_config: self.print_config,
         }
@@ -111,6 +130,11 @@ impl NodeArgs {
             heartbeat_interval: self.heartbeat_interval.or(Some(DEFAULT_HEARTBEAT_MS)),
             election_timeout: self.election_timeout.or(Some(DEFAULT_ELECTION_MS)),
             request_timeout: self.request_timeout.or(Some(DEFAULT_REQUEST_MS)),
+            snapshot_entries: self.snapshot_entries.or(Some(SnapshotPolicy::default().entries)),
+            snapshot_catchup_entries: self
+                .snapshot_catchup_entries
+                .or(Some(SnapshotPolicy::default().catchup_entries)),
+            wal_segment_bytes: self.wal_segment_bytes.or(Some(DEFAULT_WAL_SEGMENT_BYTES)),
             ..self
         })
     }
@@ -158,6 +182,13 @@ impl NodeArgs {
             heartbeat_interval: millis(self.heartbeat_interval, "heartbeat-interval")?,
             election_timeout: millis(self.election_timeout, "election-timeout")?,
             request_timeout: millis(self.request_timeout, "request-timeout")?,
+            snapshots: SnapshotPolicy {
+                entries: self.snapshot_entries.unwrap_or(SnapshotPolicy::default().entries),
+                catchup_entries: self
+                    .snapshot_catchup_entries
+                    .unwrap_or(SnapshotPolicy::default().catchup_entries),
+            },
+            wal_segment_bytes: self.wal_segment_bytes.unwrap_or(DEFAULT_WAL_SEGMENT_BYTES),
         })
     }
 }

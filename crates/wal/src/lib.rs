@@ -137,3 +137,10 @@ pub use snapshot::{
     SnapshotChunk, SnapshotFiles, SnapshotReader, SnapshotReceiver, SnapshotWriter, StagedSnapshot,
 };
 pub use wal::{Options, Recovery, Wal};
+
+/// The checksum used everywhere in the log and its snapshot files: crc32c (Castagnoli), as
+/// computed by the `crc32c` crate (hardware-accelerated where the CPU has it). Exposed so that
+/// a transport moving snapshot chunks checks them with the same function.
+pub fn checksum(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}

@@ -1,0 +1,353 @@
+//! The driver's snapshot duties (the core's contract items 9 to 12): taking snapshots,
+//! compacting the log behind them, and installing the leader's.
+//!
+//! ## Taking a snapshot
+//! When [`SnapshotPolicy::entries`] entries have been applied since the latest snapshot, or when
+//! `POST /v1/snapshot` asks, the driver asks the core for the metadata at its applied index
+//! (`Node::snapshot_meta_at`) and **clones the store** under its lock: a `BTreeMap` of `Bytes`,
+//! so the copy costs a pointer per key and value, not their bytes, and applies are held up only
+//! that long. A blocking thread serializes the copy into a temporary snapshot file and fsyncs
+//! it; then the log's writer thread saves it (a rename, between two batches), and only then is
+//! the core told (`snapshot_taken`). Proposals, applies and replication go on meanwhile.
+//!
+//! ## Compacting
+//! After a snapshot at `i` the driver keeps [`SnapshotPolicy::catchup_entries`] entries of log
+//! behind it, so that a follower a little behind catches up from the log rather than with the
+//! whole snapshot, and compacts up to `i - catchup_entries`: `Node::compacted` first, then
+//! `Wal::compact` on the writer thread (contract item 10), which deletes whole segments only.
+//!
+//! ## Installing the leader's snapshot
+//! On `FetchSnapshot` a task fetches the file from the leader (`crate::snapshot`), verifies it
+//! and restores a store from it, all off the driver. The writer thread then installs it
+//! (`Wal::install_snapshot`: the snapshot saved, the log reset after it, fsynced), and only
+//! then does the driver swap the store and report `snapshot_installed`. A crash before the
+//! install leaves the old state; after it, the new; in between, open finishes the install.
+//!
+//! ## One at a time
+//! A local snapshot and a fetch never run together: both end in a snapshot file, and the newer
+//! must never be replaced by the older. A fetch asked for while a local snapshot is being taken
+//! is reported failed at once (the leader offers again after an election timeout); no local
+//! snapshot starts while a fetch is out (the follower's applied index does not move then
+//! anyway). Any failure that leaves the log in doubt (saving, installing, compacting) is fatal,
+//! like every failed write of the log; a failure before that (writing the temporary file) is
+//! logged and retried later.
+
+use std::time::{Duration, Instant};
+
+use skiff_kv::Store;
+use skiff_raft::{Index, NodeId, SnapshotMeta};
+use skiff_wal::{SnapshotFiles, StagedSnapshot};
+use tokio::sync::oneshot;
+
+use super::{Runtime, ServiceError, StorageEvent};
+use crate::snapshot::{self as transfer, FetchClient};
+
+/// How long the driver waits after a local snapshot failed before the policy tries again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+/// When the driver takes snapshots, and how much log it keeps behind them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Take a snapshot once this many entries were applied since the latest one; 0 takes
+    /// snapshots only when asked (`POST /v1/snapshot`).
+    pub entries: u64,
+    /// Entries kept in the log behind each snapshot, for followers a little behind.
+    pub catchup_entries: u64,
+}
+
+impl Default for SnapshotPolicy {
+    /// etcd's defaults: a snapshot every 10,000 entries, 5,000 kept behind it.
+    fn default() -> SnapshotPolicy {
+        SnapshotPolicy { entries: 10_000, catchup_entries: 5_000 }
+    }
+}
+
+/// The answer to a request for a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// A snapshot covering everything applied when it was asked for is durable (taken here, or
+    /// installed from the leader meanwhile).
+    Taken(SnapshotMeta),
+    /// Nothing was applied since the latest snapshot: none was taken.
+    NothingNew {
+        /// The latest snapshot, if there is one.
+        latest: Option<SnapshotMeta>,
+        /// The applied index.
+        applied: Index,
+    },
+}
+
+/// A request for a snapshot waiting for one to cover its index.
+type Waiter = (Index, oneshot::Sender<Result<SnapshotOutcome, ServiceError>>);
+
+/// What the snapshot tasks and the log's thread report to the driver.
+#[derive(Debug)]
+pub(super) enum SnapshotEvent {
+    /// The local snapshot was written to its temporary file, or failed to be.
+    Written(SnapshotMeta, Result<StagedSnapshot, String>),
+    /// The log's thread saved the local snapshot.
+    Saved(SnapshotMeta, skiff_wal::Result<()>),
+    /// The log's thread compacted the log.
+    Compacted(skiff_wal::Result<()>),
+    /// A fetch ended: the verified file and the store restored from it, or why not.
+    Fetched(SnapshotMeta, Result<(StagedSnapshot, Store), String>),
+    /// The log's thread installed the fetched snapshot; the store goes with it.
+    Installed(SnapshotMeta, Box<Store>, skiff_wal::Result<()>),
+}
+
+/// The driver's snapshot state.
+pub(super) struct Snapshots {
+    /// When to take snapshots.
+    policy: SnapshotPolicy,
+    /// The data directory's snapshot files.
+    files: SnapshotFiles,
+    /// The client fetches use.
+    client: FetchClient,
+    /// The local snapshot being taken, and since when.
+    taking: Option<(SnapshotMeta, Instant)>,
+    /// The leader's snapshot being fetched or installed.
+    fetching: Option<SnapshotMeta>,
+    /// Requests waiting for a snapshot at or above their index.
+    waiters: Vec<Waiter>,
+    /// The index compaction was last reported at.
+    compacted: Index,
+    /// No policy snapshot before this, after a failure.
+    retry_at: Option<Instant>,
+}
+
+impl Snapshots {
+    /// The state of a driver that has just started.
+    pub(super) fn new(policy: SnapshotPolicy, files: SnapshotFiles) -> Snapshots {
+        Snapshots {
+            policy,
+            files,
+            client: transfer::fetch_client(),
+            taking: None,
+            fetching: None,
+            waiters: Vec::new(),
+            compacted: Index(0),
+            retry_at: None,
+        }
+    }
+
+    /// Whether a local snapshot or a fetch is under way.
+    fn busy(&self) -> bool {
+        self.taking.is_some() || self.fetching.is_some()
+    }
+
+    /// The driver stops: the waiting requests learn why.
+    pub(super) fn stop(self, reason: &str) {
+        for (_, reply) in self.waiters {
+            let _ = reply.send(Err(ServiceError::Unavailable(reason.to_string())));
+        }
+    }
+}
+
+impl Runtime {
+    /// A request for a snapshot (`POST /v1/snapshot`): answered once a snapshot covers the
+    /// applied index as it is now, or at once if nothing was applied since the latest.
+    pub(super) fn on_snapshot_request(
+        &mut self,
+        reply: oneshot::Sender<Result<SnapshotOutcome, ServiceError>>,
+    ) {
+        if self.snapshots.busy() || self.start_snapshot() {
+            self.snapshots.waiters.push((self.applied, reply));
+        } else {
+            let latest = self.node.snapshot().cloned();
+            let _ = reply.send(Ok(SnapshotOutcome::NothingNew { latest, applied: self.applied }));
+        }
+    }
+
+    /// Takes a snapshot when the policy says so (called after every batch of actions).
+    pub(super) fn maybe_snapshot(&mut self) {
+        let policy = self.snapshots.policy;
+        if policy.entries == 0
+            || self.snapshots.busy()
+            || self.snapshots.retry_at.is_some_and(|at| Instant::now() < at)
+        {
+            return;
+        }
+        let latest = self.node.snapshot().map_or(Index(0), |meta| meta.index);
+        if self.applied.0 >= latest.0 + policy.entries {
+            self.start_snapshot();
+        }
+    }
+
+    /// Answers the waiting requests the latest snapshot covers, and starts a snapshot for the
+    /// others (or tells them there is nothing new).
+    fn serve_snapshot_waiters(&mut self) {
+        let latest = self.node.snapshot().cloned();
+        let covered = latest.as_ref().map_or(Index(0), |meta| meta.index);
+        let mut waiting = Vec::new();
+        for (index, reply) in std::mem::take(&mut self.snapshots.waiters) {
+            match &latest {
+                Some(meta) if index <= covered => {
+                    let _ = reply.send(Ok(SnapshotOutcome::Taken(meta.clone())));
+                }
+                _ => waiting.push((index, reply)),
+            }
+        }
+        self.snapshots.waiters = waiting;
+        if self.snapshots.waiters.is_empty() || self.snapshots.busy() {
+            return;
+        }
+        if !self.start_snapshot() {
+            let applied = self.applied;
+            for (_, reply) in std::mem::take(&mut self.snapshots.waiters) {
+                let latest = latest.clone();
+                let _ = reply.send(Ok(SnapshotOutcome::NothingNew { latest, applied }));
+            }
+        }
+    }
+
+    /// Starts a local snapshot of the store at its applied index; false if the core says it
+    /// would not be newer than the latest.
+    fn start_snapshot(&mut self) -> bool {
+        let copy = {
+            let store = self.store.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Some(meta) = self.node.snapshot_meta_at(Index(store.applied())) else {
+                return false;
+            };
+            // The clone shares every key's and value's bytes: a pointer per item.
+            (meta, store.clone())
+        };
+        let (meta, store) = copy;
+        tracing::info!(%meta, "taking a snapshot");
+        self.snapshots.taking = Some((meta.clone(), Instant::now()));
+        let files = self.snapshots.files.clone();
+        let reports = self.storage_sender.clone();
+        tokio::task::spawn_blocking(move || {
+            let written = transfer::write_local(&files, meta.clone(), &store);
+            drop(store);
+            let _ = reports.send(StorageEvent::Snapshot(SnapshotEvent::Written(meta, written)));
+        });
+        true
+    }
+
+    /// A fetch the core asks for (contract item 11).
+    pub(super) fn on_fetch_snapshot(&mut self, from: NodeId, meta: SnapshotMeta) {
+        if self.snapshots.busy() {
+            tracing::info!(%meta, "a snapshot is under way; the leader will offer again");
+            self.node.snapshot_failed(&meta);
+            return;
+        }
+        let Some(addr) = self.client_addr_of(from) else {
+            tracing::warn!(%meta, leader = from.0, "no client address known for the leader");
+            self.metrics.snapshot_receive_failures.inc();
+            self.node.snapshot_failed(&meta);
+            return;
+        };
+        tracing::info!(%meta, leader = from.0, %addr, "fetching the leader's snapshot");
+        self.snapshots.fetching = Some(meta.clone());
+        let (client, files) = (self.snapshots.client.clone(), self.snapshots.files.clone());
+        let reports = self.storage_sender.clone();
+        tokio::spawn(async move {
+            let fetched = transfer::fetch(client, addr, files, meta.clone()).await;
+            let _ = reports.send(StorageEvent::Snapshot(SnapshotEvent::Fetched(meta, fetched)));
+        });
+    }
+
+    /// Handles a report of a snapshot task or of the log's thread. A failure of the log is
+    /// returned, and stops the node.
+    pub(super) fn on_snapshot_event(
+        &mut self,
+        event: SnapshotEvent,
+    ) -> Result<(), skiff_wal::Error> {
+        match event {
+            SnapshotEvent::Written(meta, Ok(staged)) => {
+                let reports = self.storage_sender.clone();
+                self.wal.run(move |wal| {
+                    let saved = wal.save_staged_snapshot(staged);
+                    let _ = reports.send(StorageEvent::Snapshot(SnapshotEvent::Saved(meta, saved)));
+                })?;
+            }
+            SnapshotEvent::Written(meta, Err(reason)) => {
+                tracing::warn!(%meta, %reason, "taking a snapshot failed; retrying later");
+                self.snapshots.taking = None;
+                self.snapshots.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                for (_, reply) in std::mem::take(&mut self.snapshots.waiters) {
+                    let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
+                }
+            }
+            SnapshotEvent::Saved(meta, saved) => {
+                saved?;
+                self.on_snapshot_saved(meta);
+            }
+            SnapshotEvent::Compacted(compacted) => compacted?,
+            SnapshotEvent::Fetched(meta, Ok((staged, store))) => {
+                let reports = self.storage_sender.clone();
+                let index = meta.index;
+                self.wal.run(move |wal| {
+                    // The superseded segments go at once: the reset left them all dead.
+                    let installed = wal.install_snapshot(staged).and_then(|()| wal.compact(index));
+                    let event = SnapshotEvent::Installed(meta, Box::new(store), installed);
+                    let _ = reports.send(StorageEvent::Snapshot(event));
+                })?;
+            }
+            SnapshotEvent::Fetched(meta, Err(reason)) => {
+                tracing::warn!(%meta, %reason, "fetching the leader's snapshot failed");
+                self.metrics.snapshot_receive_failures.inc();
+                self.snapshots.fetching = None;
+                self.node.snapshot_failed(&meta);
+                self.serve_snapshot_waiters();
+            }
+            SnapshotEvent::Installed(meta, store, installed) => {
+                installed?;
+                self.on_snapshot_installed(meta, *store);
+            }
+        }
+        Ok(())
+    }
+
+    /// A local snapshot is durable: tell the core, compact behind it, answer the waiters.
+    fn on_snapshot_saved(&mut self, meta: SnapshotMeta) {
+        let (_, started) = self.snapshots.taking.take().expect("a snapshot was being taken");
+        self.metrics.snapshot_save_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics.snapshot_index.set(meta.index.0 as i64);
+        tracing::info!(%meta, elapsed = ?started.elapsed(), "took a snapshot");
+        if let Err(error) = self.node.snapshot_taken(meta.clone()) {
+            // The metadata came from the core a moment ago and nothing else changes it while
+            // a snapshot is taken: a refusal is a bug here or in the core.
+            panic!("the core refused the snapshot it described: {error}");
+        }
+        let up_to = Index(meta.index.0.saturating_sub(self.snapshots.policy.catchup_entries));
+        if up_to > self.snapshots.compacted {
+            self.snapshots.compacted = up_to;
+            // Reported before the deletion (contract item 10).
+            if let Err(error) = self.node.compacted(up_to) {
+                panic!("the core refused a compaction behind its snapshot: {error}");
+            }
+            let reports = self.storage_sender.clone();
+            let queued = self.wal.run(move |wal| {
+                let compacted = wal.compact(up_to);
+                let _ = reports.send(StorageEvent::Snapshot(SnapshotEvent::Compacted(compacted)));
+            });
+            if queued.is_err() {
+                // The writer stopped: its failure notification stops the driver.
+                tracing::warn!("the log's writer stopped before compacting");
+            }
+        }
+        self.serve_snapshot_waiters();
+    }
+
+    /// The leader's snapshot is installed on disk: swap the store, tell the core, release the
+    /// reads it satisfies.
+    fn on_snapshot_installed(&mut self, meta: SnapshotMeta, store: Store) {
+        assert_eq!(store.applied(), meta.index.0, "checked when the store was restored");
+        assert!(meta.index > self.applied, "installing {meta} at applied index {}", self.applied);
+        *self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = store;
+        self.applied = meta.index;
+        self.snapshots.fetching = None;
+        self.snapshots.compacted = self.snapshots.compacted.max(meta.index);
+        self.metrics.applied_index.set(meta.index.0 as i64);
+        self.metrics.snapshot_index.set(meta.index.0 as i64);
+        self.metrics.snapshot_receive_success.inc();
+        tracing::info!(%meta, "installed the leader's snapshot");
+        if let Err(error) = self.node.snapshot_installed(meta) {
+            // Only a restart forgets a fetch, and this process asked for this one.
+            panic!("the core refused the snapshot it asked for: {error}");
+        }
+        self.release_ready_reads();
+        self.serve_snapshot_waiters();
+    }
+}

@@ -1,0 +1,270 @@
+//! Snapshot bytes: writing the store into a snapshot file, restoring it, and moving a snapshot
+//! file from the leader to a follower over HTTP (Raft §7, InstallSnapshot as a pull).
+//!
+//! The core decides when a follower needs a snapshot and tells it *which* one
+//! (`Action::FetchSnapshot { from, meta }`); the bytes never pass through it. The follower's
+//! driver fetches the leader's snapshot file from the leader's client address (which the
+//! leader advertised in its transport `Hello`), chunk by chunk:
+//!
+//! ```text
+//! GET /v1/internal/snapshot?index=I&offset=O
+//! 200, the file's bytes from O (at most 1 MiB), with
+//!     skiff-snapshot-index, skiff-snapshot-term   what the file covers
+//!     skiff-snapshot-length                       the whole file's length
+//!     skiff-snapshot-crc32c                       the crc32c of the snapshot's data (header)
+//!     skiff-chunk-crc32c                          the crc32c of this chunk
+//! 404 snapshot_not_found                          a newer snapshot replaced it
+//! ```
+//!
+//! Why a pull over HTTP rather than messages on the peer transport: the transport's frames are
+//! small and batched for latency, and a multi-gigabyte transfer on them would queue heartbeats
+//! behind it. A separate request per chunk also makes the transfer **resumable** for free: the
+//! follower asks for the offset it has durably received, so a lost chunk, a broken connection
+//! or a timeout costs one chunk, not the transfer. Memory is bounded on both sides: the leader
+//! reads one chunk of its file per request, and the follower streams each chunk into a
+//! temporary file (`skiff_wal::SnapshotReceiver`), never holding more than one.
+//!
+//! ## Checksums, end to end
+//! Each chunk carries its own crc32c, checked on arrival, so a damaged chunk is asked for again
+//! instead of failing the whole transfer at the end. The file itself is self-checking: its
+//! header has its own checksum, and the checksum of the data as the leader's store serialized
+//! it. Once the last chunk is in, the follower reads the whole file back from its disk and
+//! checks both, and that the header describes exactly the snapshot the core asked for (index,
+//! term, voters); then it restores a store from it, which checks the store format's own
+//! trailer checksum. A file that changed on the leader mid-transfer shows up as a different
+//! length or data checksum in a chunk's headers and ends the fetch.
+//!
+//! ## Failure
+//! Whatever goes wrong — no address for the leader, the snapshot replaced (404), five failed
+//! chunks in a row, a checksum that does not match, a local disk error — the fetch ends with
+//! `Node::snapshot_failed`, the temporary file is removed, and the leader offers its latest
+//! snapshot again after an election timeout. The core keeps no timeout; each chunk request has
+//! one ([`CHUNK_TIMEOUT`]), which bounds a fetch that makes no progress.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use skiff_kv::Store;
+use skiff_raft::SnapshotMeta;
+use skiff_wal::{SnapshotFiles, SnapshotReader, StagedSnapshot};
+
+/// The path of the chunk endpoint.
+pub const SNAPSHOT_CHUNK_PATH: &str = "/v1/internal/snapshot";
+/// The most bytes one chunk carries (1 MiB).
+pub const MAX_CHUNK_BYTES: usize = 1 << 20;
+/// The header naming the index of the snapshot a chunk belongs to.
+pub const INDEX_HEADER: &str = "skiff-snapshot-index";
+/// The header naming its term.
+pub const TERM_HEADER: &str = "skiff-snapshot-term";
+/// The header giving the whole file's length.
+pub const LENGTH_HEADER: &str = "skiff-snapshot-length";
+/// The header giving the crc32c of the snapshot's data, as its file's header records it.
+pub const DATA_CRC_HEADER: &str = "skiff-snapshot-crc32c";
+/// The header giving the crc32c of the chunk's bytes.
+pub const CHUNK_CRC_HEADER: &str = "skiff-chunk-crc32c";
+
+/// How long one chunk request may take, connection included.
+pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Failed chunk requests in a row after which a fetch gives up.
+const MAX_FAILURES: u32 = 5;
+/// The wait after the first failed chunk; it grows linearly with each further failure.
+const RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// The HTTP client a follower fetches chunks with (keep-alive: one connection per transfer).
+pub type FetchClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// A client for fetching snapshot chunks.
+pub fn fetch_client() -> FetchClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Writes `store` as the snapshot `meta` into a staged snapshot file (blocking: call it off
+/// the async runtime). The store must be exactly at the snapshot's index.
+pub fn write_local(
+    files: &SnapshotFiles,
+    meta: SnapshotMeta,
+    store: &Store,
+) -> Result<StagedSnapshot, String> {
+    assert_eq!(store.applied(), meta.index.0, "a snapshot of the store at its applied index");
+    let index = meta.index;
+    let mut writer =
+        files.writer(meta).map_err(|error| format!("cannot start snapshot {index}: {error}"))?;
+    store
+        .write_snapshot(&mut writer)
+        .map_err(|error| format!("cannot write snapshot {index}: {error}"))?;
+    writer.finish().map_err(|error| format!("cannot finish snapshot {index}: {error}"))
+}
+
+/// Restores a store from the data of the snapshot `meta` (blocking). The store's own applied
+/// index must be the snapshot's: a paired check of the two headers.
+pub fn restore_store(meta: &SnapshotMeta, reader: &mut SnapshotReader) -> Result<Store, String> {
+    let store = Store::restore(reader)
+        .map_err(|error| format!("cannot restore the store from snapshot {meta}: {error}"))?;
+    if store.applied() != meta.index.0 {
+        return Err(format!(
+            "snapshot {meta} holds a store at applied index {}, not {}",
+            store.applied(),
+            meta.index
+        ));
+    }
+    Ok(store)
+}
+
+/// Runs blocking work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| format!("a snapshot task failed: {error}"))?
+}
+
+/// Fetches the snapshot `meta` from the leader's client address `addr` into a staged file,
+/// verifies it, and restores a store from it (see the module documentation). Nothing of a
+/// failed fetch is kept.
+pub async fn fetch(
+    client: FetchClient,
+    addr: String,
+    files: SnapshotFiles,
+    meta: SnapshotMeta,
+) -> Result<(StagedSnapshot, Store), String> {
+    let asked = meta.clone();
+    let mut receiver = blocking(move || {
+        files.receiver(asked).map_err(|error| format!("cannot start receiving: {error}"))
+    })
+    .await?;
+    // The file's length and data checksum, as the first chunk gave them.
+    let mut advertised: Option<(u64, u32)> = None;
+    let mut failures = 0;
+    loop {
+        let offset = receiver.received();
+        if advertised.is_some_and(|(file_len, _)| offset >= file_len) {
+            break;
+        }
+        let chunk = match get_chunk(&client, &addr, &meta, offset).await {
+            Ok(chunk) => chunk,
+            Err(ChunkError::Fatal(reason)) => return Err(reason),
+            Err(ChunkError::Retry(reason)) => {
+                failures += 1;
+                if failures >= MAX_FAILURES {
+                    return Err(format!("{failures} chunk requests failed in a row: {reason}"));
+                }
+                tracing::debug!(%meta, offset, %reason, "retrying a snapshot chunk");
+                tokio::time::sleep(RETRY_DELAY * failures).await;
+                continue;
+            }
+        };
+        let shape = (chunk.file_len, chunk.data_crc);
+        if advertised.is_some_and(|first| first != shape) {
+            return Err(format!("snapshot {meta} changed on {addr} during the transfer"));
+        }
+        advertised = Some(shape);
+        if chunk.bytes.is_empty() && offset < chunk.file_len {
+            return Err(format!("{addr} sent an empty chunk at {offset} of {}", chunk.file_len));
+        }
+        failures = 0;
+        receiver = blocking(move || {
+            receiver
+                .write_chunk(offset, &chunk.bytes)
+                .map_err(|error| format!("cannot store a chunk: {error}"))?;
+            Ok(receiver)
+        })
+        .await?;
+    }
+    blocking(move || {
+        let staged =
+            receiver.finish().map_err(|error| format!("the received snapshot is bad: {error}"))?;
+        let mut reader = staged.reader().map_err(|error| error.to_string())?;
+        let store = restore_store(staged.meta(), &mut reader)?;
+        Ok((staged, store))
+    })
+    .await
+}
+
+/// A chunk as received, its checksum checked.
+#[derive(Debug)]
+struct Chunk {
+    /// The whole file's length.
+    file_len: u64,
+    /// The crc32c of the snapshot's data.
+    data_crc: u32,
+    /// The bytes.
+    bytes: Bytes,
+}
+
+/// Why a chunk request failed.
+#[derive(Debug)]
+enum ChunkError {
+    /// Asking again may work: a timeout, a broken connection, a damaged chunk, a 5xx.
+    Retry(String),
+    /// Asking again will not help: the snapshot is gone or is another one.
+    Fatal(String),
+}
+
+/// Asks `addr` for the chunk of snapshot `meta` at `offset`, and checks what comes back.
+async fn get_chunk(
+    client: &FetchClient,
+    addr: &str,
+    meta: &SnapshotMeta,
+    offset: u64,
+) -> Result<Chunk, ChunkError> {
+    let uri = format!("http://{addr}{SNAPSHOT_CHUNK_PATH}?index={}&offset={offset}", meta.index);
+    let request = Request::get(uri)
+        .body(Empty::new())
+        .map_err(|error| ChunkError::Fatal(format!("cannot ask {addr}: {error}")))?;
+    let exchange = async {
+        let response = client.request(request).await.map_err(|error| error.to_string())?;
+        let (parts, body) = response.into_parts();
+        // Bounded: a peer cannot make us buffer more than a chunk (plus room for the framing).
+        let body = Limited::new(body, MAX_CHUNK_BYTES + 1024).collect().await;
+        Ok::<_, String>((parts, body.map_err(|error| error.to_string())?.to_bytes()))
+    };
+    let (parts, bytes) = match tokio::time::timeout(CHUNK_TIMEOUT, exchange).await {
+        Err(_) => return Err(ChunkError::Retry(format!("no answer from {addr} in time"))),
+        Ok(Err(reason)) => return Err(ChunkError::Retry(format!("{addr}: {reason}"))),
+        Ok(Ok(answer)) => answer,
+    };
+    match parts.status {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => {
+            return Err(ChunkError::Fatal(format!("{addr} no longer has snapshot {meta}")));
+        }
+        status if status.is_server_error() => {
+            return Err(ChunkError::Retry(format!("{addr} answered {status}")));
+        }
+        status => return Err(ChunkError::Fatal(format!("{addr} answered {status}"))),
+    }
+    let header = |name: &str| -> Result<u64, ChunkError> {
+        parts
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| ChunkError::Fatal(format!("{addr} sent no valid {name} header")))
+    };
+    let (index, term) = (header(INDEX_HEADER)?, header(TERM_HEADER)?);
+    if (index, term) != (meta.index.0, meta.term.0) {
+        return Err(ChunkError::Fatal(format!(
+            "{addr} holds snapshot {index}@{term}, not the {meta} asked for"
+        )));
+    }
+    let file_len = header(LENGTH_HEADER)?;
+    let data_crc = u32::try_from(header(DATA_CRC_HEADER)?)
+        .map_err(|_| ChunkError::Fatal(format!("{addr} sent a bad {DATA_CRC_HEADER}")))?;
+    let chunk_crc = header(CHUNK_CRC_HEADER)?;
+    if u64::from(skiff_wal::checksum(&bytes)) != chunk_crc {
+        return Err(ChunkError::Retry(format!("the chunk at {offset} failed its checksum")));
+    }
+    if offset + bytes.len() as u64 > file_len {
+        return Err(ChunkError::Fatal(format!("{addr} sent bytes past the end of the file")));
+    }
+    Ok(Chunk { file_len, data_crc, bytes })
+}

@@ -1,0 +1,363 @@
+//! Snapshots and compaction on real `skiff node` processes: a node that was down while the
+//! others compacted past it catches up with the leader's snapshot (InstallSnapshot over HTTP),
+//! a node restarts from its own snapshot plus its log tail, `POST /v1/snapshot` and
+//! `skiff cluster snapshot` take snapshots on demand, and the log's disk use stays bounded.
+//!
+//! The nodes snapshot every 50 applied entries, keep 10 entries behind each snapshot, and use
+//! 4 KiB log segments, so a few hundred writes roll, snapshot and compact many times. Every
+//! wait is bounded, and every process is killed when its test ends, pass or fail.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The longest any wait in these tests may take.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The snapshot flags every node runs with (unless a test says otherwise).
+const SNAPSHOT_FLAGS: [&str; 6] =
+    ["--snapshot-entries", "50", "--snapshot-catchup-entries", "10", "--wal-segment-bytes", "4096"];
+
+/// An HTTP answer: status and body.
+#[derive(Debug)]
+struct Answer {
+    /// The status code.
+    status: u16,
+    /// The body.
+    body: String,
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), bounded in time.
+fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<Answer> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {head:?}")))?;
+    Ok(Answer { status, body: body.to_string() })
+}
+
+/// Free addresses on 127.0.0.1 (bound, then released for the node to take).
+fn free_addrs(count: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1"))
+        .collect();
+    listeners.iter().map(|listener| listener.local_addr().expect("a bound address")).collect()
+}
+
+/// The number after `"key":` in a flat JSON text (enough for the answers read here).
+fn json_number(json: &str, key: &str) -> Option<u64> {
+    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = json[start..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// A cluster of `skiff node` processes.
+struct Cluster {
+    /// Every node's data directory and log.
+    dir: tempfile::TempDir,
+    /// `--peers`.
+    peers: String,
+    /// Client addresses by node (index 0 is node 1).
+    clients: Vec<SocketAddr>,
+    /// The processes, `None` while a node is down.
+    children: Vec<Option<Child>>,
+    /// The snapshot flags the nodes run with.
+    flags: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `size` nodes with `flags` added to their command lines.
+    fn start(size: usize, flags: &[&str]) -> Cluster {
+        let peers = free_addrs(size)
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| format!("{}={addr}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            peers,
+            clients: free_addrs(size),
+            children: (0..size).map(|_| None).collect(),
+            flags: flags.iter().map(ToString::to_string).collect(),
+        };
+        for id in 1..=size as u64 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// The data directory of node `id`.
+    fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
+    }
+
+    /// Starts (or restarts) node `id` on its data directory.
+    fn start_node(&mut self, id: u64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node-{id}.log")))
+            .expect("a log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("node")
+            .args(["--id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(self.data_dir(id))
+            .args(["--client-addr", &self.clients[id as usize - 1].to_string()])
+            .args(["--peers", &self.peers])
+            .args(["--heartbeat-interval", "20", "--election-timeout", "200"])
+            .args(&self.flags)
+            .env("SKIFF_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a log file handle"))
+            .stderr(log)
+            .spawn()
+            .expect("the skiff binary starts");
+        self.children[id as usize - 1] = Some(child);
+    }
+
+    /// Kills node `id` with SIGKILL: no chance to flush anything.
+    fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.children[id as usize - 1].take() {
+            child.kill().expect("the node can be killed");
+            child.wait().expect("the killed node is reaped");
+        }
+    }
+
+    /// The client address of node `id`.
+    fn client(&self, id: u64) -> SocketAddr {
+        self.clients[id as usize - 1]
+    }
+
+    /// Waits until a node that is up reports a leader that is up too; returns its id.
+    fn leader(&self) -> u64 {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            for (i, child) in self.children.iter().enumerate() {
+                if child.is_none() {
+                    continue;
+                }
+                let Ok(answer) = http(self.clients[i], "GET", "/v1/status", b"") else {
+                    continue;
+                };
+                let Some(leader) = json_number(&answer.body, "leader") else { continue };
+                if self.children.get(leader as usize - 1).is_some_and(Option::is_some) {
+                    return leader;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no leader within {PATIENCE:?}:\n{}", self.logs());
+    }
+
+    /// Every node's log, for failure messages.
+    fn logs(&self) -> String {
+        (1..=self.clients.len())
+            .map(|id| {
+                let path = self.dir.path().join(format!("node-{id}.log"));
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                format!(
+                    "--- node {id} ---\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Retries `request` against node `id` until it answers `expected` (or panics after the
+    /// patience runs out, showing the last answer).
+    fn until(&self, id: u64, method: &str, path: &str, body: &[u8], expected: u16) -> Answer {
+        let deadline = Instant::now() + PATIENCE;
+        let mut last = None;
+        while Instant::now() < deadline {
+            match http(self.client(id), method, path, body) {
+                Ok(answer) if answer.status == expected => return answer,
+                other => last = Some(other),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{method} {path} on node {id} never answered {expected}; last: {last:?}\n{}", {
+            self.logs()
+        });
+    }
+
+    /// Writes `key-<i>` = `value-<i>` for every `i` in `keys` through node `id`, four
+    /// connections at a time.
+    fn write_keys(&self, id: u64, keys: std::ops::Range<u64>) {
+        std::thread::scope(|scope| {
+            for lane in 0..4 {
+                let keys = keys.clone();
+                scope.spawn(move || {
+                    for i in keys.filter(|i| i % 4 == lane) {
+                        let path = format!("/v1/kv/key-{i:04}");
+                        self.until(id, "PUT", &path, format!("value-{i}").as_bytes(), 200);
+                    }
+                });
+            }
+        });
+    }
+
+    /// Checks that node `id` serves `key-<i>` = `value-<i>` for every `i` in `keys`, with
+    /// stale reads (its own state), waiting for it to catch up.
+    fn check_keys(&self, id: u64, keys: std::ops::Range<u64>) {
+        for i in keys {
+            let path = format!("/v1/kv/key-{i:04}?consistency=stale");
+            let answer = self.until(id, "GET", &path, b"", 200);
+            assert_eq!(answer.body, format!("value-{i}"), "node {id}, key {i}");
+        }
+    }
+
+    /// The status of node `id`.
+    fn status(&self, id: u64) -> String {
+        self.until(id, "GET", "/v1/status", b"", 200).body
+    }
+
+    /// The value of an unlabelled metric of node `id`, 0 if absent.
+    fn metric(&self, id: u64, name: &str) -> f64 {
+        let text = self.until(id, "GET", "/metrics", b"", 200).body;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The files in `dir` whose names end with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("the data directory exists")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_node_left_behind_a_compaction_catches_up_with_the_leaders_snapshot() {
+    let mut cluster = Cluster::start(3, &SNAPSHOT_FLAGS);
+    let leader = cluster.leader();
+    let behind = (1..=3).find(|id| *id != leader).expect("a follower");
+    cluster.write_keys(leader, 0..20);
+    cluster.check_keys(behind, 0..20);
+    cluster.kill(behind);
+
+    // The two others go on, snapshot and compact far past what the stopped node holds.
+    cluster.write_keys(leader, 20..400);
+    let status = cluster.status(leader);
+    let first_index = json_number(&status, "first_index").expect("a first index");
+    assert!(first_index > 30, "the leader compacted its log: {status}");
+
+    // Restarted, the node cannot catch up from the leader's log: it needs the snapshot.
+    cluster.start_node(behind);
+    cluster.check_keys(behind, 0..400);
+    assert!(
+        cluster.metric(behind, "skiff_network_snapshot_receive_success_total") >= 1.0,
+        "the node caught up by installing the leader's snapshot:\n{}",
+        cluster.logs()
+    );
+    let snapshots = files_ending(&cluster.data_dir(behind), ".snap");
+    assert_eq!(snapshots.len(), 1, "one snapshot file: {snapshots:?}");
+    assert!(files_ending(&cluster.data_dir(behind), ".tmp").is_empty(), "no temporary left");
+
+    // Replication goes on from the snapshot: new writes reach the node.
+    cluster.write_keys(leader, 400..420);
+    cluster.check_keys(behind, 400..420);
+}
+
+#[test]
+fn a_node_restarts_from_its_snapshot_and_log_tail_with_bounded_disk_use() {
+    let mut cluster = Cluster::start(1, &SNAPSHOT_FLAGS);
+    cluster.leader();
+    cluster.write_keys(1, 0..600);
+    let dir = cluster.data_dir(1);
+    // A snapshot every 50 entries, 10 kept behind it, 4 KiB segments of about 60 entries:
+    // without compaction 600 writes fill about 10 segments.
+    let segments = files_ending(&dir, ".wal");
+    assert!(segments.len() <= 3, "compaction keeps the log short: {segments:?}");
+    assert_eq!(files_ending(&dir, ".snap").len(), 1, "older snapshots are removed");
+
+    cluster.kill(1);
+    cluster.start_node(1);
+    cluster.leader();
+    let status = cluster.status(1);
+    let snapshot = json_number(&status, "snapshot").expect("a snapshot index");
+    let first_index = json_number(&status, "first_index").expect("a first index");
+    assert!(snapshot >= 550, "restarted from its snapshot: {status}");
+    assert!(first_index > 1 && first_index <= snapshot + 1, "and its log tail: {status}");
+    cluster.check_keys(1, 0..600);
+    let log = std::fs::read_to_string(cluster.dir.path().join("node-1.log")).expect("a log");
+    assert!(log.contains("restored the store from its snapshot"), "{}", cluster.logs());
+
+    // It goes on taking writes and snapshots after the restart.
+    cluster.write_keys(1, 600..700);
+    cluster.check_keys(1, 600..700);
+}
+
+#[test]
+fn snapshots_are_taken_on_demand_with_the_api_and_the_cli() {
+    let cluster = Cluster::start(3, &["--snapshot-entries", "0"]);
+    let leader = cluster.leader();
+    cluster.write_keys(leader, 0..5);
+    cluster.check_keys(leader, 0..5);
+
+    let taken = cluster.until(leader, "POST", "/v1/snapshot", b"", 200);
+    let index = json_number(&taken.body, "index").expect("an index");
+    assert!(index >= 6, "the snapshot covers the writes and the leader's first entry: {taken:?}");
+    assert!(json_number(&taken.body, "term").is_some(), "{taken:?}");
+    let again = http(cluster.client(leader), "POST", "/v1/snapshot", b"").expect("an answer");
+    assert_eq!(again.status, 409, "nothing new: {again:?}");
+    assert!(again.body.contains("nothing_new"), "{again:?}");
+    assert_eq!(json_number(&again.body, "index"), Some(index), "it names the latest: {again:?}");
+    assert_eq!(files_ending(&cluster.data_dir(leader), ".snap").len(), 1);
+
+    // The CLI asks every node; the followers snapshot their own state.
+    let endpoints: Vec<String> = (1..=3).map(|id| cluster.client(id).to_string()).collect();
+    for id in 1..=3 {
+        cluster.check_keys(id, 0..5);
+    }
+    let cli = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["cluster", "snapshot", "--endpoints", &endpoints.join(","), "-w", format])
+            .output()
+            .expect("the skiff binary runs")
+    };
+    let output = cli("simple");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    let took = stdout.lines().filter(|line| line.contains("took a snapshot at index")).count();
+    assert_eq!(took, 2, "the two followers took one, the leader had nothing new: {stdout}");
+    assert!(stdout.contains("nothing new since the snapshot at index"), "{stdout}");
+    let output = cli("json");
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.matches("\"taken\": false").count(), 3, "nothing new anywhere: {stdout}");
+}
