@@ -15,18 +15,32 @@
 //! simulated time run in the order they were scheduled (`queue.rs`). The same seed on the same
 //! commit therefore gives a byte-identical trace (`trace.rs`); a test holds us to it.
 //!
+//! ## What the clients see
+//! Every node applies its committed entries to skiff-kv's `Store`, the state machine a real
+//! skiff node runs, so its encoding, its client sessions and its apply are under test too.
+//! Writes (put, compare-and-swap, delete) travel as `skiff_kv::Command`s under the client's
+//! session; a retry after a timeout reuses the sequence number, so a write whose attempts commit
+//! twice is applied once, and the history holds it as one operation. Gets never enter the log:
+//! the node asked calls the core's `read_index` and serves the get from its store once the store
+//! has applied the read index (ReadIndex, Raft thesis §6.4). Reads answer to two checks: each
+//! must reflect every entry committed anywhere when it reached the node (no stale read), and the
+//! whole history must be linearizable.
+//!
 //! ## The pieces
 //! - `network.rs`: loss, duplication, delay up to seconds, reordering, partitions of every shape.
 //! - `storage.rs`: a disk whose writes become durable after a delay, in order, and are lost by a
 //!   crash when not yet durable.
 //! - `driver.rs`: the node driver, honouring the core's contract item by item (hold messages
-//!   until the hard state is durable; report writes only once durable; serve reads from storage).
-//! - `state_machine.rs`: a register map with client sessions, until crates/kv lands.
-//! - `workload.rs`: clients doing put, get and compare-and-swap with retries, forwarding and
-//!   timeouts, recording a history (`history.rs`).
+//!   until the hard state is durable; report writes only once durable; serve reads from storage;
+//!   serve gets once the read index is applied).
+//! - `state_machine.rs`: the workload's operations as skiff-kv commands, each node's store, and
+//!   a hash of the store's contents that nodes at the same applied index must agree on.
+//! - `workload.rs`: clients doing put, get, compare-and-swap and delete with retries,
+//!   forwarding and timeouts, recording a history (`history.rs`).
 //! - `faults.rs` and `nemesis.rs`: the schedule of crashes, pauses, partitions, skews and
 //!   triggers, and its execution.
-//! - `invariants.rs`: the safety checks, after every step.
+//! - `invariants.rs`: the safety checks, after every step (and a served read's, as it is
+//!   served).
 //! - `linearizability.rs`: the history check at the end of a run.
 //! - `simulation.rs`: the runner and its phases: faults, heal (liveness), drain (history).
 //! - `sabotage.rs`: the self-test: defects switched on to prove the checks can fail.
@@ -37,8 +51,10 @@
 //!
 //! ## Left out for now
 //! Bit flips and I/O errors from the file system (crates/wal's `MemFs` can inject both; a node
-//! would stop on them, which the simulator does not model yet), the kv crate's state machine, snapshots and membership changes (not in the core yet), clients
-//! behind partitions, and batching several inputs per `take_actions`.
+//! would stop on them, which the simulator does not model yet), snapshots (in the core, but no
+//! simulated node takes one yet), membership changes (not in the core yet), clients behind
+//! partitions, batching several inputs per `take_actions`, scans, and whether a delete found
+//! its key (the store answers it; the history leaves it out).
 
 pub mod driver;
 pub mod faults;
