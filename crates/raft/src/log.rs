@@ -372,8 +372,8 @@ impl RaftLog {
         // After the completed writes the disk's log ends at `index`; what a pending write or a
         // not yet handed-over append will replace is not durable as the log now stands.
         let mut durable = index.min(self.last_index);
-        if let Some(next) = self.pending_writes.front() {
-            durable = durable.min(next.first.prev());
+        if let Some(first) = self.pending_writes.iter().map(|write| write.first).min() {
+            durable = durable.min(first.prev());
         }
         if let Some(from) = self.unpersisted_from {
             durable = durable.min(from.prev());
@@ -605,6 +605,25 @@ mod tests {
         assert_eq!(log.durable(), Index(3));
         assert!(!log.persisted(Index(3), Term(3)), "a duplicate report changes nothing");
         log.check_invariants();
+    }
+
+    #[test]
+    fn a_completed_write_counts_only_below_every_later_pending_write() {
+        // A deposed leader wrote [2@1] and [3@1] as two writes; the new leader's [2@2] replaces
+        // both. When [2@1] completes, [3@1] is at the front of the queue, but [2@2] behind it
+        // will overwrite index 2: nothing from 2 on is durable.
+        let mut log = empty_log(u64::MAX);
+        log.append(vec![entry(1, 1)]);
+        log.take_unpersisted();
+        assert!(log.persisted(Index(1), Term(1)));
+        log.append(vec![entry(2, 1)]);
+        log.take_unpersisted();
+        log.append(vec![entry(3, 1)]);
+        log.take_unpersisted();
+        log.merge(Index(1), vec![entry(2, 2)]);
+        log.take_unpersisted();
+        log.persisted(Index(2), Term(1));
+        assert_eq!(log.durable(), Index(1), "2@2 is still on its way to the disk");
     }
 
     #[test]
