@@ -34,10 +34,7 @@ use skiff_raft::Index;
 
 use crate::metrics::Metrics;
 use crate::runtime::{Handle, NodeStatus, ServiceError, SnapshotOutcome, Written};
-use crate::snapshot::{
-    CHUNK_CRC_HEADER, DATA_CRC_HEADER, INDEX_HEADER, LENGTH_HEADER, MAX_CHUNK_BYTES,
-    SNAPSHOT_CHUNK_PATH, TERM_HEADER,
-};
+use crate::snapshot::{self, MAX_CHUNK_BYTES, SNAPSHOT_CHUNK_PATH};
 
 /// The header a forwarding follower adds, naming itself.
 pub const FORWARDED_FROM: &str = "skiff-forwarded-from";
@@ -674,53 +671,10 @@ struct ChunkParams {
 }
 
 /// `GET /v1/internal/snapshot?index=I&offset=O`: up to 1 MiB of the file of this node's
-/// snapshot at `I`, from byte `O`, for a follower fetching it (see `snapshot.rs` for the
-/// headers). `404 snapshot_not_found` once a newer snapshot replaced it.
+/// snapshot at `I`, from byte `O`, for a follower fetching it (`snapshot.rs` has the protocol).
 async fn snapshot_chunk(State(api): State<Api>, Query(params): Query<ChunkParams>) -> Response {
     let files = api.handle.snapshot_files().clone();
-    let index = Index(params.index);
-    let read = tokio::task::spawn_blocking(move || {
-        files.read_chunk(index, params.offset, MAX_CHUNK_BYTES)
-    })
-    .await;
-    let chunk = match read {
-        Ok(Ok(Some(chunk))) => chunk,
-        Ok(Ok(None)) => {
-            let message = format!("this node has no snapshot at index {index}");
-            return ApiError::new(StatusCode::NOT_FOUND, "snapshot_not_found", message)
-                .into_response();
-        }
-        Ok(Err(error)) => {
-            tracing::error!(%error, %index, "cannot serve a snapshot chunk");
-            let message = format!("cannot read snapshot {index}: {error}");
-            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
-                .into_response();
-        }
-        Err(error) => {
-            let message = format!("reading snapshot {index} failed: {error}");
-            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
-                .into_response();
-        }
-    };
-    if params.offset > chunk.file_len {
-        let message =
-            format!("offset {} is past the file's {} bytes", params.offset, chunk.file_len);
-        return ApiError::bad_request(message).into_response();
-    }
-    let chunk_crc = skiff_wal::checksum(&chunk.bytes);
-    let headers = [
-        (INDEX_HEADER, HeaderValue::from(chunk.meta.index.0)),
-        (TERM_HEADER, HeaderValue::from(chunk.meta.term.0)),
-        (LENGTH_HEADER, HeaderValue::from(chunk.file_len)),
-        (DATA_CRC_HEADER, HeaderValue::from(chunk.data_crc)),
-        (CHUNK_CRC_HEADER, HeaderValue::from(chunk_crc)),
-        (header::CONTENT_TYPE.as_str(), HeaderValue::from_static("application/octet-stream")),
-    ];
-    let mut response = Response::new(Body::from(chunk.bytes));
-    for (name, value) in headers {
-        response.headers_mut().insert(name, value);
-    }
-    response
+    snapshot::serve_chunk(files, Index(params.index), params.offset, MAX_CHUNK_BYTES).await
 }
 
 /// `GET /metrics`: Prometheus text format.

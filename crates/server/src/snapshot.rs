@@ -43,14 +43,16 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{Request, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde_json::json;
 use skiff_kv::Store;
-use skiff_raft::SnapshotMeta;
+use skiff_raft::{Index, SnapshotMeta};
 use skiff_wal::{SnapshotFiles, SnapshotReader, StagedSnapshot};
 
 /// The path of the chunk endpoint.
@@ -116,6 +118,55 @@ pub fn restore_store(meta: &SnapshotMeta, reader: &mut SnapshotReader) -> Result
         ));
     }
     Ok(store)
+}
+
+/// Answers a chunk request (the leader's side): up to `max_len` bytes of the file of the
+/// snapshot at `index` from `offset`, with the headers of the module documentation, read on a
+/// blocking thread. `404 snapshot_not_found` if no such file, `400 bad_request` for an offset
+/// past its end, `500 internal` if it cannot be read (its header is damaged, say).
+pub async fn serve_chunk(
+    files: SnapshotFiles,
+    index: Index,
+    offset: u64,
+    max_len: usize,
+) -> Response {
+    let error = |status: StatusCode, code: &str, message: String| {
+        (status, axum::Json(json!({ "code": code, "message": message }))).into_response()
+    };
+    let read = tokio::task::spawn_blocking(move || files.read_chunk(index, offset, max_len)).await;
+    let chunk = match read {
+        Ok(Ok(Some(chunk))) => chunk,
+        Ok(Ok(None)) => {
+            let message = format!("this node has no snapshot at index {index}");
+            return error(StatusCode::NOT_FOUND, "snapshot_not_found", message);
+        }
+        Ok(Err(failure)) => {
+            tracing::error!(error = %failure, %index, "cannot serve a snapshot chunk");
+            let message = format!("cannot read snapshot {index}: {failure}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message);
+        }
+        Err(failure) => {
+            let message = format!("reading snapshot {index} failed: {failure}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message);
+        }
+    };
+    if offset > chunk.file_len {
+        let message = format!("offset {offset} is past the file's {} bytes", chunk.file_len);
+        return error(StatusCode::BAD_REQUEST, "bad_request", message);
+    }
+    let headers = [
+        (INDEX_HEADER, HeaderValue::from(chunk.meta.index.0)),
+        (TERM_HEADER, HeaderValue::from(chunk.meta.term.0)),
+        (LENGTH_HEADER, HeaderValue::from(chunk.file_len)),
+        (DATA_CRC_HEADER, HeaderValue::from(chunk.data_crc)),
+        (CHUNK_CRC_HEADER, HeaderValue::from(skiff_wal::checksum(&chunk.bytes))),
+        (header::CONTENT_TYPE.as_str(), HeaderValue::from_static("application/octet-stream")),
+    ];
+    let mut response = Response::new(Body::from(chunk.bytes));
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 /// Runs blocking work off the async runtime.
@@ -267,4 +318,115 @@ async fn get_chunk(
         return Err(ChunkError::Fatal(format!("{addr} sent bytes past the end of the file")));
     }
     Ok(Chunk { file_len, data_crc, bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::extract::{Query, State};
+    use skiff_kv::{Command, Op};
+    use skiff_raft::{NodeId, Term};
+    use skiff_wal::{MemFs, Options, Wal};
+
+    use super::*;
+
+    /// A chunk small enough that a test snapshot takes many.
+    const SMALL_CHUNK: usize = 4096;
+
+    /// The parameters of a chunk request.
+    #[derive(serde::Deserialize)]
+    struct Params {
+        index: u64,
+        offset: u64,
+    }
+
+    /// How the test leader misbehaves, by request number.
+    #[derive(Clone)]
+    struct Leader {
+        files: SnapshotFiles,
+        requests: Arc<AtomicUsize>,
+    }
+
+    /// Serves chunks like a node does, but fails the second request with a 500 and flips a
+    /// byte of the fourth chunk (its checksum header still the true bytes').
+    async fn faulty_chunk(State(leader): State<Leader>, Query(params): Query<Params>) -> Response {
+        let request = leader.requests.fetch_add(1, Ordering::SeqCst);
+        if request == 1 {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        let index = Index(params.index);
+        let response = serve_chunk(leader.files, index, params.offset, SMALL_CHUNK).await;
+        if request != 3 {
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let mut bytes = body.collect().await.expect("a body").to_bytes().to_vec();
+        bytes[10] ^= 0x40;
+        Response::from_parts(parts, Body::from(bytes))
+    }
+
+    /// A store that applied `count` puts of 100-byte values.
+    fn store_with(count: u64) -> Store {
+        let mut store = Store::new();
+        for index in 1..=count {
+            let op = Op::Put {
+                key: format!("key-{index}").into(),
+                value: vec![index as u8; 100].into(),
+            };
+            store.apply(index, &Command { session: None, op }.encode());
+        }
+        store
+    }
+
+    /// A log on an in-memory file system, for its snapshot files.
+    fn wal(node: u64) -> Wal {
+        let fs = MemFs::new(node);
+        Wal::open(fs, format!("/node-{node}"), Options::new(NodeId(node), 7)).expect("opens").0
+    }
+
+    fn meta(index: u64, term: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            index: Index(index),
+            term: Term(term),
+            voters: (1..=3).map(NodeId).collect(),
+        }
+    }
+
+    /// Starts the faulty leader's chunk endpoint; returns its address.
+    async fn serve(leader: Leader) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("bound").to_string();
+        let router = Router::new().route(SNAPSHOT_CHUNK_PATH, axum::routing::get(faulty_chunk));
+        tokio::spawn(async move { axum::serve(listener, router.with_state(leader)).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_fetch_resumes_past_failed_and_damaged_chunks_and_restores_the_same_store() {
+        let mut leader_wal = wal(1);
+        let store = store_with(300);
+        let staged = write_local(&leader_wal.snapshot_files(), meta(300, 2), &store).expect("ok");
+        leader_wal.save_staged_snapshot(staged).expect("saves");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let leader = Leader { files: leader_wal.snapshot_files(), requests: requests.clone() };
+        let addr = serve(leader).await;
+
+        let follower = wal(2).snapshot_files();
+        let fetched = fetch(fetch_client(), addr.clone(), follower.clone(), meta(300, 2)).await;
+        let (staged, restored) = fetched.expect("the fetch gets past both faults");
+        assert_eq!(restored, store, "the very store the leader wrote");
+        assert_eq!(staged.meta(), &meta(300, 2));
+        let chunks = staged.file_len().div_ceil(SMALL_CHUNK as u64) as usize;
+        assert!(chunks > 5, "many chunks: {chunks}");
+        assert_eq!(requests.load(Ordering::SeqCst), chunks + 2, "each fault cost one request");
+
+        // Another term at that index, or an index the leader has no snapshot at: given up.
+        let other = fetch(fetch_client(), addr.clone(), follower.clone(), meta(300, 3)).await;
+        assert!(other.expect_err("another snapshot").contains("not the"));
+        let gone = fetch(fetch_client(), addr, follower, meta(200, 2)).await;
+        assert!(gone.expect_err("no such snapshot").contains("no longer has"));
+    }
 }

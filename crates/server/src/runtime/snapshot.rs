@@ -203,6 +203,7 @@ impl Runtime {
     /// Starts a local snapshot of the store at its applied index; false if the core says it
     /// would not be newer than the latest.
     fn start_snapshot(&mut self) -> bool {
+        let started = Instant::now();
         let copy = {
             let store = self.store.read().unwrap_or_else(|poisoned| poisoned.into_inner());
             let Some(meta) = self.node.snapshot_meta_at(Index(store.applied())) else {
@@ -212,8 +213,9 @@ impl Runtime {
             (meta, store.clone())
         };
         let (meta, store) = copy;
-        tracing::info!(%meta, "taking a snapshot");
-        self.snapshots.taking = Some((meta.clone(), Instant::now()));
+        // The copy is the only part that holds up the driver: worth watching as stores grow.
+        tracing::info!(%meta, keys = store.len(), copy = ?started.elapsed(), "taking a snapshot");
+        self.snapshots.taking = Some((meta.clone(), started));
         let files = self.snapshots.files.clone();
         let reports = self.storage_sender.clone();
         tokio::task::spawn_blocking(move || {
