@@ -36,10 +36,7 @@
 //! Membership changes, lease reads, TLS and authentication. Snapshots are whole-store copies:
 //! taking one clones the store's map (pointers, not bytes) and holds the driver for that long,
 //! and installing one holds the old and the new store in memory together; an incremental or
-//! copy-on-write store would avoid both. A follower fetching a snapshot that the leader
-//! replaces with a newer one mid-transfer starts over with the newer one, so under a write
-//! load that outpaces a slow transfer, the leader should keep the file it offered until the
-//! transfer ends (a lease), which it does not yet.
+//! copy-on-write store would avoid both.
 
 pub mod dashboard;
 pub mod http;

@@ -13,7 +13,8 @@
 //!     skiff-snapshot-length                       the whole file's length
 //!     skiff-snapshot-crc32c                       the crc32c of the snapshot's data (header)
 //!     skiff-chunk-crc32c                          the crc32c of this chunk
-//! 404 snapshot_not_found                          a newer snapshot replaced it
+//! 404 snapshot_not_found                          no such snapshot (replaced, and no
+//!                                                 transfer of it read a chunk for a minute)
 //! ```
 //!
 //! Why a pull over HTTP rather than messages on the peer transport: the transport's frames are
@@ -34,8 +35,15 @@
 //! trailer checksum. A file that changed on the leader mid-transfer shows up as a different
 //! length or data checksum in a chunk's headers and ends the fetch.
 //!
+//! ## A transfer outlives its file's replacement
+//! The leader keeps the file it serves open between chunks (`SnapshotFiles::read_chunk`: two
+//! files at most, each closed after a minute without a chunk read), so a newer snapshot taken
+//! meanwhile removes the old file's name but not its bytes, and the transfer goes on. Without
+//! that, a leader taking snapshots more often than a follower can fetch one would never let
+//! it catch up.
+//!
 //! ## Failure
-//! Whatever goes wrong — no address for the leader, the snapshot replaced (404), five failed
+//! Whatever goes wrong — no address for the leader, the snapshot gone (404), five failed
 //! chunks in a row, a checksum that does not match, a local disk error — the fetch ends with
 //! `Node::snapshot_failed`, the temporary file is removed, and the leader offers its latest
 //! snapshot again after an election timeout. The core keeps no timeout; each chunk request has

@@ -15,7 +15,8 @@
 //! a fetched one) makes it so, with a rename and a directory fsync: quick, on the log's thread.
 //! A staged snapshot dropped unsaved removes its file; one left by a crash is removed at open.
 //! Reads stream too: a [`SnapshotReader`] hands out the data and checks its checksum at the
-//! end, and [`SnapshotFiles::read_chunk`] serves the raw file by offset to a fetching peer.
+//! end, and [`SnapshotFiles::read_chunk`] serves the raw file by offset to a fetching peer,
+//! keeping it open so that a transfer survives a newer snapshot replacing it.
 //!
 //! ## Byte layout of `snapshot-<index, 20 digits>.snap` (little-endian), format version 2
 //!
@@ -38,7 +39,8 @@
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use skiff_raft::{Index, NodeId, SnapshotMeta, Term};
 
@@ -226,14 +228,39 @@ pub(crate) fn save(fs: &dyn Fs, dir: &Path, mut staged: StagedSnapshot) -> Resul
 /// The snapshot files of one data directory, usable from any thread: writing new ones
 /// ([`SnapshotFiles::writer`], [`SnapshotFiles::receiver`]) and reading existing ones
 /// ([`SnapshotFiles::open`], [`SnapshotFiles::read_chunk`]). Get one from
-/// [`Wal::snapshot_files`](crate::Wal::snapshot_files); cloning it is cheap.
+/// [`Wal::snapshot_files`](crate::Wal::snapshot_files); cloning it is cheap, and clones share
+/// the handles kept open for transfers.
 #[derive(Clone, Debug)]
 pub struct SnapshotFiles {
     /// The file system the log uses.
     fs: Arc<dyn Fs>,
     /// The data directory.
     dir: PathBuf,
+    /// The snapshot files being served to peers, kept open (see [`SnapshotFiles::read_chunk`]).
+    serving: Arc<Mutex<Vec<Served>>>,
 }
+
+/// A snapshot file open for serving chunks.
+#[derive(Debug)]
+struct Served {
+    /// The snapshot's index.
+    index: Index,
+    /// The open file; it stays readable after a newer snapshot removed its name.
+    file: Box<dyn File>,
+    /// Its header, verified when it was opened.
+    header: Header,
+    /// When a chunk was last read from it.
+    last_read: Instant,
+}
+
+/// The most snapshot files kept open for transfers: the latest, and one a slow transfer
+/// started on before it replaced it.
+const MAX_SERVED: usize = 2;
+
+/// A file kept open for transfers is closed after this long without a chunk read. Until then
+/// a replaced snapshot's disk space is not freed, so this bounds how long a transfer can be
+/// interrupted and still resume, and how long the space stays held.
+const SERVED_IDLE: Duration = Duration::from_secs(60);
 
 /// A piece of a snapshot file, as [`SnapshotFiles::read_chunk`] serves it to a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,7 +278,7 @@ pub struct SnapshotChunk {
 impl SnapshotFiles {
     /// The snapshot files of `dir` on `fs`.
     pub(crate) fn new(fs: Arc<dyn Fs>, dir: PathBuf) -> SnapshotFiles {
-        SnapshotFiles { fs, dir }
+        SnapshotFiles { fs, dir, serving: Arc::new(Mutex::new(Vec::new())) }
     }
 
     /// The path of the temporary file of the snapshot at `index`, emptied and created anew.
@@ -304,9 +331,14 @@ impl SnapshotFiles {
     }
 
     /// Reads up to `max_len` bytes of the file of the snapshot at `index`, from `offset`: what a
-    /// leader serves to a follower fetching it. `None` if there is no such file (a newer
-    /// snapshot replaced it). The header is verified at every call, so a chunk never comes from
-    /// a damaged or foreign file; the data is verified by the receiver, end to end.
+    /// leader serves to a follower fetching it. `None` if there is no such file.
+    ///
+    /// The file is kept open between chunks (two files at most, each until a minute passes
+    /// without a chunk read), so a transfer goes on to its end even when a newer snapshot
+    /// replaces the file's name meanwhile: otherwise a leader taking snapshots faster than a
+    /// follower can fetch one would never let it finish. The header is verified when the file
+    /// is opened, so a chunk never comes from a damaged or foreign file; the data is verified
+    /// by the receiver, end to end.
     pub fn read_chunk(
         &self,
         index: Index,
@@ -314,17 +346,36 @@ impl SnapshotFiles {
         max_len: usize,
     ) -> Result<Option<SnapshotChunk>> {
         let path = self.dir.join(file_name(index));
-        let file = match self.fs.open(&path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(io_error("open", &path)(error)),
+        // A poisoned lock only means a read panicked; the handles are still good.
+        let mut serving = self.serving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        serving.retain(|served| served.last_read.elapsed() < SERVED_IDLE);
+        let position = match serving.iter().position(|served| served.index == index) {
+            Some(position) => position,
+            None => {
+                let file = match self.fs.open(&path) {
+                    Ok(file) => file,
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(error) => return Err(io_error("open", &path)(error)),
+                };
+                let header = read_header(&*file, &path)?;
+                if serving.len() >= MAX_SERVED {
+                    // The one read longest ago goes: its transfer is the likeliest abandoned.
+                    let oldest = (0..serving.len()).min_by_key(|&at| serving[at].last_read);
+                    serving.remove(oldest.expect("the list is full, so not empty"));
+                }
+                serving.push(Served { index, file, header, last_read: Instant::now() });
+                serving.len() - 1
+            }
         };
-        let header = read_header(&*file, &path)?;
+        let served = &mut serving[position];
+        served.last_read = Instant::now();
+        let header = &served.header;
         let file_len = header.file_len();
         let length = file_len.saturating_sub(offset).min(max_len as u64) as usize;
         let mut bytes = vec![0; length];
-        file.read_exact_at(&mut bytes, offset).map_err(io_error("read", &path))?;
-        Ok(Some(SnapshotChunk { meta: header.meta, file_len, data_crc: header.data_crc, bytes }))
+        served.file.read_exact_at(&mut bytes, offset).map_err(io_error("read", &path))?;
+        let (meta, data_crc) = (header.meta.clone(), header.data_crc);
+        Ok(Some(SnapshotChunk { meta, file_len, data_crc, bytes }))
     }
 }
 
@@ -698,6 +749,24 @@ mod tests {
         let mut restored = Vec::new();
         staged.reader().expect("opens").read_to_end(&mut restored).expect("reads");
         assert_eq!(restored, data);
+    }
+
+    #[test]
+    fn a_transfer_goes_on_after_a_newer_snapshot_replaces_the_file() {
+        let (_, leader) = files();
+        save_data(&leader, meta(9, 2), &[9; 3000]);
+        let first = leader.read_chunk(Index(9), 0, 1000).expect("reads").expect("exists");
+        save_data(&leader, meta(20, 2), &[20; 3000]);
+        let fresh = SnapshotFiles::new(leader.fs.clone(), leader.dir.clone());
+        assert!(fresh.read_chunk(Index(9), 0, 1000).expect("no error").is_none(), "replaced");
+        let next = leader.read_chunk(Index(9), 1000, 1000).expect("reads").expect("still open");
+        assert_eq!((next.meta, next.file_len), (first.meta, first.file_len));
+        assert_eq!(next.bytes, vec![9; 1000], "the replaced file's data");
+        // Two more snapshots served: the one read longest ago is closed.
+        leader.read_chunk(Index(20), 0, 10).expect("reads").expect("exists");
+        save_data(&leader, meta(30, 2), &[30; 3000]);
+        leader.read_chunk(Index(30), 0, 10).expect("reads").expect("exists");
+        assert!(leader.read_chunk(Index(9), 2000, 10).expect("no error").is_none(), "closed");
     }
 
     #[test]
