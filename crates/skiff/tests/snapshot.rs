@@ -7,11 +7,14 @@
 //! 4 KiB log segments, so a few hundred writes roll, snapshot and compact many times. Every
 //! wait is bounded, and every process is killed when its test ends, pass or fail.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Answer, free_addrs, http, json_number};
 
 /// The longest any wait in these tests may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -19,53 +22,6 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// The snapshot flags every node runs with (unless a test says otherwise).
 const SNAPSHOT_FLAGS: [&str; 6] =
     ["--snapshot-entries", "50", "--snapshot-catchup-entries", "10", "--wal-segment-bytes", "4096"];
-
-/// An HTTP answer: status and body.
-#[derive(Debug)]
-struct Answer {
-    /// The status code.
-    status: u16,
-    /// The body.
-    body: String,
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`), bounded in time.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<Answer> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {head:?}")))?;
-    Ok(Answer { status, body: body.to_string() })
-}
-
-/// Free addresses on 127.0.0.1 (bound, then released for the node to take).
-fn free_addrs(count: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1"))
-        .collect();
-    listeners.iter().map(|listener| listener.local_addr().expect("a bound address")).collect()
-}
-
-/// The number after `"key":` in a flat JSON text (enough for the answers read here).
-fn json_number(json: &str, key: &str) -> Option<u64> {
-    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let digits: String = json[start..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
 
 /// A cluster of `skiff node` processes.
 struct Cluster {
