@@ -6,7 +6,12 @@
 //! - The hand-driven cluster elects a leader when a timeout is fired and the messages are
 //!   delivered one by one, and commits an entry proposed at the leader.
 //! - In a real browser (skipped without one, except under CI): "Jump to the failing step"
-//!   shows the broken invariant; the hand-driven part elects a leader from the page.
+//!   shows the broken invariant, Back the step before it, and clicks made while the page
+//!   waits for the server are kept; the hand-driven part elects a leader from the page.
+//!
+//! Every wait is bounded ([`PATIENCE`]) and waits for the page to say it is done (the step it
+//! shows, no request under way), never for a time to pass: the page is slow to answer in a
+//! debug build on a loaded machine, and a test that guesses how slow breaks there.
 
 #[path = "dashboard/http.rs"]
 mod http;
@@ -145,9 +150,41 @@ fn a_failing_seed_steps_to_its_broken_invariant_and_a_hand_driven_cluster_elects
     assert_eq!(view["in_flight"].as_array().map(Vec::len), Some(in_flight - 1));
 }
 
+/// The step the page shows and whether a request for another is under way.
+fn shown_step(page: &webdriver::Session) -> (Option<u64>, bool) {
+    let state = page.run(
+        "const position = document.getElementById('position');
+         return [position.dataset.step ?? null, position.getAttribute('aria-busy') === 'true'];",
+    );
+    let step = state[0].as_str().and_then(|step| step.parse().ok());
+    (step, state[1].as_bool().unwrap_or(true))
+}
+
+/// Waits until the page shows step `step` with no request under way.
+fn wait_for_step(page: &webdriver::Session, what: &str, step: u64) {
+    page.wait_for(what, PATIENCE, |page| (shown_step(page) == (Some(step), false)).then_some(()));
+}
+
+/// How many actions the hand-driven cluster's server has done, as the page last showed it, or
+/// `None` while a request is under way (the part's buttons are disabled then).
+fn hand_actions(page: &webdriver::Session) -> Option<u64> {
+    let state = page.run(
+        "const part = document.getElementById('hand');
+         return [part.dataset.actions ?? null, part.getAttribute('aria-busy') === 'true'];",
+    );
+    let actions = state[0].as_str().and_then(|actions| actions.parse().ok());
+    if state[1].as_bool().unwrap_or(true) { None } else { actions }
+}
+
+/// Clicks the button matching `selector` in the hand-driven part and waits until the page
+/// shows the cluster after the action (the server counted one more).
+fn hand_click(page: &webdriver::Session, selector: &str, what: &str) {
+    let before = page.wait_for("the hand-driven part to be idle", PATIENCE, hand_actions);
+    page.click(selector);
+    page.wait_for(what, PATIENCE, |page| hand_actions(page).filter(|now| *now > before));
+}
+
 #[test]
-#[ignore = "hangs after the Back click on a fresh-clone CI build (passes in a warm tree); run \
-            with --ignored; the visualizer is covered over HTTP by the test above"]
 fn the_visualizer_in_a_real_browser() {
     let browser = match webdriver::Browser::find() {
         Ok(browser) => browser,
@@ -160,48 +197,45 @@ fn the_visualizer_in_a_real_browser() {
         }
     };
     let visualizer = Visualizer::start();
+    let failing = visualizer.get("/v1/run")["failing_step"].as_u64().expect("a failing step");
     let log = std::env::temp_dir().join(format!("skiff-visualizer-{}.log", std::process::id()));
     let browser = browser.start(&log);
     browser.open(&format!("http://{}/", visualizer.addr));
-    browser.wait_for("the run to load", PATIENCE, |page| {
-        page.text("#position").starts_with("Step 0 of").then_some(())
-    });
-    browser.click("#failing");
-    browser.wait_for("the failing step", PATIENCE, |page| {
-        page.text("#invariants").contains("leader completeness").then_some(())
-    });
-    // Stepping back replays the seed from its start (slow in a debug build on a loaded
-    // machine); a click that lands while the page is still busy is repeated every few seconds.
-    // Any earlier step shows the invariants holding, so a repeated click cannot mislead.
-    browser.click("#back");
-    let mut polls = 0;
-    browser.wait_for("the step before it", PATIENCE, |page| {
-        polls += 1;
-        if page.text("#invariants").contains("Every invariant") {
-            return Some(());
-        }
-        if polls % 25 == 0 {
-            page.click("#back");
-        }
-        None
-    });
+    wait_for_step(&browser, "the run to load at step 0", 0);
 
+    // Each click is waited for by the step it asks for. Stepping back replays the seed from
+    // its start, which takes a while in a debug build on a loaded machine; the page keeps a
+    // click made meanwhile instead of dropping it, so the test clicks once and waits.
+    browser.click("#failing");
+    wait_for_step(&browser, "the failing step", failing);
+    let invariants = browser.text("#invariants");
+    assert!(invariants.contains("leader completeness"), "{invariants}");
+    browser.click("#back");
+    wait_for_step(&browser, "the step before the failing one", failing - 1);
+    let invariants = browser.text("#invariants");
+    assert!(invariants.contains("Every invariant"), "{invariants}");
+    // Two quick clicks go two steps, whatever the server's speed.
+    browser.click("#back");
+    browser.click("#back");
+    wait_for_step(&browser, "two more steps back", failing - 3);
+
+    // The hand-driven cluster: each action is waited for by the server's count of actions
+    // the page shows, so no click lands on a table about to be replaced.
     browser.click("#show-hand");
     browser.wait_for("the hand-driven cluster", PATIENCE, |page| {
-        page.text("#hand-nodes").contains("follower").then_some(())
+        let idle = hand_actions(page).is_some();
+        (idle && page.text("#hand-nodes").contains("follower")).then_some(())
     });
-    browser.click("#hand-node-2 button[aria-label^='fire']");
-    for _ in 0..50 {
-        let pending =
-            browser.run("return document.querySelectorAll('#hand-messages button').length;");
-        if pending.as_u64() == Some(0) {
-            break;
-        }
-        browser.click("#hand-messages button");
-        std::thread::sleep(Duration::from_millis(100));
+    hand_click(&browser, "#hand-node-2 button[aria-label^='fire']", "n2's election timeout");
+    let mut delivered = 0;
+    while browser.run("return document.querySelectorAll('#hand-messages button').length;").as_u64()
+        != Some(0)
+    {
+        assert!(delivered < 100, "messages still in flight after {delivered} deliveries");
+        hand_click(&browser, "#hand-messages button[aria-label^='deliver']", "a delivery");
+        delivered += 1;
     }
-    browser.wait_for("n2 to lead", PATIENCE, |page| {
-        page.text("#hand-node-2").contains("leader").then_some(())
-    });
+    let node = browser.text("#hand-node-2");
+    assert!(node.contains("leader"), "n2 leads after its election: {node}");
     let _ = std::fs::remove_file(log);
 }

@@ -7,7 +7,12 @@ const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
 const ROLE_SYMBOLS = { leader: '★', follower: '●', candidate: '◆', 'pre-candidate': '◇', crashed: '✕', paused: '‖' };
 
-const run = { summary: null, step: 0, busy: false };
+// `step`: the step shown; `target`: the step asked for and not yet shown (null when none);
+// `busy`: a request for a step is under way.
+const run = { summary: null, step: 0, target: null, busy: false };
+// `busy`: an action on the hand-driven cluster is under way (its buttons are disabled, since
+// the table they belong to is about to change).
+const handState = { busy: false };
 
 async function getJSON(path, options) {
   const response = await fetch(path, options);
@@ -147,31 +152,57 @@ async function loadRun() {
   $('go-step').max = summary.steps;
   // A link may name a step: #step=N, or #failing for the step where the invariant broke.
   const named = /^#step=(\d+)$/.exec(window.location.hash);
-  if (named) await goTo(Number(named[1]));
-  else if (window.location.hash === '#failing' && summary.failing_step !== null) await goTo(summary.failing_step);
-  else await goTo(0);
+  if (named) goTo(Number(named[1]));
+  else if (window.location.hash === '#failing' && summary.failing_step !== null) goTo(summary.failing_step);
+  else goTo(0);
 }
 
-async function goTo(step) {
-  if (!run.summary || run.busy) return;
-  const target = Math.max(0, Math.min(run.summary.steps, step));
+/** Where a relative move (back, forward) starts: the step asked for last, even if it is still
+ *  on its way, so that two clicks on Back go two steps back. */
+function here() {
+  return run.target === null ? run.step : run.target;
+}
+
+/** Shows step `step` (clamped to the run). One request is under way at a time; asking again
+ *  meanwhile only moves the target, and the page fetches the latest target once the request
+ *  under way has answered: no click is lost, however slow the server, and the page ends on
+ *  the step asked for last. `#position` carries `aria-busy` while a request is under way and
+ *  `data-step` with the step shown. */
+function goTo(step) {
+  if (!run.summary) return;
+  run.target = Math.max(0, Math.min(run.summary.steps, step));
+  if (!run.busy) fetchTarget();
+}
+
+async function fetchTarget() {
+  const position = $('position');
   run.busy = true;
-  $('position').textContent = `stepping to ${target}…`;
-  try {
-    const view = await getJSON(`/v1/run/step/${target}`);
-    run.step = view.step;
-    if (!$('run').hidden) window.history.replaceState(null, '', `#step=${view.step}`);
-    showStep(view);
-  } catch (error) {
-    $('position').textContent = `could not step: ${error.message}`;
-  } finally {
-    run.busy = false;
+  position.setAttribute('aria-busy', 'true');
+  while (run.target !== null) {
+    const target = run.target;
+    position.textContent = `stepping to ${target}…`;
+    try {
+      const view = await getJSON(`/v1/run/step/${target}`);
+      // A newer target makes this view stale before it is drawn: go on to that one.
+      if (run.target !== target) continue;
+      run.target = null;
+      run.step = view.step;
+      if (!$('run').hidden) window.history.replaceState(null, '', `#step=${view.step}`);
+      showStep(view);
+    } catch (error) {
+      if (run.target !== target) continue;
+      run.target = null;
+      position.textContent = `could not step to ${target}: ${error.message}`;
+    }
   }
+  run.busy = false;
+  position.setAttribute('aria-busy', 'false');
 }
 
 function showStep(view) {
   const summary = run.summary;
   $('go-step').value = view.step;
+  $('position').dataset.step = view.step;
   $('position').textContent = `Step ${view.step} of ${summary.steps} · simulated time ${view.time} · ${view.event}`;
   const invariants = $('invariants');
   if (view.violation) {
@@ -209,15 +240,30 @@ function showStep(view) {
 
 // ---- The hand-driven cluster ----
 
+/** Acts on the hand-driven cluster (or, without an action, fetches it) and shows the answer.
+ *  One request at a time: the part's buttons are disabled meanwhile, because a button names a
+ *  message by its position in a table the answer replaces. `#hand` carries `aria-busy` while
+ *  a request is under way and `data-actions` with the number of actions the server has done. */
 async function hand(action, query) {
+  if (handState.busy) return;
   const path = `/v1/hand${action ? `/${action}` : ''}${query ? `?${query}` : ''}`;
+  setHandBusy(true);
   try {
     const view = await getJSON(path, action ? { method: 'POST' } : undefined);
     if (view.message) $('hand-result').textContent = view.message;
     showHand(view);
   } catch (error) {
     $('hand-result').textContent = `${action}: ${error.message}`;
+  } finally {
+    setHandBusy(false);
   }
+}
+
+function setHandBusy(busy) {
+  handState.busy = busy;
+  const part = $('hand');
+  part.setAttribute('aria-busy', String(busy));
+  for (const element of part.querySelectorAll('button')) element.disabled = busy;
 }
 
 function button(label, onClick, aria) {
@@ -230,6 +276,7 @@ function button(label, onClick, aria) {
 }
 
 function showHand(view) {
+  $('hand').dataset.actions = view.actions;
   drawCluster($('hand-cluster'), view.nodes, view.in_flight);
   drawLogs($('hand-logs'), view.nodes);
   const nodes = $('hand-nodes');
@@ -303,10 +350,10 @@ function showPart(part) {
 
 document.addEventListener('DOMContentLoaded', () => {
   $('first').addEventListener('click', () => goTo(0));
-  $('back-100').addEventListener('click', () => goTo(run.step - 100));
-  $('back').addEventListener('click', () => goTo(run.step - 1));
-  $('forward').addEventListener('click', () => goTo(run.step + 1));
-  $('forward-100').addEventListener('click', () => goTo(run.step + 100));
+  $('back-100').addEventListener('click', () => goTo(here() - 100));
+  $('back').addEventListener('click', () => goTo(here() - 1));
+  $('forward').addEventListener('click', () => goTo(here() + 1));
+  $('forward-100').addEventListener('click', () => goTo(here() + 100));
   $('last').addEventListener('click', () => goTo(run.summary ? run.summary.steps : 0));
   $('failing').addEventListener('click', () => goTo(run.summary.failing_step));
   $('go-form').addEventListener('submit', (event) => {
@@ -315,8 +362,8 @@ document.addEventListener('DOMContentLoaded', () => {
   });
   document.addEventListener('keydown', (event) => {
     if ($('run').hidden || event.target.tagName === 'INPUT') return;
-    if (event.key === 'ArrowRight') goTo(run.step + 1);
-    if (event.key === 'ArrowLeft') goTo(run.step - 1);
+    if (event.key === 'ArrowRight') goTo(here() + 1);
+    if (event.key === 'ArrowLeft') goTo(here() - 1);
   });
   $('show-run').addEventListener('click', () => showPart('run'));
   $('show-hand').addEventListener('click', () => showPart('hand'));
