@@ -81,6 +81,11 @@ pub struct NodeArgs {
     /// [default: 67108864, 64 MiB].
     #[arg(long, env = "SKIFF_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
+    /// Threads running the node's async work (HTTP, peers, the driver) [default: one per CPU].
+    /// Nodes sharing a machine (`skiff demo`) run faster with one each: fewer threads than
+    /// cores means fewer cross-thread wake-ups.
+    #[arg(long, env = "SKIFF_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// A TOML file with any of these settings (keys as the flags, without the dashes).
     #[arg(long, env = "SKIFF_CONFIG_FILE")]
     #[serde(skip)]
@@ -109,6 +114,7 @@ impl NodeArgs {
                 .snapshot_catchup_entries
                 .or(file.snapshot_catchup_entries),
             wal_segment_bytes: self.wal_segment_bytes.or(file.wal_segment_bytes),
+            worker_threads: self.worker_threads.or(file.worker_threads),
             config_file: self.config_file,
             print_config: self.print_config,
         }
@@ -135,6 +141,9 @@ impl NodeArgs {
                 .snapshot_catchup_entries
                 .or(Some(SnapshotPolicy::default().catchup_entries)),
             wal_segment_bytes: self.wal_segment_bytes.or(Some(DEFAULT_WAL_SEGMENT_BYTES)),
+            worker_threads: self.worker_threads.or_else(|| {
+                Some(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+            }),
             ..self
         })
     }
@@ -255,8 +264,14 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = args.server_config()?;
+    let worker_threads = match args.worker_threads {
+        Some(0) => bail!("--worker-threads must be a positive number"),
+        Some(threads) => threads,
+        None => 1,
+    };
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
