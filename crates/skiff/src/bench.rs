@@ -13,8 +13,10 @@
 //! - a **put** writes a fresh random value of `--value-size` letters and digits to a key drawn
 //!   uniformly from the `--keys` keys `<prefix>00000000`, `<prefix>00000001`, ...
 //!   (`--key-prefix`, default `bench/`);
-//! - a **get** is a linearizable read of such a key. Before the first get run, every key is
-//!   written once, so that no get finds its key missing.
+//! - a **get** is a linearizable read of such a key (ReadIndex on the leader), a **stale-get**
+//!   one served from the answering node's own store (`?consistency=stale`); `--op reads` runs
+//!   both at each client count, which shows what confirming leadership costs a read. Before the
+//!   first read run, every key is written once, so that no read finds its key missing.
 //!
 //! **Where requests go.** Any node accepts any request (followers forward to the leader), but
 //! forwarding adds a hop, so by default (`--target leader`) the bench asks every endpoint for
@@ -97,7 +99,8 @@ pub struct BenchArgs {
     /// How many distinct keys requests are spread over.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub keys: u64,
-    /// What to measure: put, get (linearizable), or both (puts, then gets).
+    /// What to measure: put, get (linearizable), both (puts, then gets), stale-get, or reads
+    /// (gets, then stale gets).
     #[arg(long, value_enum, default_value_t = BenchOp::Put)]
     pub op: BenchOp,
     /// leader: every client talks to the leader; all: clients are spread over the endpoints.
@@ -117,6 +120,12 @@ pub enum BenchOp {
     Get,
     /// Puts, then gets, at each client count.
     Both,
+    /// Stale gets of random keys (the keys are written first), served from the answering
+    /// node's store without asking the leader.
+    StaleGet,
+    /// Linearizable gets, then stale gets, at each client count: what confirming leadership
+    /// costs a read.
+    Reads,
 }
 
 /// The `--target` choices.
@@ -195,10 +204,12 @@ pub async fn execute(args: &BenchArgs, out: &mut dyn Write) -> anyhow::Result<Ve
         BenchOp::Put => &[Operation::Put],
         BenchOp::Get => &[Operation::Get],
         BenchOp::Both => &[Operation::Put, Operation::Get],
+        BenchOp::StaleGet => &[Operation::StaleGet],
+        BenchOp::Reads => &[Operation::Get, Operation::StaleGet],
     };
     let options = args.connection.client_options();
     let routing = route(&options, args.target).await?;
-    if operations.contains(&Operation::Get) {
+    if operations.iter().any(|operation| *operation != Operation::Put) {
         populate(args, &options, &routing).await?;
     }
     let mut summaries = Vec::new();
@@ -385,7 +396,8 @@ async fn send_until_deadline(mut client: WireClient, workload: Arc<Workload>) ->
                 random.fill_alphanumeric(&mut value);
                 client.put(&key, &value).await
             }
-            Operation::Get => client.get(&key).await,
+            Operation::Get => client.get(&key, false).await,
+            Operation::StaleGet => client.get(&key, true).await,
         };
         match outcome {
             Ok(()) => latencies.saturating_record(started.elapsed().as_micros() as u64),

@@ -258,9 +258,16 @@ async fn cas(
     })
 }
 
-/// `GET /v1/kv/{key}`.
-async fn read(State(node): State<Node>, Path(key): Path<String>, headers: HeaderMap) -> Response {
-    if node.arrive(format!("GET {key}"), &headers) == NodeMode::NoLeader {
+/// `GET /v1/kv/{key}`; recorded as `GET key`, or `GET key (stale)` with `consistency=stale`.
+async fn read(
+    State(node): State<Node>,
+    Path(key): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let stale = uri.query().is_some_and(|query| query.split('&').any(|p| p == "consistency=stale"));
+    let seen = if stale { format!("GET {key} (stale)") } else { format!("GET {key}") };
+    if node.arrive(seen, &headers) == NodeMode::NoLeader {
         return respond(error(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "no leader known"));
     }
     match lock(&node.shared).kvs.get(&key) {

@@ -40,12 +40,14 @@ const OTHER_ERRORS: &str = "(other errors)";
 
 /// The kind of request a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Operation {
     /// A put of a random value to a random key.
     Put,
     /// A linearizable get of a random key.
     Get,
+    /// A stale get of a random key: served from the answering node's own store.
+    StaleGet,
 }
 
 impl Operation {
@@ -54,6 +56,7 @@ impl Operation {
         match self {
             Operation::Put => "put",
             Operation::Get => "get",
+            Operation::StaleGet => "stale-get",
         }
     }
 }

@@ -147,3 +147,19 @@ async fn gets_need_their_keys_written_first() {
     assert!(message.starts_with("could not write any of the 10 keys: timed out"), "{message}");
     assert!(message.contains("no_leader"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_run_linearizable_then_stale_gets() {
+    let cluster = MockCluster::start(&[NodeMode::Serve]).await;
+    let args = args(&cluster, "skiff bench --clients 2 --duration 200ms --keys 10 --op reads");
+    let (summaries, printed) = bench(&args).await;
+    let runs: Vec<Operation> = summaries.iter().map(|summary| summary.op).collect();
+    assert_eq!(runs, [Operation::Get, Operation::StaleGet]);
+    assert!(summaries.iter().all(|summary| summary.requests > 0 && summary.errors == 0));
+    assert!(printed.contains("\nstale-get "), "{printed}");
+    let seen: Vec<String> = cluster.seen().into_iter().map(|seen| seen.request).collect();
+    let stale = seen.iter().filter(|request| request.ends_with(" (stale)")).count();
+    let linearizable =
+        seen.iter().filter(|request| request.starts_with("GET ") && !request.ends_with(" (stale)"));
+    assert!(stale > 0 && linearizable.count() > 0, "{seen:?}");
+}

@@ -96,10 +96,12 @@ impl WireClient {
         self.exchange().await
     }
 
-    /// A linearizable `GET /v1/kv/{key}`.
-    pub(crate) async fn get(&mut self, key: &str) -> Result<(), WireError> {
+    /// `GET /v1/kv/{key}`: linearizable, or `stale` (`?consistency=stale`).
+    pub(crate) async fn get(&mut self, key: &str, stale: bool) -> Result<(), WireError> {
         self.request.clear();
-        let head = format!("GET /v1/kv/{} HTTP/1.1\r\nhost: skiff\r\n\r\n", percent_encode(key));
+        let query = if stale { "?consistency=stale" } else { "" };
+        let key = percent_encode(key);
+        let head = format!("GET /v1/kv/{key}{query} HTTP/1.1\r\nhost: skiff\r\n\r\n");
         self.request.extend_from_slice(head.as_bytes());
         self.exchange().await
     }
