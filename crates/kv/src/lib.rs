@@ -20,10 +20,10 @@
 //!
 //! ## Invariants
 //! - **Determinism**: the state after applying entries 1..=i depends on nothing but their
-//!   bytes. Maps are `BTreeMap`s (no hash-order iteration), there is no clock and no
-//!   randomness, and even an entry that does not decode has a deterministic effect (it is
-//!   skipped with [`Outcome::Invalid`] on every node alike). Session eviction is ordered by log
-//!   index, which every node sees identically.
+//!   bytes. Maps are ordered (`imbl::OrdMap`, a persistent B-tree: no hash-order iteration),
+//!   there is no clock and no randomness, and even an entry that does not decode has a
+//!   deterministic effect (it is skipped with [`Outcome::Invalid`] on every node alike).
+//!   Session eviction is ordered by log index, which every node sees identically.
 //! - **Entries are applied once, in order**: [`Store::apply`] and [`Store::skip`] assert that
 //!   the index is above [`Store::applied`]; going backwards would mean the driver applied an
 //!   entry twice or out of order, a bug that must stop the node rather than fork its state.

@@ -46,7 +46,7 @@
 //! - A recorded outcome is one a write produced: never `StaleSequence` or `Invalid`.
 //! - At most `max_sessions` sessions, and `max_sessions` is at least 1.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use crate::{Outcome, Session};
 
@@ -87,10 +87,11 @@ pub(crate) enum Admission {
 /// The sessions of all clients, bounded, with least-recently-active eviction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Sessions {
-    /// Each client's record, by client id.
-    records: BTreeMap<u64, SessionRecord>,
+    /// Each client's record, by client id (persistent maps, like the store's data: cloning
+    /// the sessions is `O(1)`).
+    records: OrdMap<u64, SessionRecord>,
     /// Client ids by their record's `last_active`: the eviction order. Same size as `records`.
-    by_activity: BTreeMap<u64, u64>,
+    by_activity: OrdMap<u64, u64>,
     /// The most sessions kept; at least 1.
     max: usize,
 }
@@ -99,7 +100,7 @@ impl Sessions {
     /// No sessions, keeping at most `max`.
     pub(crate) fn new(max: usize) -> Sessions {
         assert!(max >= 1, "a store must keep at least one session, not {max}");
-        Sessions { records: BTreeMap::new(), by_activity: BTreeMap::new(), max }
+        Sessions { records: OrdMap::new(), by_activity: OrdMap::new(), max }
     }
 
     /// Decides what a command under `session` at log index `index` does. A retry or a stale
@@ -164,7 +165,8 @@ impl Sessions {
 
     /// Forgets the session whose last activity is the oldest.
     fn evict_least_recently_active(&mut self) {
-        let (index, client) = self.by_activity.pop_first().expect("there are sessions to evict");
+        let (index, client) = *self.by_activity.get_min().expect("there are sessions to evict");
+        self.by_activity.remove(&index);
         let evicted = self.records.remove(&client).expect("an active session has a record");
         assert_eq!(evicted.last_active, index, "the activity index is out of date");
     }
@@ -172,7 +174,7 @@ impl Sessions {
     /// Adds a session read from a snapshot, refusing what [`Sessions::record`] could never
     /// have produced. Sessions must come in increasing client order.
     pub(crate) fn restore(&mut self, client: u64, record: SessionRecord) -> Result<(), String> {
-        if let Some((&last, _)) = self.records.last_key_value()
+        if let Some(&(last, _)) = self.records.get_max()
             && client <= last
         {
             return Err(format!("session of client {client} follows client {last}"));
@@ -223,7 +225,7 @@ impl Sessions {
     /// The largest `last_active` of any session (0 with none): no session may be active after
     /// the store's applied index.
     pub(crate) fn last_activity(&self) -> u64 {
-        self.by_activity.last_key_value().map_or(0, |(&index, _)| index)
+        self.by_activity.get_max().map_or(0, |&(index, _)| index)
     }
 }
 

@@ -314,7 +314,7 @@ fn read_data<R: Read>(source: &mut Source<R>, store: &mut Store) -> Result<(), S
             )));
         }
         let data = source.bytes("value", MAX_VALUE_BYTES)?;
-        if let Some((last, _)) = store.data.last_key_value()
+        if let Some((last, _)) = store.data.get_max()
             && key <= *last
         {
             return Err(malformed(format!("key {key:?} follows key {last:?}")));

@@ -14,12 +14,22 @@
 //! Cost: applying is `O(log n)` in the number of keys plus `O(log s)` in the number of
 //! sessions; values are [`Bytes`], so a scan or a recorded outcome shares them instead of
 //! copying.
+//!
+//! ## Point-in-time views
+//! The maps are persistent B-trees (`imbl::OrdMap`): their nodes are reference-counted and
+//! shared between copies, so **cloning a store is `O(1)`**, whatever its size, and the clone
+//! is a view of the store at that moment that later applies do not change. That is what a
+//! snapshot is written from, on another thread, while the original goes on applying entries: the
+//! copy-on-write that Raft §7 suggests so that writing a snapshot does not delay normal
+//! operation. The price is paid by writes, and only while a view is alive:
+//! the first write to a node still shared with a view copies that node and the path above it
+//! (a few dozen entries, each a pointer to shared [`Bytes`]), after which the node is the
+//! store's own again. With no view alive a write mutates in place, as a `BTreeMap` does.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::ops::Bound;
 
 use bytes::Bytes;
+use imbl::OrdMap;
 
 use crate::session::{Admission, SessionRecord, Sessions};
 use crate::{Command, DEFAULT_MAX_SESSIONS, Op};
@@ -65,10 +75,12 @@ pub struct Value {
 /// The replicated key-value state machine: data, client sessions and the applied index.
 ///
 /// Two stores that applied the same entries are equal (`==`), whatever else happened.
+/// `clone()` is `O(1)` and gives an independent point-in-time view (see the module
+/// documentation).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Store {
-    /// The keys and their values, in key order.
-    pub(crate) data: BTreeMap<Bytes, Value>,
+    /// The keys and their values, in key order (a persistent map: cloning it is `O(1)`).
+    pub(crate) data: OrdMap<Bytes, Value>,
     /// The client sessions, bounded.
     pub(crate) sessions: Sessions,
     /// The index of the last log entry applied or skipped; 0 before the first.
@@ -96,7 +108,7 @@ impl Store {
     /// # Panics
     /// If `max` is 0.
     pub fn with_max_sessions(max: usize) -> Store {
-        Store { data: BTreeMap::new(), sessions: Sessions::new(max), applied: 0, data_bytes: 0 }
+        Store { data: OrdMap::new(), sessions: Sessions::new(max), applied: 0, data_bytes: 0 }
     }
 
     /// Applies the command in the log entry at `index` (must be > applied(); assert it).
@@ -145,7 +157,7 @@ impl Store {
     pub fn scan(&self, prefix: &[u8], limit: usize) -> (Vec<(Bytes, Value)>, bool) {
         let mut matching = self
             .data
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .range::<_, [u8]>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix));
         let found: Vec<(Bytes, Value)> = matching
             .by_ref()
@@ -227,14 +239,10 @@ impl Store {
     /// Sets `key` to `data` at revision `index`.
     fn put(&mut self, index: u64, key: Bytes, data: Bytes) {
         let added = data.len() as u64;
-        let value = Value { data, revision: index };
-        match self.data.entry(key) {
-            Entry::Vacant(entry) => {
-                self.data_bytes += entry.key().len() as u64 + added;
-                entry.insert(value);
-            }
-            Entry::Occupied(mut entry) => {
-                let previous = std::mem::replace(entry.get_mut(), value);
+        let key_bytes = key.len() as u64;
+        match self.data.insert(key, Value { data, revision: index }) {
+            None => self.data_bytes += key_bytes + added,
+            Some(previous) => {
                 assert!(
                     previous.revision < index,
                     "revision {} not before {index}",
@@ -248,7 +256,7 @@ impl Store {
 
     /// Removes `key`; whether it existed.
     fn remove(&mut self, key: &[u8]) -> bool {
-        let Some((key, value)) = self.data.remove_entry(key) else {
+        let Some((key, value)) = self.data.remove_with_key(key) else {
             return false;
         };
         let removed = (key.len() + value.data.len()) as u64;

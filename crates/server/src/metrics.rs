@@ -55,7 +55,7 @@ pub struct Metrics {
     pub write_duration: WriteLatency,
     /// The index of the latest snapshot, taken or installed (0 before the first).
     pub snapshot_index: Gauge,
-    /// Time to take a local snapshot: copy, serialize, fsync, save.
+    /// Time to take a local snapshot: view the store, serialize, fsync, save.
     pub snapshot_save_duration: Histogram,
     /// Snapshots fetched from the leader and installed.
     pub snapshot_receive_success: Counter,
@@ -155,7 +155,7 @@ impl Metrics {
         );
         disk.register(
             "snapshot_save_duration_seconds",
-            "The time to take a snapshot: copy the store, serialize, fsync and save",
+            "The time to take a snapshot: view the store, serialize, fsync and save",
             metrics.snapshot_save_duration.clone(),
         );
         let network = registry.sub_registry_with_prefix("skiff_network");
