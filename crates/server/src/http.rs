@@ -619,6 +619,7 @@ pub fn status_json(
         "client_addr": client_addr,
         "peer_addr": peer_addr,
         "progress": progress,
+        "cut_links": status.cut_links.iter().map(|peer| peer.0).collect::<Vec<_>>(),
     })
 }
 

@@ -39,6 +39,7 @@
 //! copy-on-write store would avoid both.
 
 pub mod dashboard;
+pub mod faults;
 pub mod http;
 pub mod metrics;
 pub mod runtime;

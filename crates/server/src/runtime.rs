@@ -28,7 +28,7 @@
 //! The commit index is saved for restarts only together with an entry write, so it never costs
 //! an fsync of its own; it may lag, which is safe (see `Restored::commit`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -137,6 +137,8 @@ pub struct NodeStatus {
     /// The client address of each member this node knows one for: its own, and each peer's
     /// from the latest `Hello` that peer sent (so a peer that never connected is missing).
     pub client_addrs: BTreeMap<NodeId, String>,
+    /// The peers whose link this node has cut (fault injection, [`crate::faults`]).
+    pub cut_links: BTreeSet<NodeId>,
 }
 
 /// What a node is, for its status page: fixed for its lifetime.
@@ -491,7 +493,10 @@ impl Runtime {
                     .iter()
                     .filter_map(|member| Some((*member, self.client_addr_of(*member)?)))
                     .collect();
-                let _ = reply.send(NodeStatus { core, leader_client_addr, members, client_addrs });
+                let cut_links = self.transport.cut_links();
+                let status =
+                    NodeStatus { core, leader_client_addr, members, client_addrs, cut_links };
+                let _ = reply.send(status);
             }
             Request::Snapshot { reply } => self.on_snapshot_request(reply),
         }

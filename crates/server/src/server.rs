@@ -21,11 +21,11 @@ use skiff_wal::{Options, Recovery, StdFs, Wal};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::http;
 use crate::metrics::Metrics;
 use crate::runtime::{Handle, NodeInfo, Parts, Runtime, SnapshotPolicy};
 use crate::snapshot;
 use crate::transport::{Transport, TransportConfig, TransportMetrics};
+use crate::{faults, http};
 
 /// Everything a server is started with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// The size at which the write-ahead log starts a new segment file; compaction deletes
     /// whole segments, so smaller ones free disk space sooner.
     pub wal_segment_bytes: u64,
+    /// Whether clients may cut and heal this node's peer links (`/v1/faults`, [`faults`]):
+    /// for demos and tests only, never in production.
+    pub allow_fault_injection: bool,
 }
 
 impl ServerConfig {
@@ -156,6 +159,13 @@ impl Server {
         let (inbound_sender, inbound) = mpsc::channel(16 * 1024);
         let transport =
             Transport::start(transport_config, peer_listener, inbound_sender, transport_metrics);
+        let faults = faults::router(config.allow_fault_injection.then(|| transport.clone()));
+        if config.allow_fault_injection {
+            tracing::warn!(
+                node = config.id.0,
+                "fault injection is allowed: any client may cut this node's links (/v1/faults)"
+            );
+        }
 
         let info = NodeInfo {
             id: config.id,
@@ -180,7 +190,7 @@ impl Server {
         })?;
         let (stop, stopped) = watch::channel(false);
         let driver = tokio::spawn(runtime.run(wait_for(stopped.clone())));
-        let router = http::router(handle.clone(), metrics, config.id.0);
+        let router = http::router(handle.clone(), metrics, config.id.0).merge(faults);
         let api = tokio::spawn(async move {
             axum::serve(client_listener, router).with_graceful_shutdown(wait_for(stopped)).await
         });

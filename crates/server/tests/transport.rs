@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use skiff_raft::{AppendOutcome, Body, Entry, Index, Message, NodeId, Payload, Term};
 use skiff_server::transport::frame::{encode_frame, read_frame};
 use skiff_server::transport::{
-    PROTOCOL_VERSION, PeerLabel, Transport, TransportConfig, TransportMetrics, proto,
+    PROTOCOL_VERSION, PeerLabel, Transport, TransportConfig, TransportMetrics, UnknownPeer, proto,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -564,6 +564,69 @@ async fn metrics_are_exposed_under_their_documented_names() {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }
         node1.transport.shutdown().await;
+    })
+    .await;
+}
+
+/// Asserts that nothing arrives on `node`'s inbound channel for a while (the other end keeps
+/// trying meanwhile).
+async fn nothing_arrives(node: &mut Node, what: &str) {
+    let arrived = tokio::time::timeout(Duration::from_millis(500), node.inbound.recv()).await;
+    assert!(arrived.is_err(), "{what}, yet {arrived:?} arrived");
+}
+
+#[tokio::test]
+async fn a_cut_link_loses_everything_both_ways_until_healed() {
+    bounded(async {
+        let (listener1, address1) = listen().await;
+        let (listener2, address2) = listen().await;
+        let mut node1 = Node::start(config(1, &[(2, address2)]), listener1, 1024);
+        let mut node2 = Node::start(config(2, &[(1, address1)]), listener2, 1024);
+        node1.transport.send(heartbeat(1, 2, 1));
+        assert_eq!(node2.receive().await, heartbeat(1, 2, 1));
+        node2.transport.send(heartbeat(2, 1, 1));
+        assert_eq!(node1.receive().await, heartbeat(2, 1, 1));
+
+        // Only node 1 cuts: that alone must part the two nodes both ways.
+        assert_eq!(node1.transport.cut(NodeId(2)), Ok(true));
+        assert_eq!(node1.transport.cut(NodeId(2)), Ok(false), "already cut");
+        assert_eq!(node1.transport.cut(NodeId(7)), Err(UnknownPeer(NodeId(7))));
+        assert_eq!(node1.transport.cut_links().into_iter().collect::<Vec<_>>(), [NodeId(2)]);
+        assert!(node2.transport.cut_links().is_empty());
+        eventually("node 1's connection to node 2 closed", || {
+            !node1.transport.connected(NodeId(2))
+        })
+        .await;
+        let dropped = node1.count(|m| &m.dropped_messages, 2);
+        node1.transport.send(heartbeat(1, 2, 2));
+        assert_eq!(node1.count(|m| &m.dropped_messages, 2), dropped + 1, "lost, and counted");
+        for term in 2..5 {
+            node2.transport.send(heartbeat(2, 1, term));
+        }
+        nothing_arrives(&mut node1, "node 1 cut its link to node 2").await;
+        nothing_arrives(&mut node2, "node 1 cut its link to node 2").await;
+        // A connection that says it is node 2 is closed right after its hello.
+        let mut stream = TcpStream::connect(address1).await.expect("node 1 accepts");
+        stream.write_all(&frames(&[hello(2, 1)])).await.expect("the hello is written");
+        closed_by_peer(&mut stream).await;
+
+        // Healed: both directions work again, without a restart.
+        assert_eq!(node1.transport.heal(NodeId(2)), Ok(true));
+        assert_eq!(node1.transport.heal(NodeId(2)), Ok(false), "already healed");
+        assert!(node1.transport.cut_links().is_empty());
+        node1.transport.send(heartbeat(1, 2, 9));
+        assert_eq!(node2.receive().await, heartbeat(1, 2, 9));
+        // Node 2's writer redials after its backoff. Of what it sent across the cut, what its
+        // failed connections did not take may still be queued: that arrives first, in order.
+        node2.transport.send(heartbeat(2, 1, 9));
+        let mut received = node1.receive().await;
+        while received != heartbeat(2, 1, 9) {
+            let next = node1.receive().await;
+            assert!(received.term < next.term, "in order: {received}, then {next}");
+            received = next;
+        }
+        node1.transport.shutdown().await;
+        node2.transport.shutdown().await;
     })
     .await;
 }

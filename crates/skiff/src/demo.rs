@@ -14,6 +14,11 @@
 //! or a long GC pause looks to its peers), resume (SIGCONT) and restart on the same data
 //! directory and addresses. Signals are sent with the shell's `kill`, so no libc binding is
 //! needed.
+//!
+//! The nodes run with `--allow-fault-injection`, so that the page can also cut and heal the
+//! link between two nodes (both ends drop each other's messages and refuse each other's
+//! connections, as across a network partition; `skiff_server::faults`). A restarted node
+//! comes back with its links whole, but the other end of a cut link still refuses it.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
@@ -316,6 +321,8 @@ impl Launch {
             .args(["--cluster-token", "skiff-demo"])
             // Three nodes share this machine's cores: one thread each wastes less on wake-ups.
             .args(["--worker-threads", "1"])
+            // The page's link controls cut and heal links through /v1/faults on both ends.
+            .arg("--allow-fault-injection")
             .env_remove("SKIFF_CONFIG_FILE")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
@@ -375,7 +382,8 @@ fn print_welcome(
         println!("  node {}         http://{}{role}", node.id, node.client_addr);
     }
     println!(
-        "  dashboard      {dashboard_url}   (open it in a browser: stop, pause, restart nodes)"
+        "  dashboard      {dashboard_url}   (open it in a browser: stop, pause, restart nodes, \
+         cut links)"
     );
     println!();
     println!("Try:");

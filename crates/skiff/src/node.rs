@@ -86,6 +86,16 @@ pub struct NodeArgs {
     /// cores means fewer cross-thread wake-ups.
     #[arg(long, env = "SKIFF_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// Let clients cut and heal this node's links to its peers (`/v1/faults`), as a network
+    /// partition would: for `skiff demo` and tests, never in production [default: false].
+    #[arg(
+        long,
+        env = "SKIFF_ALLOW_FAULT_INJECTION",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub allow_fault_injection: Option<bool>,
     /// A TOML file with any of these settings (keys as the flags, without the dashes).
     #[arg(long, env = "SKIFF_CONFIG_FILE")]
     #[serde(skip)]
@@ -115,6 +125,7 @@ impl NodeArgs {
                 .or(file.snapshot_catchup_entries),
             wal_segment_bytes: self.wal_segment_bytes.or(file.wal_segment_bytes),
             worker_threads: self.worker_threads.or(file.worker_threads),
+            allow_fault_injection: self.allow_fault_injection.or(file.allow_fault_injection),
             config_file: self.config_file,
             print_config: self.print_config,
         }
@@ -144,6 +155,7 @@ impl NodeArgs {
             worker_threads: self.worker_threads.or_else(|| {
                 Some(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
             }),
+            allow_fault_injection: self.allow_fault_injection.or(Some(false)),
             ..self
         })
     }
@@ -198,6 +210,7 @@ impl NodeArgs {
                     .unwrap_or(SnapshotPolicy::default().catchup_entries),
             },
             wal_segment_bytes: self.wal_segment_bytes.unwrap_or(DEFAULT_WAL_SEGMENT_BYTES),
+            allow_fault_injection: self.allow_fault_injection.unwrap_or(false),
         })
     }
 }

@@ -235,6 +235,16 @@ fn a_cluster_elects_a_leader_replicates_writes_and_forwards_from_followers() {
     let status = cluster.until(leader, "GET", "/v1/status", b"", 200);
     assert!(status.body.contains("\"role\":\"leader\""), "{status:?}");
     assert!(status.body.contains("\"progress\":[{"), "a leader shows its followers: {status:?}");
+    assert!(status.body.contains("\"cut_links\":[]"), "no link cut: {status:?}");
+    // Fault injection is refused, naming the flag that would allow it.
+    let refused =
+        http(cluster.client(leader), "POST", "/v1/faults/links/2/cut", b"").expect("an answer");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(
+        refused.body.contains("fault_injection_disabled")
+            && refused.body.contains("--allow-fault-injection"),
+        "{refused:?}"
+    );
     let metrics = cluster.until(leader, "GET", "/metrics", b"", 200);
     for name in [
         "skiff_server_has_leader 1",

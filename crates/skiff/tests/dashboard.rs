@@ -3,10 +3,16 @@
 //! - Every `skiff node` serves the page and an event stream whose samples carry every member's
 //!   own status: one leader, the commit of a write, and a new leader after the old one is
 //!   killed. (Plain HTTP: runs everywhere.)
+//! - `skiff demo` cuts the leader off from both followers (both ends of each link, through its
+//!   dashboard's link route and the nodes' fault injection): the followers elect a new leader
+//!   and go on; healed, the old leader rejoins as a follower and catches up, and the write it
+//!   took while cut off is gone. (Plain HTTP.)
 //! - In a real browser (Debian's chromium, driven through chromedriver): `skiff demo`'s page
 //!   shows three nodes and one leader; a key put from the page commits and shows in every
-//!   node's commit index; the leader stopped from the page is replaced on the page; restarted
-//!   from the page, it rejoins. A node's own page shows the same cluster.
+//!   node's commit index; a snapshot asked for from the page is taken and shown; a link cut
+//!   from the page shows as cut at both ends, then healed; the leader stopped from the page is
+//!   replaced on the page; restarted from the page, it rejoins. A node's own page shows the
+//!   same cluster.
 //!
 //! The browser test needs `chromium` and `chromium-driver` (`.ci/setup-browser` installs them
 //! on Debian). Without them it is skipped with a message, except when `SKIFF_REQUIRE_BROWSER`
@@ -265,6 +271,104 @@ impl Drop for Demo {
     }
 }
 
+/// Node `id` of a sample.
+fn node(sample: &Value, id: u64) -> &Value {
+    nodes(sample).find(|node| node["id"] == id).unwrap_or_else(|| panic!("no node {id}: {sample}"))
+}
+
+/// The links node `id` reports cut, in its status of the sample (`None` if it did not answer).
+fn cut_links(sample: &Value, id: u64) -> Option<Vec<u64>> {
+    let links = node(sample, id)["status"]["cut_links"].as_array()?;
+    Some(links.iter().filter_map(Value::as_u64).collect())
+}
+
+/// The address in an `http://host:port/` URL.
+fn addr_of(url: &str) -> SocketAddr {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    rest.trim_end_matches('/').parse().unwrap_or_else(|_| panic!("an address in {url:?}"))
+}
+
+#[test]
+fn the_demo_cuts_the_leader_off_and_heals_it() {
+    let demo = Demo::start();
+    let dashboard = addr_of(&demo.url);
+    let node_addr = |id: u64| addr_of(&demo.nodes[id as usize - 1]);
+    let mut events = http::Events::open(dashboard, "/v1/events").expect("the demo's events");
+    let settled = events.sample_where(PATIENCE, |sample| {
+        nodes(sample).all(|node| node["status"].is_object()) && leaders(sample).len() == 1
+    });
+    let old = leaders(&settled)[0];
+    let old_term = node(&settled, old)["status"]["term"].as_u64().expect("a term");
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+    let put = http::request(dashboard, "PUT", "/v1/kv/before", None, b"whole").expect("a put");
+    assert_eq!(put.status, 200, "{}", put.body);
+    // Bad requests are refused with a reason, by the demo and by a node.
+    for (addr, path, status, code) in [
+        (dashboard, "/v1/demo/links/1/1/cut".to_string(), 400, "bad_request"),
+        (dashboard, "/v1/demo/links/1/9/cut".to_string(), 404, "unknown_node"),
+        (dashboard, "/v1/demo/links/1/2/snip".to_string(), 400, "bad_request"),
+        (node_addr(old), format!("/v1/faults/links/{old}/cut"), 400, "bad_request"),
+        (node_addr(old), "/v1/faults/links/9/cut".to_string(), 404, "unknown_node"),
+        (node_addr(old), "/v1/faults/links/x/heal".to_string(), 400, "bad_request"),
+    ] {
+        let answer = http::request(addr, "POST", &path, None, b"").expect("an answer");
+        assert_eq!((answer.status, answer.json()["code"].as_str()), (status, Some(code)), "{path}");
+    }
+
+    // Cut the leader off from both followers, as the page's buttons do.
+    for follower in &followers {
+        let path = format!("/v1/demo/links/{old}/{follower}/cut");
+        let cut = http::request(dashboard, "POST", &path, None, b"").expect("an answer");
+        assert_eq!(cut.status, 200, "{path}: {}", cut.body);
+    }
+    // Both ends of each link report it cut, and the two followers elect a leader among them.
+    let parted = events.sample_where(PATIENCE, |sample| {
+        let new_leader = leaders(sample).into_iter().find(|id| followers.contains(id));
+        let newer_term = new_leader.and_then(|id| node(sample, id)["status"]["term"].as_u64());
+        cut_links(sample, old).as_deref() == Some(&followers)
+            && followers.iter().all(|id| cut_links(sample, *id).as_deref() == Some(&[old]))
+            && newer_term > Some(old_term)
+    });
+    let new = leaders(&parted).into_iter().find(|id| followers.contains(id)).expect("a leader");
+
+    // The old leader cannot commit: a write sent to it is not acknowledged (it times out
+    // while it still believes it leads, or it knows no leader once it stepped down).
+    let lost = http::request(node_addr(old), "PUT", "/v1/kv/lost", None, b"x").expect("an answer");
+    assert_eq!(lost.status, 503, "{}", lost.body);
+    // The majority goes on without it.
+    let mut revision = 0;
+    for i in 0..20 {
+        let path = format!("/v1/kv/during-{i}");
+        let put = http::request(node_addr(new), "PUT", &path, None, b"apart").expect("a put");
+        assert_eq!(put.status, 200, "{path}: {}", put.body);
+        revision = put.json()["revision"].as_u64().expect("a revision");
+    }
+
+    // Healed: the old leader rejoins as a follower of the new term and catches up.
+    for follower in &followers {
+        let path = format!("/v1/demo/links/{old}/{follower}/heal");
+        let heal = http::request(dashboard, "POST", &path, None, b"").expect("an answer");
+        assert_eq!(heal.status, 200, "{path}: {}", heal.body);
+    }
+    events.sample_where(PATIENCE, |sample| {
+        let Some(leader) = leaders(sample).first().copied() else { return false };
+        let leading = &node(sample, leader)["status"];
+        let rejoined = &node(sample, old)["status"];
+        (1..=3).all(|id| cut_links(sample, id).is_some_and(|cut| cut.is_empty()))
+            && leader != old
+            && rejoined["role"] == "follower"
+            && rejoined["term"] == leading["term"]
+            && rejoined["applied"].as_u64() >= Some(revision)
+    });
+    let caught_up = http::get(node_addr(old), "/v1/kv/during-19?consistency=stale").expect("get");
+    assert_eq!((caught_up.status, caught_up.body.as_str()), (200, "apart"));
+    // The write it took while cut off never committed: the new leader's log replaced it.
+    for id in 1..=3 {
+        let gone = http::get(node_addr(id), "/v1/kv/lost?consistency=stale").expect("a get");
+        assert_eq!(gone.status, 404, "node {id}: {}", gone.body);
+    }
+}
+
 /// The table of the page, as the browser renders it: per row, its node id, role and commit.
 fn table(browser: &webdriver::Session) -> Vec<(u64, String, Option<u64>)> {
     let rows = browser.run(
@@ -334,6 +438,31 @@ fn the_demo_dashboard_in_a_real_browser() {
     browser.click("#kv-get");
     browser.wait_for("the get to answer", PATIENCE, |page| {
         page.text("#kv-result").contains("from-the-browser = hello").then_some(())
+    });
+
+    // A snapshot of the leader from the page: the answer, then the leader's snapshot index.
+    browser.click(&format!("#snapshot-node option[value='{leader}']"));
+    browser.click("#snapshot");
+    let index = browser.wait_for("the snapshot to be taken", PATIENCE, |page| {
+        let result = page.text("#snapshot-result");
+        let index = result.split("snapshot at index ").nth(1)?.split_whitespace().next()?;
+        index.parse::<u64>().ok()
+    });
+    assert!(index >= revision, "the snapshot holds the put at {revision}: {index}");
+    browser.wait_for("the snapshot index in the table", PATIENCE, |page| {
+        let shown = page.text(&format!("#node-{leader} td.snapshot"));
+        (shown.parse::<u64>().ok() >= Some(index)).then_some(())
+    });
+
+    // The link between nodes 1 and 2 cut from the page shows as cut at both ends; healed,
+    // as not cut.
+    browser.click("#link-1-2 button");
+    browser.wait_for("the link to show as cut", PATIENCE, |page| {
+        page.text("#link-1-2 td.link-state").contains("cut by both nodes").then_some(())
+    });
+    browser.click("#link-1-2 button[data-action=heal]");
+    browser.wait_for("the link to show as healed", PATIENCE, |page| {
+        page.text("#link-1-2 td.link-state").contains("not cut").then_some(())
     });
 
     // The leader stopped from the page is replaced as leader on the page.

@@ -253,7 +253,7 @@ async fn fetch(shared: &Shared, addr: &str) -> Result<NodeReport, String> {
 
 /// The innermost cause of an error, which says what happened ("Connection refused (os error
 /// 111)"); the outer layers of a client error only say where.
-fn root_cause(error: &dyn std::error::Error) -> String {
+pub(super) fn root_cause(error: &dyn std::error::Error) -> String {
     let mut innermost = error;
     while let Some(cause) = innermost.source() {
         innermost = cause;

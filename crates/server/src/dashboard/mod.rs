@@ -26,18 +26,22 @@
 //! ## `skiff demo`
 //! The demo process serves the same page from its own address ([`Dashboard::for_demo`]), with
 //! a fixed list of members and a [`Control`] over the node processes it started: the page then
-//! offers stop (SIGKILL), pause (SIGSTOP), resume (SIGCONT) and restart per node. Because it is
-//! not a node itself, the page stays up whichever node is stopped; it relays key reads and
-//! writes to a live node.
+//! offers stop (SIGKILL), pause (SIGSTOP), resume (SIGCONT) and restart per node, and cut and
+//! heal per link between two nodes (relayed to both ends' fault-injection API, which the demo's
+//! nodes enable; `operator.rs`). Because it is not a node itself, the page stays up whichever
+//! node is stopped; it relays key reads and writes to a live node.
+//!
+//! On every page, a snapshot of any member can be asked for (relayed to its
+//! `POST /v1/snapshot`), and the links each node reports cut (`cut_links` in its status) are
+//! shown.
 //!
 //! Messages per second between nodes are each sender's own count: the sampler reads this
 //! node's `skiff_network_peer_sent_messages_total` from its metrics registry (the same text
 //! `/metrics` serves), so the transport needs no hook for the dashboard.
 //!
 //! ## What is left out
-//! Leadership transfer, snapshots and membership changes appear on the page, disabled, until
-//! the API has endpoints for them; cutting a single link between two nodes needs a hook in the
-//! peer transport that does not exist yet.
+//! Leadership transfer and membership changes appear on the page, disabled, until the API has
+//! endpoints for them.
 //!
 //! ## Cost to the server
 //! Nothing on the write path but one lock-free histogram observation per client write
@@ -46,6 +50,7 @@
 
 mod collector;
 pub mod latency;
+mod operator;
 mod routes;
 
 use std::collections::{BTreeMap, VecDeque};

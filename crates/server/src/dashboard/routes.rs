@@ -1,5 +1,6 @@
 //! The dashboard's HTTP routes: the page and its assets (embedded in the binary), the event
-//! stream, a node's report, and in `skiff demo` the process controls and the key relay.
+//! stream, a node's report, the snapshot relay (`operator.rs`), and in `skiff demo` the
+//! process controls, the link controls and the key relay.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::collector::{NodeReport, relay_order};
-use super::{ProcessAction, Shared, Source};
+use super::{ProcessAction, Shared, Source, operator};
 use crate::http::status_json;
 
 /// The page.
@@ -44,18 +45,20 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/dashboard", get(page))
         .route("/dashboard/dashboard.js", get(script))
         .route("/dashboard/dashboard.css", get(style))
-        .route("/v1/events", get(events));
+        .route("/v1/events", get(events))
+        .route("/v1/dashboard/nodes/{id}/snapshot", post(operator::snapshot));
     let router = match &shared.source {
         Source::Node { .. } => router.route("/v1/dashboard/node", get(node_report)),
         Source::Members(_) => router
             .route("/v1/kv/{*key}", get(relay).put(relay))
-            .route("/v1/demo/nodes/{id}/{action}", post(act)),
+            .route("/v1/demo/nodes/{id}/{action}", post(act))
+            .route("/v1/demo/links/{a}/{b}/{action}", post(operator::link)),
     };
     router.with_state(shared)
 }
 
 /// An error answer in the API's form: `{code, message}`.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "code": code, "message": message.into() }))).into_response()
 }
 
@@ -110,6 +113,7 @@ async fn events(State(shared): State<Arc<Shared>>) -> Response {
         "title": shared.title,
         "served_by": served_by,
         "process_actions": actions,
+        "link_actions": matches!(shared.source, Source::Members(_)),
         "sample_interval_ms": super::SAMPLE_INTERVAL.as_millis() as u64,
     });
     let hello = format!(r#"{{"settings":{settings},"history":[{}]}}"#, history.join(","));

@@ -79,6 +79,18 @@
 //! and that a peer stopped reading after [`TransportConfig::write_timeout`]. A reader gives an
 //! accepted connection [`HELLO_TIMEOUT`] to say hello, in at most [`MAX_HELLO_BYTES`].
 //!
+//! ## Cutting a link (fault injection)
+//! [`Transport::cut`] makes the link to one peer behave as a network partition between the two
+//! nodes, both ways, until [`Transport::heal`]: messages for the peer are dropped (and counted
+//! in `skiff_network_peer_dropped_messages_total`, with what was queued), the writer closes
+//! its connection and does not dial while the link is cut, and the reader closes the peer's
+//! inbound connection and refuses every new one right after its `Hello` (the first moment the
+//! peer is known), delivering nothing. The peer sees what it would see across a partition:
+//! its messages are lost and its connections fail. A cut lives in memory only: a restart
+//! heals it. The runtime never cuts a link; only the fault-injection API does
+//! (`crate::faults`), and only on a node started with `--allow-fault-injection`, for
+//! `skiff demo` and tests.
+//!
 //! ## Left out
 //! - **TLS and authentication.** Anyone who can reach the peer port can claim to be a peer and
 //!   send votes and entries; the cluster id guards against mistakes (two clusters on one host),
@@ -103,7 +115,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/skiff.peer.v1.rs"));
 }
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -272,7 +284,15 @@ struct Peer {
     client_addr: Mutex<Option<String>>,
     /// Wakes the reader of the peer's current inbound connection when a newer one replaces it.
     inbound: Mutex<Option<Arc<Notify>>>,
+    /// Whether the link to the peer is cut ([`Transport::cut`]); the writer and the readers
+    /// watch it, so that a cut closes their connections at once.
+    cut: watch::Sender<bool>,
 }
+
+/// A node that is not a configured peer, named where one was expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[error("node {0} is not a peer of this node")]
+pub struct UnknownPeer(pub NodeId);
 
 /// The running tasks.
 #[derive(Debug)]
@@ -342,6 +362,11 @@ impl Transport {
             return;
         };
         let dropped = self.shared.metrics.dropped_messages.get_or_create(&peer.label);
+        if peer.is_cut() {
+            // Lost in the partition, as on a real network.
+            dropped.inc();
+            return;
+        }
         let encoded = wire::encode(message);
         let cost = queue::batch_cost(&encoded);
         let budget = config.max_frame_bytes - ENVELOPE_BYTES;
@@ -388,6 +413,38 @@ impl Transport {
         self.shared.peers.get(&peer).map_or((0, 0), |peer| peer.queue.len())
     }
 
+    /// Cuts the link to `peer` both ways, as a network partition would (see the module
+    /// documentation): until [`Transport::heal`], nothing is sent to or accepted from it.
+    /// Returns whether the link was up before. For fault injection only.
+    pub fn cut(&self, peer: NodeId) -> Result<bool, UnknownPeer> {
+        let peer = self.shared.peers.get(&peer).ok_or(UnknownPeer(peer))?;
+        let was_cut = peer.cut.send_replace(true);
+        if !was_cut {
+            tracing::warn!(
+                peer = %peer.id,
+                "link to peer cut (fault injection): its messages are dropped and its \
+                 connections refused until the link is healed"
+            );
+        }
+        Ok(!was_cut)
+    }
+
+    /// Heals the link to `peer` after [`Transport::cut`]: the writer dials again at once and
+    /// the peer's connections are accepted. Returns whether the link was cut before.
+    pub fn heal(&self, peer: NodeId) -> Result<bool, UnknownPeer> {
+        let peer = self.shared.peers.get(&peer).ok_or(UnknownPeer(peer))?;
+        let was_cut = peer.cut.send_replace(false);
+        if was_cut {
+            tracing::warn!(peer = %peer.id, "link to peer healed (fault injection)");
+        }
+        Ok(was_cut)
+    }
+
+    /// The peers whose link is cut, in id order.
+    pub fn cut_links(&self) -> BTreeSet<NodeId> {
+        self.shared.peers.values().filter(|peer| peer.is_cut()).map(|peer| peer.id).collect()
+    }
+
     /// The configuration the transport runs with.
     pub fn config(&self) -> &TransportConfig {
         &self.shared.config
@@ -426,7 +483,13 @@ impl Peer {
             connected: AtomicBool::new(false),
             client_addr: Mutex::new(None),
             inbound: Mutex::new(None),
+            cut: watch::channel(false).0,
         }
+    }
+
+    /// Whether the link to the peer is cut.
+    fn is_cut(&self) -> bool {
+        *self.cut.borrow()
     }
 
     /// Records whether the outgoing connection is up, in the flag and the gauge.

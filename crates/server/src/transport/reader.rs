@@ -20,6 +20,10 @@
 //! with `send().await`: while the runtime is behind, the reader stops reading, the socket's
 //! buffers fill, and TCP's flow control pushes back on the peer's writer.
 //!
+//! While the link to a peer is cut (fault injection, [`super::Transport::cut`]), its
+//! connections are closed right after their `Hello` and its open one at once, and nothing it
+//! sends is delivered.
+//!
 //! A new connection from a peer supersedes the older one: its reader is told to stop. A peer
 //! reconnects only when it believes its old connection dead, and this keeps a connection whose
 //! end vanished without a FIN (a host that lost power) from lingering with its task.
@@ -119,6 +123,8 @@ enum Ending {
     Superseded,
     /// The runtime dropped the inbound channel: nobody listens any more.
     InboundClosed,
+    /// The link to the peer is cut (fault injection): the connection is refused or closed.
+    Cut,
     /// The connection failed, ended inside a frame, or said nothing in time.
     Failed(io::Error),
     /// A frame was rejected; `peer` is the sender if it was identified.
@@ -173,6 +179,7 @@ async fn serve(
         Ending::Closed => tracing::debug!(%remote, "peer closed its connection"),
         Ending::Superseded => tracing::debug!(%remote, "peer connection replaced by a newer one"),
         Ending::InboundClosed => tracing::debug!(%remote, "inbound channel closed"),
+        Ending::Cut => tracing::debug!(%remote, "peer connection closed: the link is cut"),
         Ending::Failed(error) => tracing::debug!(%remote, %error, "peer connection failed"),
         Ending::Rejected { peer, rejection } => {
             tracing::warn!(
@@ -213,6 +220,11 @@ async fn receive<R: AsyncRead + Unpin>(
     let Some(proto::frame::Kind::Hello(hello)) = frame.kind else {
         return Ending::Rejected { peer: claimed, rejection: Rejection::ExpectedHello };
     };
+    // Refused before it supersedes anything: across a cut link no connection gets through.
+    let mut cut = peer.cut.subscribe();
+    if *cut.borrow_and_update() {
+        return Ending::Cut;
+    }
     let superseded = peer.accept_hello(hello.client_addr);
     shared.metrics.received_bytes.get_or_create(&peer.label).inc_by(size as u64);
     tracing::info!(peer = %peer.id, %remote, "peer connected");
@@ -221,6 +233,7 @@ async fn receive<R: AsyncRead + Unpin>(
         let read = tokio::select! {
             read = read_frame(reader, max_frame_bytes) => read,
             () = superseded.notified() => return Ending::Superseded,
+            _ = cut.wait_for(|cut| *cut) => return Ending::Cut,
         };
         let (frame, size) = match read {
             Ok(None) => return Ending::Closed,
@@ -231,6 +244,10 @@ async fn receive<R: AsyncRead + Unpin>(
             Ok(messages) => messages,
             Err(rejection) => return Ending::Rejected { peer: peer.label.clone(), rejection },
         };
+        if peer.is_cut() {
+            // Read just as the link was cut: lost in the partition.
+            return Ending::Cut;
+        }
         shared.metrics.received_bytes.get_or_create(&peer.label).inc_by(size as u64);
         for message in messages {
             if inbound.send(message).await.is_err() {

@@ -11,6 +11,10 @@
 //! backoff before dialling again. The backoff starts over only after a connection that lasted
 //! at least `backoff_max`, so a peer that accepts and at once closes (say, because it belongs
 //! to another cluster) is redialled slowly, not every `backoff_min`.
+//!
+//! While the link is cut (fault injection, [`super::Transport::cut`]) the writer holds no
+//! connection: it closes the one it has, discards what is queued (counted as dropped) and
+//! waits for the heal, then dials at once.
 
 use std::io;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
 use super::backoff::Backoff;
@@ -28,14 +33,27 @@ use super::{Peer, Shared, proto};
 pub(crate) async fn run(shared: Arc<Shared>, peer: Arc<Peer>) {
     let config = &shared.config;
     let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
+    let mut cut = peer.cut.subscribe();
     loop {
+        if *cut.borrow_and_update() {
+            let discarded = peer.queue.take_batch(usize::MAX).len() as u64;
+            shared.metrics.dropped_messages.get_or_create(&peer.label).inc_by(discarded);
+            // The sender lives in `peer`, which this task holds: the wait ends only on a heal.
+            let _ = cut.wait_for(|cut| !*cut).await;
+            backoff.reset();
+            continue;
+        }
         match connect(&shared, &peer).await {
             Ok(stream) => {
                 let since = Instant::now();
                 peer.set_connected(true, &shared.metrics);
                 tracing::info!(peer = %peer.id, address = %peer.address, "connected to peer");
-                let reason = send_until_failure(&shared, &peer, stream).await;
+                let reason = send_until_failure(&shared, &peer, stream, &mut cut).await;
                 peer.set_connected(false, &shared.metrics);
+                if peer.is_cut() {
+                    tracing::info!(peer = %peer.id, "connection to peer closed: the link is cut");
+                    continue;
+                }
                 tracing::warn!(
                     peer = %peer.id, address = %peer.address, %reason,
                     "connection to peer lost; reconnecting"
@@ -70,17 +88,27 @@ async fn connect(shared: &Shared, peer: &Peer) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// Sends batches on `stream` until it fails, and says why it did.
-async fn send_until_failure(shared: &Shared, peer: &Peer, mut stream: TcpStream) -> io::Error {
+/// Sends batches on `stream` until it fails or the link is cut, and says why it stopped.
+async fn send_until_failure(
+    shared: &Shared,
+    peer: &Peer,
+    mut stream: TcpStream,
+    cut: &mut watch::Receiver<bool>,
+) -> io::Error {
     let config = &shared.config;
     let budget = config.max_frame_bytes - ENVELOPE_BYTES;
     let (mut read_half, mut write_half) = stream.split();
     let mut probe = [0u8; 1];
+    let link_cut = || io::Error::new(io::ErrorKind::ConnectionAborted, "the link was cut");
     loop {
+        if *cut.borrow() {
+            return link_cut();
+        }
         let batch = peer.queue.take_batch(budget);
         if batch.is_empty() {
             tokio::select! {
                 () = peer.queue.pushed() => continue,
+                _ = cut.wait_for(|cut| *cut) => return link_cut(),
                 read = read_half.read(&mut probe) => return match read {
                     Ok(0) => io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed it"),
                     Ok(_) => io::Error::new(

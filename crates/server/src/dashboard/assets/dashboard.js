@@ -27,6 +27,7 @@ const state = {
   previous: new Map(), // node id -> the last thing said about it, for the list of changes
   leader: undefined,   // the leader of the last sample: {id, term} or null
   rows: new Map(),     // node id -> its table row's cells
+  links: new Map(),    // "a-b" -> the links table's row for nodes a < b
 };
 
 const $ = (id) => document.getElementById(id);
@@ -109,7 +110,10 @@ function add(sample, live) {
 /** One line about a node's availability, for the list of changes. */
 function describe(node) {
   const process = node.process ? `process ${node.process}, ` : '';
-  return node.status ? `${process}answers as ${node.status.role}` : `${process}does not answer`;
+  if (!node.status) return `${process}does not answer`;
+  const cut = node.status.cut_links || [];
+  const links = cut.length ? `, its link${cut.length > 1 ? 's' : ''} to ${cut.map((id) => `node ${id}`).join(' and ')} cut` : '';
+  return `${process}answers as ${node.status.role}${links}`;
 }
 
 function note(t, text) {
@@ -129,6 +133,8 @@ function render() {
   renderSummary(latest);
   renderRows(latest);
   renderMessages(latest);
+  renderLinks(latest);
+  renderSnapshotChoices(latest);
   renderCharts();
 }
 
@@ -139,8 +145,8 @@ function renderSummary(sample) {
   $('summary').textContent = `${leading} ${answering} of ${sample.nodes.length} nodes answer.`;
 }
 
-const COLUMNS = ['node', 'role', 'term', 'leader', 'commit', 'applied', 'last-index', 'match', 'writes', 'process', 'address', 'actions'];
-const NUMERIC = new Set(['term', 'commit', 'applied', 'last-index', 'match', 'writes']);
+const COLUMNS = ['node', 'role', 'term', 'leader', 'commit', 'applied', 'last-index', 'snapshot', 'match', 'writes', 'process', 'address', 'actions'];
+const NUMERIC = new Set(['term', 'commit', 'applied', 'last-index', 'snapshot', 'match', 'writes']);
 
 function rowFor(id) {
   let row = state.rows.get(id);
@@ -198,6 +204,7 @@ function renderRows(sample) {
     cells.commit.textContent = status ? status.commit : '—';
     cells.applied.textContent = status ? status.applied : '—';
     cells['last-index'].textContent = status ? status.last_index : '—';
+    cells.snapshot.textContent = status ? (status.snapshot ? status.snapshot : 'none') : '—';
     const follower = progress.get(node.id);
     cells.match.textContent = role === 'leader' ? '(leads)'
       : follower ? `${follower.match} (${follower.state})` : '—';
@@ -259,6 +266,73 @@ function renderMessages(sample) {
     }
     body.append(row);
   }
+}
+
+/** Every pair of nodes, and whether either end reports the link between them cut. */
+function renderLinks(sample) {
+  const body = $('links').tBodies[0];
+  const seen = new Set();
+  const nodes = sample.nodes;
+  for (let i = 0; i < nodes.length; i += 1) {
+    for (let j = i + 1; j < nodes.length; j += 1) {
+      const [a, b] = [nodes[i], nodes[j]];
+      const key = `${a.id}-${b.id}`;
+      seen.add(key);
+      const row = linkRow(a.id, b.id);
+      if (row.tr.parentElement !== body) body.append(row.tr);
+      const cutBy = [];
+      const unknown = [];
+      for (const [end, other] of [[a, b], [b, a]]) {
+        if (!end.status) unknown.push(end.id);
+        else if ((end.status.cut_links || []).includes(other.id)) cutBy.push(end.id);
+      }
+      const cut = cutBy.length > 0;
+      row.tr.dataset.state = cut ? 'cut' : 'open';
+      let text = cut
+        ? `✂ cut by ${cutBy.length === 2 ? 'both nodes' : `node ${cutBy[0]}`}`
+        : '↔ not cut';
+      if (unknown.length) text += ` (node ${unknown.join(' and node ')} does not answer)`;
+      row.state.textContent = text;
+      row.button.dataset.action = cut ? 'heal' : 'cut';
+      row.button.textContent = cut ? 'heal' : 'cut';
+      row.button.setAttribute('aria-label', `${cut ? 'heal' : 'cut'} the link between node ${a.id} and node ${b.id}`);
+    }
+  }
+  for (const [key, row] of state.links) if (!seen.has(key)) row.tr.remove();
+}
+
+function linkRow(a, b) {
+  const key = `${a}-${b}`;
+  let row = state.links.get(key);
+  if (row) return row;
+  const tr = document.createElement('tr');
+  tr.id = `link-${key}`;
+  const name = document.createElement('th');
+  name.scope = 'row';
+  name.textContent = `node ${a} — node ${b}`;
+  const stateCell = document.createElement('td');
+  stateCell.className = 'link-state';
+  const actions = document.createElement('td');
+  actions.className = 'actions demo-only';
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.addEventListener('click', () => linkAct(a, b, button.dataset.action));
+  actions.append(button);
+  tr.append(name, stateCell, actions);
+  row = { tr, state: stateCell, button };
+  state.links.set(key, row);
+  return row;
+}
+
+/** The nodes the snapshot form offers, the choice kept across samples. */
+function renderSnapshotChoices(sample) {
+  const select = $('snapshot-node');
+  const ids = sample.nodes.map((node) => String(node.id));
+  const offered = [...select.options].map((option) => option.value);
+  if (ids.join(',') === offered.join(',')) return;
+  const chosen = select.value;
+  select.replaceChildren(...ids.map((id) => new Option(`node ${id}`, id)));
+  if (ids.includes(chosen)) select.value = chosen;
 }
 
 function renderCharts() {
@@ -402,8 +476,41 @@ async function act(id, action) {
   }
 }
 
+async function linkAct(a, b, action) {
+  const result = $('action-result');
+  result.textContent = `${action} the link between node ${a} and node ${b}…`;
+  try {
+    const response = await fetch(`/v1/demo/links/${a}/${b}/${action}`, { method: 'POST' });
+    const text = await answerText(response);
+    result.textContent = response.ok ? JSON.parse(text).message : `${action} link ${a}–${b}: ${text}`;
+  } catch (error) {
+    result.textContent = `${action} link ${a}–${b} failed: ${error}`;
+  }
+}
+
+async function snapshot(event) {
+  event.preventDefault();
+  const id = $('snapshot-node').value;
+  const result = $('snapshot-result');
+  if (!id) return;
+  result.textContent = `node ${id} is taking a snapshot…`;
+  try {
+    const response = await fetch(`/v1/dashboard/nodes/${id}/snapshot`, { method: 'POST' });
+    const text = await answerText(response);
+    if (response.ok) {
+      const taken = JSON.parse(text);
+      result.textContent = `node ${id} took a snapshot at index ${taken.index} (term ${taken.term}) and compacted its log behind it`;
+    } else {
+      result.textContent = `node ${id}: ${text}`;
+    }
+  } catch (error) {
+    result.textContent = `node ${id}: the snapshot request failed: ${error}`;
+  }
+}
+
 document.addEventListener('DOMContentLoaded', () => {
   $('kv-form').addEventListener('submit', put);
+  $('snapshot-form').addEventListener('submit', snapshot);
   $('kv-get').addEventListener('click', get);
   connect();
 });
