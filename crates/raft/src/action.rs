@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::membership::Membership;
 use crate::message::Message;
 use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, HardState, Index, NodeId, Term};
@@ -101,7 +102,7 @@ pub enum RoleKind {
 }
 
 /// Something the core reports for observation; it needs no action for correctness.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The node took a new role.
     RoleChanged {
@@ -127,6 +128,15 @@ pub enum Event {
         /// The new commit index; larger than any before.
         commit: Index,
     },
+    /// The configuration in force changed: a configuration entry was appended, one was
+    /// truncated away (the previous configuration is back in force), or a snapshot brought
+    /// one. A driver that connects to peers by id learns here whom to reach.
+    MembershipChanged {
+        /// The index of the configuration entry (or snapshot) it comes from.
+        index: Index,
+        /// The configuration now in force.
+        membership: Membership,
+    },
 }
 
 impl fmt::Display for RoleKind {
@@ -151,6 +161,9 @@ impl fmt::Display for Event {
             }
             Event::LeaderChanged { leader: None, term } => write!(f, "leader=none term={term}"),
             Event::CommitAdvanced { commit } => write!(f, "commit={commit}"),
+            Event::MembershipChanged { index, membership } => {
+                write!(f, "membership {membership} (entry {index})")
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
-//! A node's configuration: who it is, who the voters are, timing in ticks, and flow-control
-//! limits. Checked once by [`Config::validate`]; the node relies on it afterwards.
+//! A node's settings: who it is, the cluster's initial voters, timing in ticks, and flow-control
+//! limits. Checked once by [`Config::validate`]; the node relies on it afterwards. (The cluster's
+//! *membership* is not a setting: after the start it lives in the log and in snapshots, see
+//! `membership.rs`.)
 
 use std::collections::BTreeSet;
 
@@ -10,10 +12,15 @@ use crate::types::NodeId;
 /// The settings of one node. All times are in ticks: the driver decides how long a tick is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// This node's id; must be one of `voters`.
+    /// This node's id; never 0.
     pub id: NodeId,
-    /// The voting members of the cluster, this node included. Membership changes arrive with a
-    /// later issue; until then the set is fixed at start.
+    /// The bootstrap configuration: the voters the cluster was founded with. It is used only
+    /// while the node's log holds no configuration entry and it has no snapshot; from then on
+    /// the membership comes from the log and snapshots. Every founding member is given the same
+    /// set, this node included. A node **joining** an existing cluster is given the empty set:
+    /// it is then a member of nothing (it never campaigns) until the leader, having added it
+    /// with [`Node::change_membership`](crate::Node::change_membership), replicates the
+    /// configuration to it.
     pub voters: BTreeSet<NodeId>,
     /// The minimum election timeout. Each timeout is drawn uniformly from
     /// `[election_timeout, 2 * election_timeout)` (Raft §5.2). Also the period of check-quorum
@@ -37,6 +44,9 @@ pub struct Config {
     pub max_cached_bytes: u64,
     /// At most this many bytes of entries in one `Apply` action (one entry is always allowed).
     pub max_apply_bytes: u64,
+    /// A learner is promoted to voter only if its log is at most this many entries behind the
+    /// leader's; further behind, it would hold up commits as a voter while catching up.
+    pub max_learner_lag: u64,
     /// The seed of the node's random generator (election timeouts). Give each node its own.
     pub seed: u64,
     /// Deliberate defects for the simulator's self-test. Never set in production: all off is
@@ -47,7 +57,7 @@ pub struct Config {
 impl Config {
     /// A configuration with the defaults used by skiff's server: a 10-tick election timeout
     /// with a 1-tick heartbeat, pre-vote and check-quorum on, 64-entry / 1 MiB appends with a
-    /// window of 32, a 16 MiB cache.
+    /// window of 32, a 16 MiB cache, and learners promoted when at most 1,000 entries behind.
     pub fn new(id: NodeId, voters: impl IntoIterator<Item = NodeId>) -> Config {
         Config {
             id,
@@ -61,6 +71,7 @@ impl Config {
             max_inflight_appends: 32,
             max_cached_bytes: 16 << 20,
             max_apply_bytes: 1 << 20,
+            max_learner_lag: 1000,
             seed: id.0,
             sabotage: Sabotage::default(),
         }
@@ -75,8 +86,11 @@ impl Config {
         if self.voters.iter().any(|voter| voter.0 == 0) {
             return invalid("node id 0 is reserved and cannot be a voter".into());
         }
-        if !self.voters.contains(&self.id) {
-            return invalid(format!("node {} is not among the voters {:?}", self.id, self.voters));
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
+            return invalid(format!(
+                "node {} is not among the initial voters {:?} (a joining node is given none)",
+                self.id, self.voters
+            ));
         }
         if self.heartbeat_interval == 0 {
             return invalid("heartbeat interval must be at least one tick".into());

@@ -11,7 +11,7 @@
 use crate::action::{Event, RoleKind};
 use crate::message::Body;
 use crate::node::{Campaign, Node, Role};
-use crate::quorum::{Majority, VoteResult};
+use crate::quorum::VoteResult;
 use crate::types::{Index, NodeId, Term};
 
 impl Node {
@@ -24,9 +24,8 @@ impl Node {
         self.events.push(Event::RoleChanged { role: RoleKind::PreCandidate, term: self.term });
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
         let proposed = self.term.next();
-        for position in 0..self.peers.len() {
-            let peer = self.peers[position];
-            self.send_with_term(peer, proposed, Body::PreVote { last_index, last_term });
+        for voter in self.other_voters() {
+            self.send_with_term(voter, proposed, Body::PreVote { last_index, last_term });
         }
         self.tally(true);
     }
@@ -42,11 +41,17 @@ impl Node {
         self.events.push(Event::TermChanged { term: self.term });
         self.events.push(Event::RoleChanged { role: RoleKind::Candidate, term: self.term });
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
-        for position in 0..self.peers.len() {
-            let peer = self.peers[position];
-            self.send(peer, Body::Vote { last_index, last_term });
+        for voter in self.other_voters() {
+            self.send(voter, Body::Vote { last_index, last_term });
         }
         self.tally(false);
+    }
+
+    /// The voters other than this node (outgoing ones included while joint): whom a candidate
+    /// asks for votes. Learners are not asked; their votes would not count.
+    fn other_voters(&self) -> Vec<NodeId> {
+        let me = self.config.id;
+        self.membership.all_voters().into_iter().filter(|id| *id != me).collect()
     }
 
     /// Answers a `Vote` or `PreVote` whose term is at least ours (the caller applied the term
@@ -118,7 +123,7 @@ impl Node {
             Role::PreCandidate(campaign) | Role::Candidate(campaign) => &campaign.votes,
             _ => return,
         };
-        match Majority::new(self.voters()).vote_result(votes) {
+        match self.membership.vote_result(votes) {
             VoteResult::Won if pre_vote => self.become_candidate(),
             VoteResult::Won => self.become_leader(),
             VoteResult::Lost => self.become_follower(self.term, None),
@@ -156,7 +161,9 @@ impl Node {
             unreachable!("only a leader checks its quorum");
         };
         let progress = &leader.progress;
-        let active = Majority::new(&self.config.voters)
+        let active = self
+            .membership
+            .quorum()
             .is_reached_by(|id| id == me || progress.get(&id).is_some_and(|p| p.recent_active));
         for progress in leader.progress.values_mut() {
             progress.recent_active = false;

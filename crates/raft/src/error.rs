@@ -48,6 +48,89 @@ pub enum ReadIndexError {
     },
 }
 
+/// Why a membership change ([`Node::change_membership`](crate::Node::change_membership)) was
+/// refused. Nothing was appended to the log.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum MembershipError {
+    /// Only the leader changes the membership; `leader` is the one this node knows of.
+    #[error("not the leader (leader: {leader:?}, term {term})")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+        /// This node's current term.
+        term: Term,
+    },
+    /// Another change is under way: the configuration entry at `index` is not committed yet,
+    /// or it is joint and the leader has not left it yet. Retry once it completes.
+    #[error("a membership change is already in progress (configuration entry {index})")]
+    ChangeInProgress {
+        /// The index of the configuration entry still in progress.
+        index: Index,
+    },
+    /// The leader has not yet committed the no-op of its term at `index`: until it has, a
+    /// change could overlap an uncommitted one of an earlier leader (see `membership.rs`).
+    /// Retry shortly.
+    #[error("the leader has not committed its first entry ({index}) yet")]
+    LeaderNotReady {
+        /// The index of the leader's no-op.
+        index: Index,
+    },
+    /// A leadership transfer to `target` is under way; retry after it.
+    #[error("a leadership transfer to {target} is in progress")]
+    TransferInProgress {
+        /// The node leadership is being transferred to.
+        target: NodeId,
+    },
+    /// The request holds no change.
+    #[error("no membership change was requested")]
+    NoChange,
+    /// Node id 0 is reserved.
+    #[error("node id 0 is reserved")]
+    ReservedId,
+    /// The request names `id` in more than one change.
+    #[error("{id} is named in more than one change")]
+    DuplicateNode {
+        /// The node named twice.
+        id: NodeId,
+    },
+    /// The node to add is already a member.
+    #[error("{id} is already a member")]
+    AlreadyMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// The node to remove is not a member (unknown node).
+    #[error("{id} is not a member")]
+    NotMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// The node to promote is not a learner.
+    #[error("{id} is not a learner")]
+    NotLearner {
+        /// The node.
+        id: NodeId,
+    },
+    /// The change would leave the cluster without voters.
+    #[error("the change would leave no voter")]
+    NoVoters,
+    /// The learner to promote is more than `max_lag` entries behind the leader's log: as a
+    /// voter it could stall commits while it catches up. Retry once it has.
+    #[error(
+        "learner {id} is not caught up: it holds {match_index}, the leader {last_index} (at most {max_lag} behind allowed)"
+    )]
+    LearnerBehind {
+        /// The learner.
+        id: NodeId,
+        /// The learner's match index, as the leader knows it.
+        match_index: Index,
+        /// The leader's last index.
+        last_index: Index,
+        /// The allowed lag ([`Config::max_learner_lag`](crate::Config::max_learner_lag)).
+        max_lag: u64,
+    },
+}
+
 /// Why a message was refused. Messages come from the network: a bad one is an error, never a
 /// panic.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -60,9 +143,10 @@ pub enum StepError {
         /// Who received it.
         this: crate::NodeId,
     },
-    /// The sender is not a member of the cluster.
-    #[error("message from unknown node {from}")]
-    UnknownSender {
+    /// The sender is this node itself, or has the reserved id 0. (Messages from non-members
+    /// are accepted: a leader may be one this node's configuration does not know yet.)
+    #[error("message from invalid sender {from}")]
+    InvalidSender {
         /// The sender.
         from: crate::NodeId,
     },

@@ -10,7 +10,8 @@
 //!
 //! This crate is the protocol and nothing else: no I/O, no clock, no threads, no async, no
 //! unseeded randomness. A [`Node`] takes inputs — [`Node::tick`], [`Node::step`] (a message),
-//! [`Node::propose`], [`Node::read_index`], and the driver's reports [`Node::persisted`],
+//! [`Node::propose`], [`Node::read_index`], [`Node::change_membership`], and the driver's
+//! reports [`Node::persisted`],
 //! [`Node::entries_read`], [`Node::snapshot_taken`], [`Node::compacted`],
 //! [`Node::snapshot_installed`] and [`Node::snapshot_failed`] — and answers with a batch of
 //! [`Action`]s from [`Node::take_actions`]. The same core is driven
@@ -24,7 +25,10 @@
 //! - `replication.rs`: `Append`s and their answers (§5.3), fast backtracking, commit (§5.4.2).
 //! - `progress.rs`: the leader's view of each follower: probe / replicate, the inflight window.
 //! - `log.rs`: the core's view of the log: term runs, the tail cache, durable and commit indexes.
-//! - `quorum.rs`: majority arithmetic, the one place that knows what a quorum is.
+//! - `quorum.rs`: majority arithmetic, the one place that knows what a quorum is (joint
+//!   quorums included).
+//! - `membership.rs`: configurations of voters and learners, and changing them: one voter at a
+//!   time or by joint consensus (thesis §4.3), in force from the moment they are appended.
 //! - `read_index.rs`: linearizable reads confirmed by a heartbeat round (thesis §6.4), batched.
 //! - `snapshot.rs`: snapshots, log compaction and InstallSnapshot as a pull (Raft §7).
 //! - `testkit.rs`: an in-memory driver for a whole cluster, for tests, examples and benchmarks.
@@ -49,7 +53,9 @@
 //!    them back with [`Node::entries_read`]; the core checks their terms against its own log.
 //!    It never asks for an entry at or below a compaction point it was told of (item 10).
 //! 5. [`Action::Apply`] entries are committed and durable here: apply them in order, after
-//!    everything applied before. Applying may run in parallel with everything else.
+//!    everything applied before. Applying may run in parallel with everything else. No-ops and
+//!    configuration entries ([`Payload::Membership`]) come too: the state machine skips them,
+//!    but they count as applied.
 //!    A commit index saved for restarts must come from [`Node::durable_commit`]. Never apply an
 //!    entry at or below the index of the snapshot the state machine holds (restored from or
 //!    installed): the core hands out none, and an entry handed out before an install and not
@@ -89,7 +95,19 @@
 //!     it: its compaction point at or below the snapshot's index, its last index at or above, and
 //!     its term there the snapshot's. A log that does not (a crash between writing a snapshot and
 //!     resetting the log) is superseded by the snapshot and must be reset to it by the driver;
-//!     the core refuses to start on it rather than guess.
+//!     the core refuses to start on it rather than guess. [`Restored::memberships`] lists every
+//!     configuration entry of the restored log after the snapshot: with the snapshot's
+//!     configuration (or, with neither, the bootstrap [`Config::voters`]) they give the
+//!     configuration in force. skiff-wal's recovery collects them.
+//! 13. **Membership**: the configuration in force is [`Node::membership`], and every change of it
+//!     is reported as [`Event::MembershipChanged`] (when its entry is appended, truncated away or
+//!     installed with a snapshot — not when it commits); a driver that connects to peers learns
+//!     from it whom to reach. Found a cluster by giving every founding node the same
+//!     [`Config::voters`]; start a node that **joins** a running cluster with no voters at all:
+//!     it waits, never campaigning, until the leader has added it with
+//!     [`Node::change_membership`] and replicates the configuration to it. A node removed from
+//!     the configuration is no longer replicated to and never campaigns (a removed leader steps
+//!     down once its removal is committed): its driver may stop it once the removal is applied.
 //!
 //! ## The log, when it is larger than memory
 //! The log lives in the driver's storage. The core keeps the term of every entry in compressed
@@ -112,16 +130,18 @@
 //!   durable entries; the core never asks to read a compacted entry, and a snapshot's index never
 //!   decreases.
 //! - Only entries of the current term are committed by counting replicas (§5.4.2, Figure 8).
+//! - A configuration is in force from the moment its entry is appended, and reverts when the entry
+//!   is truncated; while joint, elections and commits need a majority of both voter sets; one
+//!   change at a time, and none before the leader's no-op is committed.
 //!
 //! Bad input from the network is an error ([`StepError`]), never a panic: messages to another
-//! node, from a non-member, or with inconsistent entries are refused and change nothing.
+//! node, from ourselves, or with inconsistent entries or configurations are refused and change
+//! nothing.
 //!
 //! ## Left out for now, with room made for it
-//! Membership changes with joint consensus and learners (quorum arithmetic lives in one module
-//! for a joint configuration to combine two majorities, and snapshots already carry the voters,
-//! though they must equal the configuration's for now); leadership transfer ([`Node::campaign`]
-//! is the TimeoutNow hook); lease reads and reads through followers (ReadIndex is here, in
-//! `read_index.rs`). Snapshot *bytes* are deliberately not here, and never will be: taking,
+//! Leadership transfer ([`Node::campaign`] is the TimeoutNow hook); lease reads and reads
+//! through followers (ReadIndex is here, in `read_index.rs`). Demoting a voter to a learner in
+//! one step (remove it, then add it as a learner). Snapshot *bytes* are deliberately not here, and never will be: taking,
 //! storing, chunking and checksumming them is the driver's and the WAL's work; the core decides
 //! only when a snapshot is needed and what it must cover.
 
@@ -130,6 +150,7 @@ pub mod config;
 mod election;
 pub mod error;
 pub mod log;
+pub mod membership;
 pub mod message;
 pub mod node;
 pub mod progress;
@@ -144,8 +165,12 @@ pub mod types;
 
 pub use action::{Action, Event, ReadPurpose, ReadRequest, RoleKind};
 pub use config::Config;
-pub use error::{ConfigError, ProposeError, ReadIndexError, ReportError, RestoreError, StepError};
+pub use error::{
+    ConfigError, MembershipError, ProposeError, ReadIndexError, ReportError, RestoreError,
+    StepError,
+};
 pub use log::LogState;
+pub use membership::{Membership, MembershipChange};
 pub use message::{AppendOutcome, Body, Message};
 pub use node::{NewNodeError, Node, Restored, Status};
 pub use sabotage::Sabotage;

@@ -283,10 +283,16 @@ impl RaftLog {
 
     /// Merges entries from the leader that follow `prev_index` (which the caller has matched):
     /// entries already present with the same term are kept, the first conflicting one and
-    /// everything after it are replaced (Raft §5.3). Returns the index of the last entry given.
-    pub(crate) fn merge(&mut self, prev_index: Index, entries: Vec<Entry>) -> Index {
+    /// everything after it are replaced (Raft §5.3). Returns the index of the last entry given,
+    /// and the index the log was truncated from, if it was.
+    pub(crate) fn merge(
+        &mut self,
+        prev_index: Index,
+        entries: Vec<Entry>,
+    ) -> (Index, Option<Index>) {
         let last_given = prev_index.plus(entries.len() as u64);
         let mut new_entries = entries.into_iter().peekable();
+        let mut truncated_from = None;
         // Skip the prefix we already hold; the log matching property makes it identical.
         while let Some(entry) = new_entries.peek() {
             match self.term(entry.index) {
@@ -294,6 +300,7 @@ impl RaftLog {
                     new_entries.next();
                 }
                 Some(_) => {
+                    truncated_from = Some(entry.index);
                     self.truncate_from(entry.index);
                     break;
                 }
@@ -301,7 +308,7 @@ impl RaftLog {
             }
         }
         self.append(new_entries.collect());
-        last_given
+        (last_given, truncated_from)
     }
 
     /// Removes every entry from `index` on. Committed entries are never removed.

@@ -5,7 +5,7 @@
 //! in `replication.rs`; this file holds the inputs, the term rules of Raft §5.1 that apply to
 //! every message, the role transitions, and the assembly of the action batch.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
@@ -13,6 +13,7 @@ use crate::action::{Action, Event, ReadPurpose, ReadRequest, RoleKind};
 use crate::config::Config;
 use crate::error::{ConfigError, ProposeError, ReportError, RestoreError, StepError};
 use crate::log::{LogState, RaftLog};
+use crate::membership::{Membership, MembershipLog};
 use crate::message::{Body, Message};
 use crate::progress::Progress;
 use crate::read_index::ReadRounds;
@@ -33,6 +34,12 @@ pub struct Restored {
     /// The newest durable snapshot, which the state machine is restored from; `None` if there
     /// is none, in which case the log must never have been compacted (start at index 1).
     pub snapshot: Option<SnapshotMeta>,
+    /// Every configuration entry ([`Payload::Membership`]) in the durable log after the
+    /// snapshot, as `(index, configuration)` in index order: the configuration in force is the
+    /// latest of them, else the snapshot's, else the bootstrap [`Config::voters`]. The driver
+    /// finds them while opening its log (skiff-wal's recovery collects them). Entries at or
+    /// below the snapshot's index may be included; they are ignored.
+    pub memberships: Vec<(Index, Membership)>,
     /// A commit index the driver saved (it may lag: 0 is always safe). It must be a value of
     /// [`Node::durable_commit`], never the bare commit index: a follower can learn that an index
     /// is committed before its own copy of that entry is durable, and after a crash its disk may
@@ -149,6 +156,8 @@ pub struct Status {
     pub applied: Index,
     /// The index of the latest snapshot (0 if none).
     pub snapshot: Index,
+    /// The configuration in force.
+    pub membership: Membership,
     /// The first index in the log; entries before it were compacted away.
     pub first_index: Index,
     /// Per follower, when leading: (match index, next index, state name).
@@ -188,8 +197,13 @@ pub struct Node {
     pub(crate) randomized_timeout: u32,
     /// The source of randomized timeouts, seeded from the configuration.
     pub(crate) rng: Rng,
-    /// The other voters, in order (derived from the configuration, kept to avoid rebuilding it
-    /// on every batch).
+    /// The configurations this node knows of: as of its snapshot, and every configuration
+    /// entry in its log after it (see `membership.rs`).
+    pub(crate) memberships: MembershipLog,
+    /// The configuration in force: the latest of `memberships`.
+    pub(crate) membership: Membership,
+    /// Every other member (voters, outgoing voters, learners), in order: whom a leader
+    /// replicates to. Derived from `membership`, kept to avoid rebuilding it on every batch.
     pub(crate) peers: Vec<NodeId>,
     /// The term and vote last handed to the driver for persisting.
     pub(crate) persisted_hard_state: HardState,
@@ -210,7 +224,7 @@ impl Node {
     pub fn new(config: Config, restored: Restored) -> Result<Node, NewNodeError> {
         config.validate()?;
         let mut log = RaftLog::restore(&restored.log, restored.commit, config.max_cached_bytes)?;
-        Self::check_restored_snapshot(&config, &log, restored.snapshot.as_ref())?;
+        Self::check_restored_snapshot(&log, restored.snapshot.as_ref())?;
         let snapshot_index = restored.snapshot.as_ref().map_or(Index(0), |meta| meta.index);
         if snapshot_index > log.commit() {
             // The snapshot's entries are committed, and the log holds the last of them.
@@ -226,11 +240,9 @@ impl Node {
             }
             .into());
         }
-        if let Some(vote) = restored.hard_state.vote
-            && !config.voters.contains(&vote)
-        {
-            return Err(RestoreError { reason: format!("voted for unknown node {vote}") }.into());
-        }
+        let memberships = Self::restore_memberships(&config, &log, &restored)?;
+        let (_, membership) = memberships.latest();
+        let membership = membership.clone();
         let mut rng = Rng::new(config.seed);
         let randomized_timeout = Self::draw_timeout(&mut rng, config.election_timeout);
         // The state machine was restored from the snapshot: nothing at or below it is applied
@@ -249,7 +261,9 @@ impl Node {
             election_elapsed: 0,
             randomized_timeout,
             rng,
-            peers: config.voters.iter().copied().filter(|id| *id != config.id).collect(),
+            peers: membership.members().into_iter().filter(|id| *id != config.id).collect(),
+            memberships,
+            membership,
             persisted_hard_state: restored.hard_state,
             outbox: Vec::new(),
             reads: Vec::new(),
@@ -263,7 +277,6 @@ impl Node {
     /// Checks that the restored log passes through the restored snapshot (contract item 12), and
     /// that a compacted log has a snapshot standing for what was compacted.
     fn check_restored_snapshot(
-        config: &Config,
         log: &RaftLog,
         snapshot: Option<&SnapshotMeta>,
     ) -> Result<(), RestoreError> {
@@ -296,10 +309,44 @@ impl Node {
                 return invalid(format!("snapshot {meta} but the log ends at {last}"));
             }
         }
-        if meta.voters != config.voters {
-            return invalid(format!("snapshot {meta} has other voters than the configuration"));
+        if let Err(reason) = meta.membership.validate() {
+            return invalid(format!("snapshot {meta}: {reason}"));
         }
         Ok(())
+    }
+
+    /// The configurations a restarting node knows: the snapshot's (or the bootstrap one) and
+    /// the configuration entries of its log after the snapshot, which must be valid, in order,
+    /// and in the log.
+    fn restore_memberships(
+        config: &Config,
+        log: &RaftLog,
+        restored: &Restored,
+    ) -> Result<MembershipLog, RestoreError> {
+        let mut memberships = match &restored.snapshot {
+            Some(meta) => MembershipLog::new(meta.index, meta.membership.clone()),
+            None => MembershipLog::new(Index(0), Membership::new(config.voters.iter().copied())),
+        };
+        let base = restored.snapshot.as_ref().map_or(Index(0), |meta| meta.index);
+        for (index, membership) in &restored.memberships {
+            if *index <= base {
+                continue;
+            }
+            let invalid = |reason: String| {
+                Err(RestoreError { reason: format!("configuration entry {index}: {reason}") })
+            };
+            if *index < log.first_index() || *index > log.last_index() {
+                return invalid("not in the log".into());
+            }
+            if *index <= memberships.latest().0 {
+                return invalid("out of order".into());
+            }
+            if let Err(reason) = membership.validate() {
+                return invalid(reason);
+            }
+            memberships.append(*index, membership.clone());
+        }
+        Ok(memberships)
     }
 
     /// This node's id.
@@ -359,6 +406,7 @@ impl Node {
             commit: self.log.commit(),
             applied: self.applied,
             snapshot: self.snapshot_index(),
+            membership: self.membership.clone(),
             first_index: self.log.first_index(),
             progress,
         }
@@ -370,6 +418,9 @@ impl Node {
         if matches!(self.role, Role::Leader(_)) {
             self.tick_leader();
         } else if self.election_elapsed >= self.randomized_timeout {
+            // A node that is not a voter (a learner, a removed node, a node that joined and has
+            // not heard from the cluster) never campaigns: it restarts its timer, which keeps
+            // measuring how long it has not heard from a leader.
             self.election_elapsed = 0;
             self.campaign();
         }
@@ -487,9 +538,10 @@ impl Node {
     }
 
     /// Starts an election now, as if the election timeout had fired (with pre-vote if
-    /// configured). Tests use it to pick a leader; leadership transfer will use it too.
+    /// configured). Tests use it to pick a leader. Does nothing on a leader, or on a node that
+    /// is not a voter of the configuration in force (learners never campaign).
     pub fn campaign(&mut self) {
-        if matches!(self.role, Role::Leader(_)) {
+        if matches!(self.role, Role::Leader(_)) || !self.membership.is_voter(self.config.id) {
             return;
         }
         if self.config.pre_vote {
@@ -545,15 +597,17 @@ impl Node {
 
     // ----- Messages and the term rules of Raft §5.1 -----
 
-    /// Refuses messages that could only come from a confused or foreign peer: misaddressed, from a
-    /// non-member, `Append`s whose entries are not consecutive or whose terms go backwards or
-    /// beyond the message's, and snapshot offers that could not be of a committed prefix.
+    /// Refuses messages that could only come from a confused or foreign peer: misaddressed, from
+    /// ourselves or id 0, `Append`s whose entries are not consecutive, whose terms go backwards
+    /// or beyond the message's, or whose configurations are invalid, and snapshot offers that
+    /// could not be of a committed prefix. A sender outside our configuration is accepted: a
+    /// leader elected under a configuration our log does not hold yet is one.
     fn validate(&self, message: &Message) -> Result<(), StepError> {
         if message.to != self.config.id {
             return Err(StepError::WrongRecipient { to: message.to, this: self.config.id });
         }
-        if message.from == self.config.id || !self.config.voters.contains(&message.from) {
-            return Err(StepError::UnknownSender { from: message.from });
+        if message.from == self.config.id || message.from.0 == 0 {
+            return Err(StepError::InvalidSender { from: message.from });
         }
         if let Body::Append { prev_index, prev_term, entries, .. } = &message.body {
             let malformed =
@@ -566,6 +620,11 @@ impl Node {
                 if entry.term < previous.1 || entry.term > message.term {
                     return malformed(format!("entry {} has term {}", entry.index, entry.term));
                 }
+                if let Payload::Membership(membership) = &entry.payload
+                    && let Err(reason) = membership.validate()
+                {
+                    return malformed(format!("entry {}: {reason}", entry.index));
+                }
                 previous = (entry.index, entry.term);
             }
         }
@@ -575,8 +634,8 @@ impl Node {
             if meta.index == Index(0) || meta.term == Term(0) || meta.term > message.term {
                 return malformed(format!("snapshot {meta} offered in term {}", message.term));
             }
-            if meta.voters.is_empty() {
-                return malformed(format!("snapshot {meta} has no voters"));
+            if let Err(reason) = meta.membership.validate() {
+                return malformed(format!("snapshot {meta}: {reason}"));
             }
         }
         Ok(())
@@ -626,11 +685,6 @@ impl Node {
     /// Queues a message with an explicit term (pre-votes carry a proposed term).
     pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: Body) {
         self.outbox.push(Message { from: self.config.id, to, term, body });
-    }
-
-    /// The voters of the cluster.
-    pub(crate) fn voters(&self) -> &BTreeSet<NodeId> {
-        &self.config.voters
     }
 
     // ----- Role transitions -----
@@ -738,7 +792,7 @@ impl Node {
     }
 
     /// Appends one entry of the current term to the leader's log; returns its index.
-    fn append_as_leader(&mut self, payload: Payload) -> Index {
+    pub(crate) fn append_as_leader(&mut self, payload: Payload) -> Index {
         let index = self.log.last_index().next();
         self.log.append(vec![Entry { index, term: self.term, payload }]);
         // A leader alone in its cluster commits as soon as the entry is durable; with peers the

@@ -31,7 +31,6 @@ use std::collections::BTreeMap;
 use crate::action::Action;
 use crate::error::ReadIndexError;
 use crate::node::{Node, Role};
-use crate::quorum::Majority;
 use crate::types::{Index, NodeId};
 
 /// A leader's reads in flight, for one term (it lives in the leader's role state).
@@ -77,7 +76,9 @@ impl Node {
         let Role::Leader(leader) = &mut self.role else {
             return Err(ReadIndexError::NotLeader { leader: self.leader(), term: self.term });
         };
-        if self.peers.is_empty() || self.config.sabotage.read_without_quorum {
+        let me = self.config.id;
+        let alone = self.membership.quorum().is_reached_by(|id| id == me);
+        if alone || self.config.sabotage.read_without_quorum {
             // Alone, the leader is the quorum: nothing to confirm. (The sabotage switch skips
             // the confirmation in any cluster: a deposed leader unaware of it reads stale data.)
             let index = self.log.commit().max(leader.term_start);
@@ -122,7 +123,9 @@ impl Node {
         let Some(in_flight) = &leader.reads.in_flight else { return };
         let number = in_flight.number;
         let echoes = &leader.reads.echoed;
-        let confirmed = Majority::new(&self.config.voters)
+        let confirmed = self
+            .membership
+            .quorum()
             .is_reached_by(|id| id == me || echoes.get(&id).is_some_and(|&echo| echo >= number));
         if !confirmed {
             return;

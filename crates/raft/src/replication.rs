@@ -18,11 +18,11 @@
 
 use crate::action::{Event, ReadPurpose, ReadRequest};
 use crate::error::StepError;
+use crate::membership::Membership;
 use crate::message::{AppendOutcome, Body};
 use crate::node::{Node, Role};
 use crate::progress::ProgressState;
-use crate::quorum::Majority;
-use crate::types::{Entry, Index, NodeId, Term};
+use crate::types::{Entry, Index, NodeId, Payload, Term};
 
 impl Node {
     // ----- Leader -----
@@ -140,7 +140,8 @@ impl Node {
     ) -> Result<(), StepError> {
         let last_index = self.log.last_index();
         let Role::Leader(leader) = &mut self.role else { return Ok(()) };
-        let progress = leader.progress.get_mut(&from).expect("validated senders are voters");
+        // An answer from a node no longer a member (it was removed since) changes nothing.
+        let Some(progress) = leader.progress.get_mut(&from) else { return Ok(()) };
         match outcome {
             AppendOutcome::Accepted { match_index } => {
                 if match_index > last_index {
@@ -186,7 +187,7 @@ impl Node {
     pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64) {
         let last_index = self.log.last_index();
         let Role::Leader(leader) = &mut self.role else { return };
-        let progress = leader.progress.get_mut(&from).expect("validated senders are voters");
+        let Some(progress) = leader.progress.get_mut(&from) else { return };
         if progress.heartbeat_answered(last_index) {
             let resume = progress.match_index.next();
             progress.probe_from(resume);
@@ -218,7 +219,9 @@ impl Node {
         let durable = self.log.durable();
         let Role::Leader(leader) = &self.role else { return };
         let progress = &leader.progress;
-        let quorum_index = Majority::new(&self.config.voters).committed_index(|id| {
+        // While joint, a majority of the old voters and of the new (thesis §4.3); a leader that
+        // is not a voter of a set (it is being removed) is not counted in it.
+        let quorum_index = self.membership.quorum().committed_index(|id| {
             if id == me { durable } else { progress.get(&id).map_or(Index(0), |p| p.match_index) }
         });
         if quorum_index <= self.log.commit() {
@@ -234,10 +237,12 @@ impl Node {
         self.advance_commit(quorum_index);
     }
 
-    /// Moves the commit index forward and reports it.
+    /// Moves the commit index forward and reports it; a leader then acts on a configuration
+    /// that became committed (leaving joint consensus, or stepping down if removed).
     pub(crate) fn advance_commit(&mut self, commit: Index) {
         self.log.commit_to(commit);
         self.events.push(Event::CommitAdvanced { commit });
+        self.membership_committed();
     }
 
     // ----- Follower -----
@@ -282,7 +287,7 @@ impl Node {
                 self.send(leader, Body::AppendResponse(outcome));
             }
             Some(_) => {
-                let last_given = self.log.merge(prev_index, entries);
+                let last_given = self.merge(prev_index, entries);
                 if let Role::Follower(follower) = &mut self.role {
                     follower.matched = follower.matched.max(last_given);
                 }
@@ -302,6 +307,32 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Merges the leader's entries into the log (Raft §5.3), keeping the configurations in step:
+    /// those of truncated entries are forgotten, those of new entries take effect at once.
+    /// Returns the index of the last entry given.
+    fn merge(&mut self, prev_index: Index, entries: Vec<Entry>) -> Index {
+        let configurations: Vec<(Index, Membership)> = entries
+            .iter()
+            .filter_map(|entry| match &entry.payload {
+                Payload::Membership(membership) => Some((entry.index, membership.clone())),
+                _ => None,
+            })
+            .collect();
+        let (last_given, truncated_from) = self.log.merge(prev_index, entries);
+        if let Some(index) = truncated_from {
+            self.memberships.truncate_from(index);
+        }
+        // Entries the log already held (same index and term) are the same entries, already
+        // known; the new ones come after everything known.
+        for (index, membership) in configurations {
+            if index > self.memberships.latest().0 {
+                self.memberships.append(index, membership);
+            }
+        }
+        self.refresh_membership();
+        last_given
     }
 
     /// Handles a heartbeat from the leader of the current term.

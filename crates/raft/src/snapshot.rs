@@ -4,7 +4,8 @@
 //! its state — a **snapshot** — stands for that whole prefix, and the entries in it can be
 //! deleted. The core never holds snapshot bytes: the driver takes, stores, sends and installs
 //! them; the core keeps only their **metadata** ([`SnapshotMeta`]: the last index and term the
-//! snapshot covers, and the voters as of that index) and decides *when* a snapshot is needed.
+//! snapshot covers, and the membership as of that index) and decides *when* a snapshot is
+//! needed.
 //!
 //! ## Taking a snapshot and compacting
 //! The driver snapshots its state machine at its applied index `i` whenever it likes. It asks
@@ -53,19 +54,17 @@
 //!   never races a log write, and core and driver reset the log identically.
 //! - A node that is fetching a snapshot lacks a committed entry, so it can never win an
 //!   election (Raft §5.4.1) — asserted when it becomes leader.
-//!
-//! ## Left out
-//! Membership travels in the snapshot (`voters`) but changes of membership are not here yet: a
-//! snapshot's voters must equal the configuration's. Learners and joint configurations will add
-//! their sets to [`SnapshotMeta`].
+//! - A snapshot's membership is the configuration in force as of its index (the latest
+//!   configuration entry at or below it), joint or not: the log after the snapshot may not hold
+//!   any configuration entry, and then the snapshot is the only place the configuration is kept.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::action::Event;
 use crate::error::ReportError;
+use crate::membership::Membership;
 use crate::message::Body;
 use crate::node::{Node, Role};
 use crate::types::{Index, NodeId, Term};
@@ -78,15 +77,15 @@ pub struct SnapshotMeta {
     pub index: Index,
     /// The term of that entry: what a follower compares with its own log (Raft §7).
     pub term: Term,
-    /// The voters of the cluster as of `index` (membership travels with the snapshot).
-    pub voters: BTreeSet<NodeId>,
+    /// The cluster's configuration as of `index`: voters, learners, and the outgoing voters if
+    /// a joint change was under way (membership travels with the snapshot). Has voters.
+    pub membership: Membership,
 }
 
 impl fmt::Display for SnapshotMeta {
-    /// The compact trace form: `20@2 voters=n1,n2,n3`.
+    /// The compact trace form: `20@2 voters=n1,n2,n3` (and learners or outgoing voters).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let voters: Vec<String> = self.voters.iter().map(NodeId::to_string).collect();
-        write!(f, "{}@{} voters={}", self.index, self.term, voters.join(","))
+        write!(f, "{}@{} {}", self.index, self.term, self.membership)
     }
 }
 
@@ -104,13 +103,19 @@ impl Node {
     /// The metadata for a snapshot of the state machine at applied index `index` (contract
     /// item 9), or `None` if such a snapshot must not be taken: it would be no newer than the
     /// node's latest snapshot (after a restart the state machine starts at that snapshot, and an
-    /// empty or older one must never replace it), or `index` has not been handed out to apply.
+    /// empty or older one must never replace it), `index` has not been handed out to apply, or
+    /// the configuration as of `index` is unknown here (a node that joined without one knows
+    /// nothing of the configurations before the first it received).
     pub fn snapshot_meta_at(&self, index: Index) -> Option<SnapshotMeta> {
         if index <= self.snapshot_index() || index > self.applied {
             return None;
         }
         let term = self.log.term(index).expect("an applied index above the snapshot is in the log");
-        Some(SnapshotMeta { index, term, voters: self.config.voters.clone() })
+        let (_, membership) = self.memberships.at(index);
+        if membership.voters.is_empty() {
+            return None;
+        }
+        Some(SnapshotMeta { index, term, membership: membership.clone() })
     }
 
     /// The driver made a snapshot of its state machine durable (contract item 9). It may now
@@ -130,9 +135,15 @@ impl Node {
         if term != Some(meta.term) {
             return refuse(format!("term {} but the log has {term:?} there", meta.term));
         }
-        if meta.voters != self.config.voters {
-            return refuse(format!("voters {:?} are not the configuration's", meta.voters));
+        let (_, membership) = self.memberships.at(meta.index);
+        if meta.membership != *membership {
+            return refuse(format!(
+                "membership {} but the log's as of there is {membership}",
+                meta.membership
+            ));
         }
+        // The configurations before the snapshot are now the snapshot's business.
+        self.memberships.rebase(meta.index);
         self.snapshot = Some(meta);
         Ok(())
     }
@@ -195,6 +206,9 @@ impl Node {
             self.applied
         );
         self.log.install_snapshot(meta.index, meta.term);
+        // The log is gone, and with it every configuration entry: the snapshot's is in force.
+        self.memberships.reset(meta.index, meta.membership.clone());
+        self.refresh_membership();
         // Entries queued to apply and not yet handed out are below the snapshot: it replaces
         // them. An apply read still out is answered for compacted entries and ignored.
         self.to_apply.clear();
@@ -285,8 +299,8 @@ mod tests {
     use crate::node::Restored;
     use crate::testkit::LocalCluster;
 
-    fn voters() -> BTreeSet<NodeId> {
-        (1..=3).map(NodeId).collect()
+    fn membership() -> Membership {
+        Membership::new((1..=3).map(NodeId))
     }
 
     /// A three-node cluster led by node 1 that committed and applied `count` commands.
@@ -309,10 +323,11 @@ mod tests {
         assert_eq!(node.snapshot_meta_at(Index(0)), None);
         assert_eq!(node.snapshot_meta_at(Index(5)), None, "not applied yet");
         let meta = node.snapshot_meta_at(Index(3)).expect("applied and newer");
-        assert_eq!(meta, SnapshotMeta { index: Index(3), term: Term(1), voters: voters() });
+        assert_eq!(meta, SnapshotMeta { index: Index(3), term: Term(1), membership: membership() });
         let wrong_term = SnapshotMeta { term: Term(2), ..meta.clone() };
         assert!(node.snapshot_taken(wrong_term).is_err());
-        let wrong_voters = SnapshotMeta { voters: BTreeSet::from([NodeId(1)]), ..meta.clone() };
+        let wrong_voters =
+            SnapshotMeta { membership: Membership::new([NodeId(1)]), ..meta.clone() };
         assert!(node.snapshot_taken(wrong_voters).is_err());
         node.snapshot_taken(meta.clone()).expect("a valid snapshot");
         assert!(node.snapshot_taken(meta).is_err(), "the same snapshot twice");
@@ -325,7 +340,7 @@ mod tests {
     #[test]
     fn an_install_report_without_a_fetch_is_refused() {
         let mut cluster = cluster_with(1);
-        let meta = SnapshotMeta { index: Index(9), term: Term(1), voters: voters() };
+        let meta = SnapshotMeta { index: Index(9), term: Term(1), membership: membership() };
         let node = cluster.node_mut(NodeId(2));
         assert!(node.snapshot_installed(meta.clone()).is_err());
         node.snapshot_failed(&meta);
@@ -334,8 +349,8 @@ mod tests {
 
     #[test]
     fn restore_refuses_a_log_that_does_not_pass_through_the_snapshot() {
-        let config = Config::new(NodeId(1), voters());
-        let meta = SnapshotMeta { index: Index(5), term: Term(2), voters: voters() };
+        let config = Config::new(NodeId(1), membership().voters);
+        let meta = SnapshotMeta { index: Index(5), term: Term(2), membership: membership() };
         let log = |first: u64, last: u64, prev_term: u64, runs: &[(u64, u64)]| crate::LogState {
             first_index: Index(first),
             last_index: Index(last),

@@ -21,7 +21,7 @@ use crate::log::LogState;
 use crate::message::{Body, Message, entry_list};
 use crate::node::{Node, Restored};
 use crate::snapshot::SnapshotMeta;
-use crate::types::{Entry, HardState, Index, NodeId, Term};
+use crate::types::{Entry, HardState, Index, NodeId, Payload, Term};
 
 /// A durable snapshot of the test state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +118,15 @@ impl MemoryStorage {
     /// What a node restarting on this storage is restored from.
     pub fn restored(&self) -> Restored {
         let snapshot = self.snapshot.as_ref().map(|snapshot| snapshot.meta.clone());
+        // Like a real log's recovery, collect the configuration entries while reading the log.
+        let memberships = self
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.payload {
+                Payload::Membership(membership) => Some((entry.index, membership.clone())),
+                _ => None,
+            })
+            .collect();
         Restored {
             hard_state: self.hard_state,
             log: LogState::from_terms_after(
@@ -129,6 +138,7 @@ impl MemoryStorage {
             // The state machine is restored from the snapshot (see `LocalCluster::restart`).
             applied: snapshot.as_ref().map_or(Index(0), |meta| meta.index),
             snapshot,
+            memberships,
         }
     }
 }
@@ -159,6 +169,26 @@ pub struct LocalNode {
     pub down: bool,
 }
 
+impl LocalNode {
+    /// A new node with `config` and empty storage, writes and fetches completed at once.
+    fn new(config: Config) -> LocalNode {
+        let node = Node::new(config.clone(), Restored::default())
+            .expect("the test configuration is valid");
+        LocalNode {
+            node,
+            config,
+            storage: MemoryStorage::default(),
+            pending_writes: VecDeque::new(),
+            applied: Vec::new(),
+            reads: Vec::new(),
+            auto_persist: true,
+            pending_fetch: None,
+            auto_fetch: true,
+            down: false,
+        }
+    }
+}
+
 /// A cluster of nodes in one process, driven step by step.
 #[derive(Debug)]
 pub struct LocalCluster {
@@ -182,21 +212,7 @@ impl LocalCluster {
             .map(|&id| {
                 let mut config = Config::new(id, ids.iter().copied());
                 configure(&mut config);
-                let node = Node::new(config.clone(), Restored::default())
-                    .expect("the test configuration is valid");
-                let local = LocalNode {
-                    node,
-                    config,
-                    storage: MemoryStorage::default(),
-                    pending_writes: VecDeque::new(),
-                    applied: Vec::new(),
-                    reads: Vec::new(),
-                    auto_persist: true,
-                    pending_fetch: None,
-                    auto_fetch: true,
-                    down: false,
-                };
-                (id, local)
+                (id, LocalNode::new(config))
             })
             .collect();
         LocalCluster {
@@ -205,6 +221,18 @@ impl LocalCluster {
             cut: BTreeSet::new(),
             trace: record.then(Vec::new),
         }
+    }
+
+    /// Starts a new, empty node `id` that joins the cluster: it has no initial configuration
+    /// ([`Config::voters`] empty), so it waits, never campaigning, until a leader that added it
+    /// with [`Node::change_membership`] replicates to it. Its other settings are node 1's (or
+    /// the lowest-numbered node's).
+    pub fn add_node(&mut self, id: NodeId) {
+        assert!(!self.nodes.contains_key(&id), "{id} is already in the cluster");
+        let template = self.nodes.values().next().expect("a cluster has nodes");
+        let config =
+            Config { id, voters: Default::default(), seed: id.0, ..template.config.clone() };
+        self.nodes.insert(id, LocalNode::new(config));
     }
 
     /// The node with `id`.
@@ -274,7 +302,9 @@ impl LocalCluster {
                 }
             }
             Action::Send(message) => {
-                if self.cut.contains(&(message.from, message.to)) {
+                if !self.nodes.contains_key(&message.to) {
+                    self.record(|| format!("{message} (dropped: no such node)"));
+                } else if self.cut.contains(&(message.from, message.to)) {
                     self.record(|| format!("{message} (dropped: link cut)"));
                 } else {
                     self.record(|| message.to_string());

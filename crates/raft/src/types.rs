@@ -9,6 +9,8 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::membership::Membership;
+
 /// The identity of a cluster member. Never zero: zero is reserved to catch uninitialised ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId(pub u64);
@@ -80,6 +82,9 @@ pub enum Payload {
     Noop,
     /// An opaque command for the state machine, exactly as proposed by the client.
     Command(Bytes),
+    /// A new cluster configuration, in force on every node from the moment the entry is in its
+    /// log (see `membership.rs`). The state machine has nothing to do with it.
+    Membership(Membership),
 }
 
 /// One entry of the replicated log.
@@ -101,6 +106,7 @@ impl Entry {
         match &self.payload {
             Payload::Noop => OVERHEAD,
             Payload::Command(command) => OVERHEAD + command.len() as u64,
+            Payload::Membership(membership) => OVERHEAD + 8 * membership.members().len() as u64,
         }
     }
 }
@@ -117,6 +123,7 @@ impl fmt::Display for Entry {
                 }
                 _ => write!(f, " <{} bytes>", command.len()),
             },
+            Payload::Membership(membership) => write!(f, " membership {membership}"),
         }
     }
 }

@@ -17,13 +17,21 @@
 //!
 //! - `cluster nodes=N [pre_vote=B] [check_quorum=B] [election_timeout=T]
 //!   [heartbeat_interval=H] [max_append_entries=E] [max_append_bytes=B]
-//!   [max_inflight_appends=W] [max_cached_bytes=C]`: a new cluster of nodes 1..=N with the
+//!   [max_inflight_appends=W] [max_cached_bytes=C] [max_learner_lag=L]`: a new cluster of nodes 1..=N with the
 //!   server's default configuration (`Config::new`) changed as given. Node `i` seeds its election
 //!   timeouts with `i`, so runs are reproducible.
 //! - `campaign ID`: the node starts an election now (`Node::campaign`), with pre-vote if on.
 //! - `tick ID... [n=K]`: K rounds (default 1); in each, every listed node ticks once.
 //! - `propose ID COMMAND...`: proposes the commands in order, then lets the node act once, so
 //!   they travel together. Prints each entry proposed, or why the proposal was refused.
+//! - `add_node ID`: starts a new, empty node that joins the cluster: it has no initial
+//!   configuration, so it never campaigns, and waits for a leader that added it
+//!   (`LocalCluster::add_node`).
+//! - `change ID [add_voter=IDS] [add_learner=IDS] [remove=IDS] [promote=IDS]`: asks the node
+//!   for one membership change (`Node::change_membership`) made of these changes, where `IDS`
+//!   is one id or several joined by `/` (`add_voter=4/5`); then lets the node act once. Prints
+//!   the configuration entry appended, or why the change was refused.
+//! - `membership [ID...]`: the configuration in force on each node (all by default).
 //! - `read ID CONTEXT...`: asks the node for linearizable reads (`Node::read_index`), one per
 //!   context number, then lets it act once. `n1 read ready at 5: [1, 2]` says reads 1 and 2 may
 //!   be served once index 5 is applied; `n1 read failed: [3]` that read 3 lost its leader.
@@ -86,7 +94,8 @@ use bytes::Bytes;
 use skiff_raft::message::entry_list;
 use skiff_raft::testkit::LocalCluster;
 use skiff_raft::{
-    Body, Entry, Index, Message, NodeId, Payload, ProposeError, ReadIndexError, RoleKind,
+    Body, Entry, Index, MembershipChange, Message, NodeId, Payload, ProposeError, ReadIndexError,
+    RoleKind,
 };
 
 test_each_file::test_each_path! { in "crates/raft/tests/scenarios" => run }
@@ -119,6 +128,8 @@ enum Command {
         max_inflight_appends: Option<usize>,
         #[arg(key)]
         max_cached_bytes: Option<u64>,
+        #[arg(key)]
+        max_learner_lag: Option<u64>,
     },
     /// `campaign ID`
     Campaign(u64),
@@ -130,6 +141,22 @@ enum Command {
     },
     /// `propose ID COMMAND...`
     Propose { id: u64, commands: Vec<String> },
+    /// `add_node ID`
+    AddNode(u64),
+    /// `change ID [add_voter=IDS] [add_learner=IDS] [remove=IDS] [promote=IDS]`
+    Change {
+        id: u64,
+        #[arg(key)]
+        add_voter: Option<String>,
+        #[arg(key)]
+        add_learner: Option<String>,
+        #[arg(key)]
+        remove: Option<String>,
+        #[arg(key)]
+        promote: Option<String>,
+    },
+    /// `membership [ID...]`
+    Membership(#[arg(optional)] Vec<u64>),
     /// `read ID CONTEXT...`
     Read { id: u64, contexts: Vec<u64> },
     /// `deliver [from=ID] [to=ID] [type=T] [count=K]`
@@ -307,6 +334,52 @@ impl goldenscript::Runner for Runner {
                 }
                 cluster.process(id);
             }
+            Command::AddNode(id) => {
+                if cluster.nodes.contains_key(&NodeId(*id)) || *id == 0 {
+                    return Err(format!("cannot add node {id}").into());
+                }
+                cluster.add_node(NodeId(*id));
+                writeln!(output, "n{id} started, with no configuration")?;
+            }
+            Command::Change { id, add_voter, add_learner, remove, promote } => {
+                let id = live_node(cluster, *id)?;
+                let mut changes = Vec::new();
+                for (ids, change) in [
+                    (add_voter, MembershipChange::AddVoter as fn(NodeId) -> MembershipChange),
+                    (add_learner, MembershipChange::AddLearner),
+                    (remove, MembershipChange::Remove),
+                    (promote, MembershipChange::Promote),
+                ] {
+                    for node in ids.iter().flat_map(|ids| ids.split('/')) {
+                        changes.push(change(NodeId(node.parse()?)));
+                    }
+                }
+                match cluster.node_mut(id).change_membership(&changes) {
+                    Ok(index) => {
+                        let term = cluster.node(id).term();
+                        let membership = cluster.node(id).membership().clone();
+                        let entry = Entry { index, term, payload: Payload::Membership(membership) };
+                        writeln!(output, "{id} proposed {entry}")?;
+                    }
+                    Err(error) => writeln!(output, "{id} refused the change: {error}")?,
+                }
+                cluster.process(id);
+            }
+            Command::Membership(ids) => {
+                let ids = if ids.is_empty() {
+                    cluster.nodes.keys().copied().collect()
+                } else {
+                    ids.iter().map(|&id| node_id(cluster, id)).collect::<Result<Vec<_>, _>>()?
+                };
+                for id in ids {
+                    let membership = cluster.node(id).membership();
+                    if membership.voters.is_empty() && membership.learners.is_empty() {
+                        writeln!(output, "{id}: no configuration")?;
+                    } else {
+                        writeln!(output, "{id}: {membership}")?;
+                    }
+                }
+            }
             Command::Read { id, contexts } => {
                 let id = live_node(cluster, *id)?;
                 for &context in contexts {
@@ -479,6 +552,7 @@ fn build_cluster(command: &Command) -> LocalCluster {
         max_append_bytes,
         max_inflight_appends,
         max_cached_bytes,
+        max_learner_lag,
     } = command
     else {
         unreachable!("only called for the cluster command");
@@ -492,6 +566,7 @@ fn build_cluster(command: &Command) -> LocalCluster {
         config.max_append_bytes = max_append_bytes.unwrap_or(config.max_append_bytes);
         config.max_inflight_appends = max_inflight_appends.unwrap_or(config.max_inflight_appends);
         config.max_cached_bytes = max_cached_bytes.unwrap_or(config.max_cached_bytes);
+        config.max_learner_lag = max_learner_lag.unwrap_or(config.max_learner_lag);
     })
 }
 
@@ -635,7 +710,8 @@ fn write_status(
     }
     writeln!(output)?;
     for (follower, (match_index, next_index, state)) in &status.progress {
-        writeln!(output, "    {follower}: match={match_index} next={next_index} {state}")?;
+        let learner = if status.membership.learners.contains(follower) { " learner" } else { "" };
+        writeln!(output, "    {follower}: match={match_index} next={next_index} {state}{learner}")?;
     }
     Ok(())
 }

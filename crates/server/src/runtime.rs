@@ -116,6 +116,8 @@ enum Request {
 
 /// What the log's thread reports back to the driver.
 #[derive(Debug)]
+// Snapshot events are rare; boxing them would only add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 enum StorageEvent {
     /// A group-commit notification.
     Notification(Notification),
@@ -622,7 +624,7 @@ impl Runtime {
             let mut store = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner());
             for entry in entries {
                 let outcome = match &entry.payload {
-                    Payload::Noop => {
+                    Payload::Noop | Payload::Membership(_) => {
                         store.skip(entry.index.0);
                         None
                     }
@@ -684,6 +686,9 @@ impl Runtime {
             Event::CommitAdvanced { commit } => {
                 let previous = self.metrics.commit_index.set(commit.0 as i64);
                 self.metrics.proposals_committed.inc_by((commit.0 as i64 - previous).max(0) as u64);
+            }
+            Event::MembershipChanged { index, membership } => {
+                tracing::info!(%index, %membership, "membership changed");
             }
         }
     }

@@ -399,7 +399,7 @@ mod tests {
         SnapshotMeta {
             index: Index(index),
             term: Term(term),
-            voters: (1..=3).map(NodeId).collect(),
+            membership: skiff_raft::Membership::new((1..=3).map(NodeId)),
         }
     }
 

@@ -672,7 +672,7 @@ impl Simulation {
         }
         let applied = match &entry.payload {
             Payload::Command(bytes) => node.machine.apply(entry.index, bytes),
-            Payload::Noop => {
+            Payload::Noop | Payload::Membership(_) => {
                 node.machine.skip(entry.index);
                 Applied::Other
             }

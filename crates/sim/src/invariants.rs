@@ -525,6 +525,7 @@ impl Checker {
         let payload = match &entry.payload {
             Payload::Noop => 0,
             Payload::Command(command) => fnv1a(command),
+            Payload::Membership(membership) => fnv1a(membership.to_string().as_bytes()),
         };
         let position = entry.index.0 as usize - 1;
         match self.applied.get(position) {

@@ -113,6 +113,7 @@ pub fn chain_hash(previous: u64, entry: &Entry) -> u64 {
     let payload = match &entry.payload {
         Payload::Noop => 0x6E6F_6F70,
         Payload::Command(command) => fnv1a(command),
+        Payload::Membership(membership) => fnv1a(membership.to_string().as_bytes()),
     };
     let mut hash = previous ^ 0x9E37_79B9_7F4A_7C15;
     for word in [entry.index.0, entry.term.0, payload] {

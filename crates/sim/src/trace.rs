@@ -139,6 +139,7 @@ pub fn show_entries(entries: &[Entry]) -> String {
     let show = |entry: &Entry| match &entry.payload {
         Payload::Noop => format!("{}@{} noop", entry.index, entry.term),
         Payload::Command(bytes) => format!("{}@{} {}", entry.index, entry.term, describe(bytes)),
+        Payload::Membership(_) => entry.to_string(),
     };
     match entries {
         [first, .., last] if entries.len() > 3 => {

@@ -16,7 +16,8 @@
 //! - `recover.rs`: open-time recovery: verify everything, cut a torn tail, refuse corruption.
 //! - `wal.rs`: [`Wal`], the synchronous log: append, sync, read, compact, reset.
 //! - `group_commit.rs`: [`GroupCommit`], a writer thread sharing one fsync among many appends.
-//! - `identity.rs`, `snapshot.rs`: the identity file and snapshot files.
+//! - `identity.rs`, `snapshot.rs`: the identity file and snapshot files; `membership.rs`: the
+//!   byte layout of a cluster configuration, in configuration entries and snapshot headers.
 //! - `fs.rs`, `memfs.rs`: the file-system trait, [`StdFs`] and the fault-injecting [`MemFs`].
 //!
 //! ## The log on disk
@@ -120,6 +121,7 @@ mod error;
 mod fs;
 mod group_commit;
 mod identity;
+mod membership;
 mod memfs;
 mod record;
 mod recover;

@@ -32,14 +32,18 @@
 //! | 28     | 8    | previous term: u64, the term of the entry at `first index - 1`     |
 //! | 36     | 1    | kind: 0 = follows (supersedes the log from `first index` on), 1 = reset (discards every older segment) |
 //!
-//! Type 2, **entry** (17 bytes + command):
+//! Type 2, **entry** (17 bytes + payload bytes):
 //!
-//! | offset | size | field                                                 |
-//! |--------|------|-------------------------------------------------------|
-//! | 0      | 8    | index: u64                                            |
-//! | 8      | 8    | term: u64                                             |
-//! | 16     | 1    | payload kind: 0 = no-op, 1 = command                  |
-//! | 17     | rest | the command's bytes (empty for a no-op)               |
+//! | offset | size | field                                                              |
+//! |--------|------|--------------------------------------------------------------------|
+//! | 0      | 8    | index: u64                                                         |
+//! | 8      | 8    | term: u64                                                          |
+//! | 16     | 1    | payload kind: 0 = no-op, 1 = command, 2 = configuration            |
+//! | 17     | rest | a command's bytes; a configuration in the layout of `membership.rs`; nothing for a no-op |
+//!
+//! Kind 2 was added after the first release of format version 1 without a version bump: every
+//! log written before it reads as before, and a build that predates it refuses a log holding a
+//! configuration entry as malformed rather than misreading it.
 //!
 //! Type 3, **state** (24 bytes), the hard state and saved commit index:
 //!
@@ -50,6 +54,8 @@
 //! | 16     | 8    | commit: u64                                 |
 
 use skiff_raft::{Entry, HardState, Index, NodeId, Payload, Term};
+
+use crate::membership;
 
 /// The bytes before a record's payload: length, crc and type.
 pub(crate) const FRAME_LEN: usize = 9;
@@ -111,19 +117,47 @@ pub(crate) struct SavedState {
     pub(crate) commit: Index,
 }
 
-/// One decoded record, borrowing its command bytes from the read buffer.
+/// What an entry record carries, borrowing its bytes from the read buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EntryPayload<'a> {
+    /// A no-op.
+    Noop,
+    /// A command's bytes.
+    Command(&'a [u8]),
+    /// A configuration's bytes, already checked to decode to a valid configuration.
+    Membership(&'a [u8]),
+}
+
+impl EntryPayload<'_> {
+    /// The core's payload, copying the bytes.
+    pub(crate) fn to_payload(self) -> Payload {
+        match self {
+            EntryPayload::Noop => Payload::Noop,
+            EntryPayload::Command(command) => {
+                Payload::Command(bytes::Bytes::copy_from_slice(command))
+            }
+            EntryPayload::Membership(bytes) => {
+                let (membership, _) =
+                    membership::decode(bytes).expect("checked when the record was parsed");
+                Payload::Membership(membership)
+            }
+        }
+    }
+}
+
+/// One decoded record, borrowing its payload bytes from the read buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Record<'a> {
     /// A segment header.
     Header(SegmentHeader),
-    /// A log entry; `command` is `None` for a no-op.
+    /// A log entry.
     Entry {
         /// The entry's index.
         index: Index,
         /// The entry's term.
         term: Term,
-        /// The command bytes, or `None` for a no-op.
-        command: Option<&'a [u8]>,
+        /// What the entry carries.
+        payload: EntryPayload<'a>,
     },
     /// A hard state and commit index.
     State(SavedState),
@@ -162,24 +196,20 @@ fn encode(buffer: &mut Vec<u8>, record_type: u8, payload: impl FnOnce(&mut Vec<u
     buffer[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The command bytes of an entry, or `None` for a no-op.
-fn command_of(entry: &Entry) -> Option<&[u8]> {
-    match &entry.payload {
-        Payload::Noop => None,
-        Payload::Command(command) => Some(command),
-    }
-}
-
 /// Appends the record of `entry` to `buffer`.
 pub(crate) fn encode_entry(buffer: &mut Vec<u8>, entry: &Entry) {
     encode(buffer, TYPE_ENTRY, |buffer| {
         buffer.extend_from_slice(&entry.index.0.to_le_bytes());
         buffer.extend_from_slice(&entry.term.0.to_le_bytes());
-        match command_of(entry) {
-            None => buffer.push(0),
-            Some(command) => {
+        match &entry.payload {
+            Payload::Noop => buffer.push(0),
+            Payload::Command(command) => {
                 buffer.push(1);
                 buffer.extend_from_slice(command);
+            }
+            Payload::Membership(configuration) => {
+                buffer.push(2);
+                membership::encode(buffer, configuration);
             }
         }
     });
@@ -298,13 +328,19 @@ fn parse(record_type: u8, payload: &[u8]) -> Result<Record<'_>, String> {
             }
             let index = Index(u64_at(payload, 0));
             let term = Term(u64_at(payload, 8));
-            let command = match payload[16] {
-                0 if payload.len() == ENTRY_FIXED_LEN => None,
+            let rest = &payload[ENTRY_FIXED_LEN..];
+            let payload = match payload[16] {
+                0 if rest.is_empty() => EntryPayload::Noop,
                 0 => return Err("a no-op entry with command bytes".into()),
-                1 => Some(&payload[ENTRY_FIXED_LEN..]),
+                1 => EntryPayload::Command(rest),
+                2 => match membership::decode(rest) {
+                    Ok((_, length)) if length == rest.len() => EntryPayload::Membership(rest),
+                    Ok(_) => return Err("a configuration entry with bytes after it".into()),
+                    Err(reason) => return Err(format!("configuration entry {index}: {reason}")),
+                },
                 other => return Err(format!("unknown payload kind {other}")),
             };
-            Ok(Record::Entry { index, term, command })
+            Ok(Record::Entry { index, term, payload })
         }
         TYPE_STATE => {
             expect_len(STATE_LEN)?;
@@ -359,11 +395,8 @@ fn describe(record: &Record<'_>) -> String {
                 header.sequence, header.first_index, header.prev_term
             )
         }
-        Record::Entry { index, term, command } => {
-            let payload = match command {
-                None => Payload::Noop,
-                Some(bytes) => Payload::Command(bytes::Bytes::copy_from_slice(bytes)),
-            };
+        Record::Entry { index, term, payload } => {
+            let payload = payload.to_payload();
             format!("entry {}", Entry { index: *index, term: *term, payload })
         }
         Record::State(state) => {
@@ -419,10 +452,18 @@ mod tests {
             commit: Index(99),
         };
         let noop = Entry { index: Index(100), term: Term(5), payload: Payload::Noop };
+        let joint = skiff_raft::Membership {
+            voters: [2, 3].map(NodeId).into(),
+            learners: [4].map(NodeId).into(),
+            outgoing: [1, 2].map(NodeId).into(),
+        };
+        let configuration =
+            Entry { index: Index(101), term: Term(5), payload: Payload::Membership(joint.clone()) };
         let mut buffer = Vec::new();
         encode_header(&mut buffer, &header);
         encode_state(&mut buffer, &state);
         encode_entry(&mut buffer, &noop);
+        encode_entry(&mut buffer, &configuration);
         let mut rest = &buffer[..];
         let mut records = Vec::new();
         while !rest.is_empty() {
@@ -435,9 +476,12 @@ mod tests {
             vec![
                 Record::Header(header),
                 Record::State(state),
-                Record::Entry { index: Index(100), term: Term(5), command: None },
+                Record::Entry { index: Index(100), term: Term(5), payload: EntryPayload::Noop },
+                records[3],
             ]
         );
+        let Record::Entry { index, payload, .. } = records[3] else { panic!("an entry") };
+        assert_eq!((index, payload.to_payload()), (Index(101), Payload::Membership(joint)));
     }
 
     proptest! {

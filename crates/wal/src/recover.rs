@@ -24,10 +24,12 @@
 
 use std::path::{Path, PathBuf};
 
+use skiff_raft::{Index, Membership, Payload};
+
 use crate::catalog::Catalog;
 use crate::error::{Error, Result, io_error};
 use crate::fs::{File, Fs};
-use crate::record::{Record, SavedState};
+use crate::record::{EntryPayload, HeaderKind, Record, SavedState};
 use crate::segment::{self, RecordReader, Step};
 
 /// The bytes read from the disk at a time while recovering.
@@ -44,6 +46,9 @@ pub(crate) struct Recovered {
     pub(crate) bytes_read: u64,
     /// The bytes cut off the tail as a torn write.
     pub(crate) torn_bytes: u64,
+    /// Every configuration entry of the live log, in index order: superseded and compacted
+    /// ones are left out, as their entries are.
+    pub(crate) memberships: Vec<(Index, Membership)>,
 }
 
 /// How a segment's scan ended.
@@ -67,6 +72,7 @@ pub(crate) fn recover(
         state: SavedState::default(),
         bytes_read: 0,
         torn_bytes: 0,
+        memberships: Vec::new(),
     };
     let mut buffer = Vec::new();
     for (position, &sequence) in sequences.iter().enumerate() {
@@ -98,6 +104,10 @@ pub(crate) fn recover(
     if !recovered.catalog.segments.is_empty() {
         recovered.catalog.check_invariants();
     }
+    // Segments older than the first live one were deleted by compaction or are dead: their
+    // configuration entries are not in the log.
+    let first = recovered.catalog.first_index;
+    recovered.memberships.retain(|(index, _)| *index >= first);
     Ok(recovered)
 }
 
@@ -150,16 +160,30 @@ impl Scan<'_> {
                     catalog
                         .start_segment(&header, length, self.is_first)
                         .map_err(|reason| self.corrupt(0, reason))?;
+                    // The header supersedes the log from its first index on (all of it, for a
+                    // reset), configuration entries included.
+                    if self.is_first || header.kind == HeaderKind::Reset {
+                        recovered.memberships.clear();
+                    } else {
+                        recovered.memberships.retain(|(index, _)| *index < header.first_index);
+                    }
                     started = true;
                 }
                 (false, _) => {
                     return Err(self.corrupt(0, "the segment does not start with a header"));
                 }
                 (true, Record::Header(_)) => return Err(self.corrupt(offset, "a second header")),
-                (true, Record::Entry { index, term, .. }) => recovered
-                    .catalog
-                    .push_entry(index, term, offset, offset + length)
-                    .map_err(|reason| self.corrupt(offset, reason))?,
+                (true, Record::Entry { index, term, payload }) => {
+                    recovered
+                        .catalog
+                        .push_entry(index, term, offset, offset + length)
+                        .map_err(|reason| self.corrupt(offset, reason))?;
+                    if let EntryPayload::Membership(_) = payload
+                        && let Payload::Membership(membership) = payload.to_payload()
+                    {
+                        recovered.memberships.push((index, membership));
+                    }
+                }
                 (true, Record::State(state)) => {
                     check_state_follows(&recovered.state, &state)
                         .map_err(|reason| self.corrupt(offset, reason))?;

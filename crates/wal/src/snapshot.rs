@@ -18,46 +18,57 @@
 //! end, and [`SnapshotFiles::read_chunk`] serves the raw file by offset to a fetching peer,
 //! keeping it open so that a transfer survives a newer snapshot replacing it.
 //!
-//! ## Byte layout of `snapshot-<index, 20 digits>.snap` (little-endian), format version 2
+//! ## Byte layout of `snapshot-<index, 20 digits>.snap` (little-endian), format version 3
 //!
 //! | offset  | size   | field                                                        |
 //! |---------|--------|--------------------------------------------------------------|
 //! | 0       | 8      | magic: the bytes `skiffsnp`                                  |
-//! | 8       | 4      | format version: u32, 2                                       |
+//! | 8       | 4      | format version: u32, 3                                       |
 //! | 12      | 8      | index: u64, the last entry the snapshot covers (at least 1)  |
 //! | 20      | 8      | term: u64, that entry's term                                 |
-//! | 28      | 4      | voter count `n`: u32, 1 to 1,024                             |
-//! | 32      | 8 × n  | the voters' ids: u64 each, strictly increasing               |
-//! | 32+8n   | 8      | length: u64, of the data                                     |
-//! | 40+8n   | 4      | crc32c of the data                                           |
-//! | 44+8n   | 4      | crc32c of bytes 0 to 43+8n (the header before it)            |
-//! | 48+8n   | length | the data                                                     |
+//! | 28      | 4      | `m`: u32, the length of the configuration that follows       |
+//! | 32      | m      | the configuration as of `index`: voters, learners, outgoing voters (layout in `membership.rs`) |
+//! | 32+m    | 8      | length: u64, of the data                                     |
+//! | 40+m    | 4      | crc32c of the data                                           |
+//! | 44+m    | 4      | crc32c of bytes 0 to 43+m (the header before it)             |
+//! | 48+m    | length | the data                                                     |
 //!
-//! Version 1 (no version field, no voters) was never deployed and is not read. The voters
-//! travel with the snapshot because a node restored from it, or installing it, must know the
-//! configuration as of its index (Raft §7; ready for membership changes).
+//! The configuration travels with the snapshot because a node restored from it, or installing
+//! it, must know the configuration as of its index (Raft §7), and the log after it may hold no
+//! configuration entry.
+//!
+//! **Version 2** is still read (it is never written): the same layout with, at offset 28, a
+//! voter count `n` (1 to 1,024) and at 32 the voters' ids (8 × n bytes, strictly increasing),
+//! then length and checksums at 32+8n — a configuration of voters only. Version 1 (no version
+//! field, no voters) was never deployed and is not read.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use skiff_raft::{Index, NodeId, SnapshotMeta, Term};
+use skiff_raft::{Index, Membership, NodeId, SnapshotMeta, Term};
 
 use crate::error::{Error, Result, io_error};
 use crate::fs::{File, Fs, TEMPORARY_SUFFIX};
+use crate::membership;
 
 /// The magic bytes that open a snapshot file.
 const MAGIC: &[u8; 8] = b"skiffsnp";
 
-/// The format version this build writes and reads.
-const FORMAT_VERSION: u32 = 2;
+/// The format version this build writes; it also reads [`OLD_VERSION`].
+const FORMAT_VERSION: u32 = 3;
 
-/// The bytes before the voters' ids: magic, version, index, term, voter count.
+/// The older format version still read: the configuration is a plain list of voters.
+const OLD_VERSION: u32 = 2;
+
+/// The bytes before the configuration: magic, version, index, term, configuration length (or
+/// voter count, in version 2).
 const FIXED_LEN: usize = 32;
 
-/// The most voters a snapshot may name; bounds what a damaged count makes us read.
-const MAX_VOTERS: usize = 1024;
+/// The longest configuration a header may hold: three sets of at most
+/// [`membership::MAX_SET`] ids. Bounds what a damaged length makes us read.
+const MAX_CONFIGURATION_LEN: usize = 12 + 3 * 8 * membership::MAX_SET;
 
 /// The data bytes a [`SnapshotWriter`] buffers before writing them to the file.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -65,9 +76,9 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// The bytes read at a time when verifying a received snapshot.
 const VERIFY_CHUNK: usize = 1 << 20;
 
-/// The length of the header of a snapshot with `voters` voters.
-fn header_len(voters: usize) -> usize {
-    FIXED_LEN + 8 * voters + 16
+/// The length of the header of a snapshot whose configuration takes `configuration` bytes.
+fn header_len(configuration: usize) -> usize {
+    FIXED_LEN + configuration + 16
 }
 
 /// The file name of the snapshot at `index`.
@@ -95,22 +106,20 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
 /// Encodes the header of a snapshot of `meta` whose data has `length` bytes summing to `crc`.
 fn encode_header(meta: &SnapshotMeta, length: u64, crc: u32) -> Vec<u8> {
     assert!(meta.index >= Index(1), "a snapshot covers at least index 1");
-    assert!(!meta.voters.is_empty(), "snapshot {} names no voters", meta.index);
-    assert!(meta.voters.len() <= MAX_VOTERS, "snapshot {} names too many voters", meta.index);
-    let mut header = Vec::with_capacity(header_len(meta.voters.len()));
+    let configuration_len = membership::encoded_len(&meta.membership);
+    let mut header = Vec::with_capacity(header_len(configuration_len));
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     header.extend_from_slice(&meta.index.0.to_le_bytes());
     header.extend_from_slice(&meta.term.0.to_le_bytes());
-    header.extend_from_slice(&(meta.voters.len() as u32).to_le_bytes());
-    for voter in &meta.voters {
-        header.extend_from_slice(&voter.0.to_le_bytes());
-    }
+    header.extend_from_slice(&(configuration_len as u32).to_le_bytes());
+    // Panics on a configuration without voters: the core never describes one.
+    membership::encode(&mut header, &meta.membership);
     header.extend_from_slice(&length.to_le_bytes());
     header.extend_from_slice(&crc.to_le_bytes());
     let header_crc = crc32c::crc32c(&header);
     header.extend_from_slice(&header_crc.to_le_bytes());
-    assert_eq!(header.len(), header_len(meta.voters.len()), "the documented layout");
+    assert_eq!(header.len(), header_len(configuration_len), "the documented layout");
     header
 }
 
@@ -145,37 +154,52 @@ fn read_header(file: &dyn File, path: &Path) -> Result<Header> {
         return Err(corrupt(0, "not a snapshot file".into()));
     }
     let version = u32_at(&fixed, 8);
-    if version != FORMAT_VERSION {
-        return Err(corrupt(8, format!("snapshot format version {version}, not {FORMAT_VERSION}")));
+    let configuration_len = match version {
+        FORMAT_VERSION => u32_at(&fixed, 28) as usize,
+        OLD_VERSION => 8 * u32_at(&fixed, 28) as usize,
+        _ => {
+            let reason = format!("snapshot format version {version}, not {FORMAT_VERSION}");
+            return Err(corrupt(8, reason));
+        }
+    };
+    if configuration_len > MAX_CONFIGURATION_LEN {
+        return Err(corrupt(28, format!("a configuration of {configuration_len} bytes")));
     }
-    let count = u32_at(&fixed, 28) as usize;
-    if count == 0 || count > MAX_VOTERS {
-        return Err(corrupt(28, format!("{count} voters, not 1 to {MAX_VOTERS}")));
-    }
-    let mut header = vec![0; header_len(count)];
+    let mut header = vec![0; header_len(configuration_len)];
     file.read_exact_at(&mut header, 0)
         .map_err(|error| corrupt(0, format!("the snapshot header cannot be read: {error}")))?;
     let crc_at = header.len() - 4;
-    // Paired with encode_header: the whole header, voters included, is checked before use.
+    // Paired with encode_header: the whole header, configuration included, is checked before
+    // use.
     if header[..FIXED_LEN] != fixed || crc32c::crc32c(&header[..crc_at]) != u32_at(&header, crc_at)
     {
         return Err(corrupt(0, "the snapshot header's checksum does not match".into()));
     }
-    let voters: Vec<NodeId> =
-        (0..count).map(|position| NodeId(u64_at(&header, FIXED_LEN + 8 * position))).collect();
-    if voters.windows(2).any(|pair| pair[0] >= pair[1]) {
-        return Err(corrupt(FIXED_LEN as u64, "the voters are not in increasing order".into()));
-    }
+    let configuration = &header[FIXED_LEN..FIXED_LEN + configuration_len];
+    let membership = if version == OLD_VERSION {
+        let voters: Vec<NodeId> =
+            configuration.chunks_exact(8).map(|id| NodeId(u64_at(id, 0))).collect();
+        if voters.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err(corrupt(FIXED_LEN as u64, "the voters are not in increasing order".into()));
+        }
+        let membership = Membership::new(voters);
+        membership.validate().map_err(|reason| corrupt(FIXED_LEN as u64, reason))?;
+        membership
+    } else {
+        match membership::decode(configuration) {
+            Ok((membership, used)) if used == configuration_len => membership,
+            Ok(_) => {
+                return Err(corrupt(28, "the configuration is shorter than its length".into()));
+            }
+            Err(reason) => return Err(corrupt(FIXED_LEN as u64, reason)),
+        }
+    };
     let index = Index(u64_at(&header, 12));
     if index == Index(0) {
         return Err(corrupt(12, "a snapshot at index 0".into()));
     }
-    let meta = SnapshotMeta {
-        index,
-        term: Term(u64_at(&header, 20)),
-        voters: voters.into_iter().collect(),
-    };
-    let lengths_at = FIXED_LEN + 8 * count;
+    let meta = SnapshotMeta { index, term: Term(u64_at(&header, 20)), membership };
+    let lengths_at = FIXED_LEN + configuration_len;
     Ok(Header {
         meta,
         data_len: u64_at(&header, lengths_at),
@@ -298,7 +322,7 @@ impl SnapshotFiles {
         // Checked here rather than at the end, so a caller learns it before writing gigabytes.
         drop(encode_header(&meta, 0, 0));
         let (temporary, file) = self.create_temporary(meta.index)?;
-        let data_offset = header_len(meta.voters.len()) as u64;
+        let data_offset = header_len(membership::encoded_len(&meta.membership)) as u64;
         let staged =
             StagedSnapshot { fs: self.fs.clone(), meta, temporary: Some(temporary), file_len: 0 };
         Ok(SnapshotWriter {
@@ -652,7 +676,7 @@ mod tests {
 
     fn meta(index: u64, term: u64) -> SnapshotMeta {
         let voters: BTreeSet<NodeId> = [1, 2, 3].into_iter().map(NodeId).collect();
-        SnapshotMeta { index: Index(index), term: Term(term), voters }
+        SnapshotMeta { index: Index(index), term: Term(term), membership: Membership::new(voters) }
     }
 
     fn files() -> (MemFs, SnapshotFiles) {
@@ -686,7 +710,7 @@ mod tests {
         let names = fs.list(Path::new("/data")).expect("list");
         assert_eq!(names, vec![file_name(Index(20))], "the older snapshot is gone");
         let newest = newest(&fs, Path::new("/data"), &names).expect("readable");
-        assert_eq!(newest, Some(meta(20, 3)), "the voters come back too");
+        assert_eq!(newest, Some(meta(20, 3)), "the configuration comes back too");
         assert_eq!(read_data(&files, 20).expect("verified"), b"new state");
         assert!(files.open(Index(10)).expect("no error").is_none(), "removed");
     }
@@ -694,21 +718,67 @@ mod tests {
     #[test]
     fn the_header_is_laid_out_as_documented() {
         let header = encode_header(&meta(7, 2), 5, 0xAABB_CCDD);
-        assert_eq!(header.len(), 48 + 8 * 3);
+        // Three voters, no learner, no outgoing voter: 4 + 24 + 4 + 4 configuration bytes.
+        assert_eq!(header.len(), 48 + 36);
         assert_eq!(&header[..8], b"skiffsnp");
-        assert_eq!(u32_at(&header, 8), 2);
+        assert_eq!(u32_at(&header, 8), 3);
         assert_eq!((u64_at(&header, 12), u64_at(&header, 20)), (7, 2));
-        assert_eq!(u32_at(&header, 28), 3);
-        assert_eq!((u64_at(&header, 32), u64_at(&header, 48)), (1, 3));
-        assert_eq!((u64_at(&header, 56), u32_at(&header, 64)), (5, 0xAABB_CCDD));
-        assert_eq!(u32_at(&header, 68), crc32c::crc32c(&header[..68]));
+        assert_eq!(u32_at(&header, 28), 36);
+        assert_eq!(u32_at(&header, 32), 3, "the voter count");
+        assert_eq!((u64_at(&header, 36), u64_at(&header, 52)), (1, 3));
+        assert_eq!((u32_at(&header, 60), u32_at(&header, 64)), (0, 0), "no learners, not joint");
+        assert_eq!((u64_at(&header, 68), u32_at(&header, 76)), (5, 0xAABB_CCDD));
+        assert_eq!(u32_at(&header, 80), crc32c::crc32c(&header[..80]));
+    }
+
+    #[test]
+    fn a_version_2_snapshot_is_still_read() {
+        // The layout of version 2, written by hand: voters n1, n2, n3, data "old".
+        let mut file = Vec::new();
+        file.extend_from_slice(b"skiffsnp");
+        file.extend_from_slice(&2u32.to_le_bytes());
+        file.extend_from_slice(&7u64.to_le_bytes());
+        file.extend_from_slice(&2u64.to_le_bytes());
+        file.extend_from_slice(&3u32.to_le_bytes());
+        for voter in 1..=3u64 {
+            file.extend_from_slice(&voter.to_le_bytes());
+        }
+        file.extend_from_slice(&3u64.to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(b"old").to_le_bytes());
+        let header_crc = crc32c::crc32c(&file);
+        file.extend_from_slice(&header_crc.to_le_bytes());
+        file.extend_from_slice(b"old");
+        let (fs, files) = files();
+        let path = Path::new("/data").join(file_name(Index(7)));
+        let mut written = fs.create(&path).expect("create");
+        written.write_at(&file, 0).expect("write");
+        written.sync_data().expect("sync");
+        let names = fs.list(Path::new("/data")).expect("list");
+        let newest = newest(&fs, Path::new("/data"), &names).expect("readable");
+        assert_eq!(newest, Some(meta(7, 2)), "a configuration of voters only");
+        assert_eq!(read_data(&files, 7).expect("verified"), b"old");
+    }
+
+    #[test]
+    fn learners_and_outgoing_voters_travel_in_the_header() {
+        let (fs, files) = files();
+        let joint = Membership {
+            voters: [2, 3, 4].map(NodeId).into(),
+            learners: [5].map(NodeId).into(),
+            outgoing: [1, 2, 3].map(NodeId).into(),
+        };
+        let meta = SnapshotMeta { index: Index(4), term: Term(1), membership: joint };
+        save_data(&files, meta.clone(), b"state");
+        let names = fs.list(Path::new("/data")).expect("list");
+        assert_eq!(newest(&fs, Path::new("/data"), &names).expect("readable"), Some(meta));
+        assert_eq!(read_data(&files, 4).expect("verified"), b"state");
     }
 
     #[test]
     fn damaged_data_is_refused_at_the_end_of_the_read() {
         let (fs, files) = files();
         save_data(&files, meta(5, 1), b"state");
-        let header = header_len(3) as u64;
+        let header = header_len(36) as u64;
         fs.flip_bit(&Path::new("/data").join(file_name(Index(5))), header + 2, 3).expect("flip");
         let error = read_data(&files, 5).expect_err("damage is found");
         assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");

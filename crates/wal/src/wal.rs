@@ -16,7 +16,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use skiff_raft::{
     Entry, HardState, Index, LogState, NodeId, Payload, Restored, SnapshotMeta, Term,
 };
@@ -83,6 +82,10 @@ pub struct Recovery {
     /// Whether open reset the log to the snapshot, because a crash had interrupted the
     /// installation of a snapshot after the snapshot was saved and before the log was reset.
     pub reset_to_snapshot: bool,
+    /// Every configuration entry in the log, as `(index, configuration)` in index order: what
+    /// the core needs besides the snapshot to know the configuration in force
+    /// ([`Restored::memberships`]).
+    pub memberships: Vec<(Index, skiff_raft::Membership)>,
 }
 
 impl Recovery {
@@ -96,6 +99,7 @@ impl Recovery {
             commit: self.commit,
             applied: Index(0),
             snapshot: self.snapshot.clone(),
+            memberships: self.memberships.clone(),
         }
     }
 }
@@ -206,7 +210,7 @@ impl Wal {
         let snapshot = snapshot::newest(&*fs, &dir, &names)?;
         let next_sequence = sequences.last().map_or(1, |last| last + 1);
         let recovered = recover::recover(&*fs, &dir, &sequences, options.index_interval)?;
-        let Recovered { catalog, state, bytes_read, torn_bytes } = recovered;
+        let Recovered { catalog, state, bytes_read, torn_bytes, mut memberships } = recovered;
         let (catalog, state, next_sequence) = if catalog.segments.is_empty() {
             let catalog = Wal::create(&*fs, &dir, &options, snapshot.as_ref(), next_sequence)?;
             (catalog, SavedState::default(), next_sequence + 1)
@@ -219,6 +223,9 @@ impl Wal {
             Some(meta) => wal.pass_through(meta)?,
             None => false,
         };
+        if reset_to_snapshot {
+            memberships.clear();
+        }
         let recovery = Recovery {
             hard_state: wal.state.hard_state,
             commit: wal.state.commit,
@@ -228,6 +235,7 @@ impl Wal {
             bytes_read,
             torn_bytes,
             reset_to_snapshot,
+            memberships,
         };
         Ok((wal, recovery))
     }
@@ -752,9 +760,9 @@ impl Wal {
                 path: path(),
                 source,
             })?;
-            let (index, term, command, at, length) = match step {
-                Step::Record { record: Record::Entry { index, term, command }, offset, length } => {
-                    (index, term, command, offset, length)
+            let (index, term, payload, at, length) = match step {
+                Step::Record { record: Record::Entry { index, term, payload }, offset, length } => {
+                    (index, term, payload, offset, length)
                 }
                 Step::Record { .. } => continue,
                 Step::End => {
@@ -773,9 +781,7 @@ impl Wal {
                 let reason = format!("entry {index} has term {term}, the log says otherwise");
                 break Err(corrupt(at, reason));
             }
-            let payload =
-                command.map_or(Payload::Noop, |c| Payload::Command(Bytes::copy_from_slice(c)));
-            let entry = Entry { index, term, payload };
+            let entry = Entry { index, term, payload: payload.to_payload() };
             if !progress.entries.is_empty() && progress.bytes + entry.size() > progress.max_bytes {
                 progress.stopped_at = Some(at);
                 break Ok(SegmentRead::Done);

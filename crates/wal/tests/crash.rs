@@ -25,7 +25,7 @@ use std::io::Write;
 use common::{
     DIR, History, ModelLog, Step, check_recovered, entry, read_all, run, small_options, workload,
 };
-use skiff_raft::{Config, Index, Node, NodeId, Term};
+use skiff_raft::{Config, Index, Membership, Node, NodeId, Term};
 use skiff_wal::{Error, Faults, MemFs, SnapshotMeta, StagedSnapshot, Wal};
 
 /// Opens the log, runs the steps until the power fails, and returns the history.
@@ -139,7 +139,11 @@ fn failed_writes_and_fsyncs_poison_and_lose_nothing_durable() {
 
 /// The snapshot at `index` of `term`, of voters n1, n2 and n3.
 fn snapshot_meta(index: u64, term: u64) -> SnapshotMeta {
-    SnapshotMeta { index: Index(index), term: Term(term), voters: (1..=3).map(NodeId).collect() }
+    SnapshotMeta {
+        index: Index(index),
+        term: Term(term),
+        membership: Membership::new((1..=3).map(NodeId)),
+    }
 }
 
 /// A follower's log before an install: entries 1 to 35 of term 1 over several segments, 20

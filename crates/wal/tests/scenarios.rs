@@ -19,13 +19,15 @@
 //! - `open [segment_size=B] [index_interval=B] [node=N] [cluster=C]`: opens the log (node 1
 //!   of cluster 7 unless told), printing what recovery found.
 //! - `append ENTRY... [size=B]`: appends the entries (not yet durable).
+//! - `configure ENTRY VOTER...`: appends one configuration entry (`index@term`) whose
+//!   configuration is these voters. Open prints the configuration entries recovery found.
 //! - `sync`: makes everything durable; prints the last durable entry.
 //! - `vote TERM [NODE]`, `commit INDEX`: save the hard state, the commit index.
 //! - `read LOW HIGH [max_bytes=B]`: reads entries `[LOW, HIGH)`.
 //! - `status`: first and last index, term runs, hard state, commit, durable entry, segments.
 //! - `compact UP_TO`, `reset INDEX TERM`: compaction; restarting the log after a snapshot.
 //! - `snapshot INDEX TERM DATA`, `load_snapshot`: save and load a snapshot (of voters n1, n2
-//!   and n3). `install INDEX TERM DATA`: install a snapshot fetched from a leader (save it,
+//!   and n3; of the latest `configure` instead, if there was one). `install INDEX TERM DATA`: install a snapshot fetched from a leader (save it,
 //!   reset the log, sync). `save_only INDEX TERM DATA`: the first half of an install, as a
 //!   crash would leave it.
 //! - `crash [lose_unsynced=true]`: a power failure (random tears, or losing every unsynced
@@ -41,7 +43,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use skiff_raft::{Entry, HardState, Index, NodeId, Payload, Term};
+use skiff_raft::{Entry, HardState, Index, Membership, NodeId, Payload, Term};
 use skiff_wal::{Faults, MemFs, Options, Recovery, SnapshotMeta, Wal, describe_records};
 
 test_each_file::test_each_path! { in "crates/wal/tests/scenarios" => run }
@@ -68,6 +70,10 @@ enum Command {
         entries: Vec<String>,
         #[arg(key)]
         size: Option<usize>,
+    },
+    Configure {
+        entry: String,
+        voters: Vec<u64>,
     },
     Sync,
     Vote(u64, #[arg(optional)] Option<u64>),
@@ -117,12 +123,14 @@ struct Runner {
     fs: MemFs,
     /// The open log, if any.
     wal: Option<Wal>,
+    /// The configuration of the latest `configure`, which snapshots record.
+    membership: Option<Membership>,
 }
 
 impl Runner {
     /// A runner with an empty file system and no log open.
     fn new() -> Runner {
-        Runner { fs: MemFs::new(1), wal: None }
+        Runner { fs: MemFs::new(1), wal: None, membership: None }
     }
 
     /// The open log, or an error for the script.
@@ -160,9 +168,10 @@ fn parse_entries(spec: &str, size: usize) -> Result<Vec<Entry>, Box<dyn Error>> 
         .collect())
 }
 
-/// The snapshot at `index` of `term`, of voters n1, n2 and n3.
-fn snapshot_meta(index: u64, term: u64) -> SnapshotMeta {
-    SnapshotMeta { index: Index(index), term: Term(term), voters: (1..=3).map(NodeId).collect() }
+/// The snapshot at `index` of `term`, of `membership`, or voters n1, n2 and n3.
+fn snapshot_meta(index: u64, term: u64, membership: Option<&Membership>) -> SnapshotMeta {
+    let membership = membership.cloned().unwrap_or_else(|| Membership::new((1..=3).map(NodeId)));
+    SnapshotMeta { index: Index(index), term: Term(term), membership }
 }
 
 /// Entries in the trace's compact form: `[1@1 c1.1, 2@1 c2.1]`.
@@ -199,6 +208,9 @@ fn describe_recovery(recovery: &Recovery) -> String {
     if let Some(snapshot) = &recovery.snapshot {
         write!(text, " snapshot={snapshot}").expect("to a string");
     }
+    for (index, membership) in &recovery.memberships {
+        write!(text, "\nconfiguration entry {index}: {membership}").expect("to a string");
+    }
     if recovery.reset_to_snapshot {
         write!(text, "\nreset the log to the snapshot").expect("to a string");
     }
@@ -234,6 +246,14 @@ impl goldenscript::Runner for Runner {
                 }
                 self.wal()?.append(&all)?;
             }
+            Command::Configure { entry, voters } => {
+                let mut entries = parse_entries(entry, 0)?;
+                let membership = Membership::new(voters.iter().copied().map(NodeId));
+                let [entry] = &mut entries[..] else { return Err("one entry".into()) };
+                entry.payload = Payload::Membership(membership.clone());
+                self.wal()?.append(&entries)?;
+                self.membership = Some(membership);
+            }
             Command::Sync => {
                 let (index, term) = self.wal()?.sync()?;
                 writeln!(output, "durable {index}@{term}")?;
@@ -267,13 +287,17 @@ impl goldenscript::Runner for Runner {
                 )?;
             }
             Command::Compact(up_to) => self.wal()?.compact(Index(*up_to))?,
-            Command::Reset(index, term) => self.wal()?.reset(&snapshot_meta(*index, *term))?,
+            Command::Reset(index, term) => {
+                self.wal()?.reset(&snapshot_meta(*index, *term, None))?
+            }
             Command::Snapshot(index, term, data) | Command::SaveOnly(index, term, data) => {
-                self.wal()?.save_snapshot(snapshot_meta(*index, *term), data.as_bytes())?;
+                let meta = snapshot_meta(*index, *term, self.membership.as_ref());
+                self.wal()?.save_snapshot(meta, data.as_bytes())?;
             }
             Command::Install(index, term, data) => {
+                let meta = snapshot_meta(*index, *term, self.membership.as_ref());
                 let wal = self.wal()?;
-                let mut writer = wal.snapshot_files().writer(snapshot_meta(*index, *term))?;
+                let mut writer = wal.snapshot_files().writer(meta)?;
                 std::io::Write::write_all(&mut writer, data.as_bytes())?;
                 wal.install_snapshot(writer.finish()?)?;
             }

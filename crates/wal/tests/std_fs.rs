@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::entry;
-use skiff_raft::{HardState, Index, NodeId, Term};
+use skiff_raft::{HardState, Index, Membership, NodeId, Term};
 use skiff_wal::{
     Error, Faults, GroupCommit, MemFs, Notification, Options, SnapshotMeta, StdFs, Ticket, Wal,
 };
@@ -26,7 +26,11 @@ fn options() -> Options {
 
 /// The snapshot the round trip saves: index 200 of term 2, voters 1 to 3.
 fn snapshot_meta() -> SnapshotMeta {
-    SnapshotMeta { index: Index(200), term: Term(2), voters: (1..=3).map(NodeId).collect() }
+    SnapshotMeta {
+        index: Index(200),
+        term: Term(2),
+        membership: Membership::new((1..=3).map(NodeId)),
+    }
 }
 
 #[test]

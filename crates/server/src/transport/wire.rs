@@ -16,7 +16,9 @@
 //! `decode_body` (both matches are exhaustive, so the compiler points at them), and a case to
 //! the round-trip test below.
 
-use skiff_raft::{AppendOutcome, Body, Entry, Index, Message, NodeId, Payload, SnapshotMeta, Term};
+use skiff_raft::{
+    AppendOutcome, Body, Entry, Index, Membership, Message, NodeId, Payload, SnapshotMeta, Term,
+};
 use thiserror::Error;
 
 use super::proto;
@@ -64,11 +66,17 @@ pub fn encode(message: Message) -> proto::Message {
         Body::HeartbeatResponse { read_round } => {
             WireBody::HeartbeatResponse(proto::HeartbeatResponse { read_round })
         }
-        Body::InstallSnapshot { meta } => WireBody::InstallSnapshot(proto::InstallSnapshot {
-            index: meta.index.0,
-            term: meta.term.0,
-            voters: meta.voters.iter().map(|voter| voter.0).collect(),
-        }),
+        Body::InstallSnapshot { meta } => {
+            let proto::Membership { voters, learners, outgoing } =
+                encode_membership(&meta.membership);
+            WireBody::InstallSnapshot(proto::InstallSnapshot {
+                index: meta.index.0,
+                term: meta.term.0,
+                voters,
+                learners,
+                outgoing,
+            })
+        }
     };
     proto::Message { term: message.term.0, body: Some(body) }
 }
@@ -117,13 +125,17 @@ fn decode_body(body: WireBody) -> Result<Body, WireError> {
         WireBody::HeartbeatResponse(proto::HeartbeatResponse { read_round }) => {
             Body::HeartbeatResponse { read_round }
         }
-        WireBody::InstallSnapshot(proto::InstallSnapshot { index, term, voters }) => {
-            if voters.contains(&0) {
-                return Err(WireError::MissingField { field: "InstallSnapshot.voters" });
-            }
-            let voters = voters.into_iter().map(NodeId).collect();
+        WireBody::InstallSnapshot(proto::InstallSnapshot {
+            index,
+            term,
+            voters,
+            learners,
+            outgoing,
+        }) => {
+            let membership = decode_membership(proto::Membership { voters, learners, outgoing })
+                .map_err(|_| WireError::MissingField { field: "InstallSnapshot.voters" })?;
             Body::InstallSnapshot {
-                meta: SnapshotMeta { index: Index(index), term: Term(term), voters },
+                meta: SnapshotMeta { index: Index(index), term: Term(term), membership },
             }
         }
     })
@@ -134,6 +146,9 @@ fn encode_entry(entry: Entry) -> proto::Entry {
     let payload = match entry.payload {
         Payload::Noop => proto::entry::Payload::Noop(proto::Noop {}),
         Payload::Command(command) => proto::entry::Payload::Command(command),
+        Payload::Membership(membership) => {
+            proto::entry::Payload::Membership(encode_membership(&membership))
+        }
     };
     proto::Entry { index: entry.index.0, term: entry.term.0, payload: Some(payload) }
 }
@@ -143,9 +158,33 @@ fn decode_entry(entry: proto::Entry) -> Result<Entry, WireError> {
     let payload = match entry.payload {
         Some(proto::entry::Payload::Noop(proto::Noop {})) => Payload::Noop,
         Some(proto::entry::Payload::Command(command)) => Payload::Command(command),
+        Some(proto::entry::Payload::Membership(membership)) => {
+            Payload::Membership(decode_membership(membership)?)
+        }
         None => return Err(WireError::MissingField { field: "Entry.payload" }),
     };
     Ok(Entry { index: Index(entry.index), term: Term(entry.term), payload })
+}
+
+/// The wire form of a cluster configuration.
+fn encode_membership(membership: &Membership) -> proto::Membership {
+    let ids = |set: &std::collections::BTreeSet<NodeId>| set.iter().map(|id| id.0).collect();
+    proto::Membership {
+        voters: ids(&membership.voters),
+        learners: ids(&membership.learners),
+        outgoing: ids(&membership.outgoing),
+    }
+}
+
+/// The cluster configuration of a wire one; an id 0 is a missing id. Whether the sets make a
+/// valid configuration is the core's to judge.
+fn decode_membership(membership: proto::Membership) -> Result<Membership, WireError> {
+    let proto::Membership { voters, learners, outgoing } = membership;
+    if [&voters, &learners, &outgoing].iter().any(|set| set.contains(&0)) {
+        return Err(WireError::MissingField { field: "Membership.voters" });
+    }
+    let ids = |set: Vec<u64>| set.into_iter().map(NodeId).collect();
+    Ok(Membership { voters: ids(voters), learners: ids(learners), outgoing: ids(outgoing) })
 }
 
 /// The wire form of an append outcome.
@@ -217,6 +256,15 @@ mod tests {
                             term: Term(5),
                             payload: Payload::Command(Bytes::new()),
                         },
+                        Entry {
+                            index: Index(13),
+                            term: Term(5),
+                            payload: Payload::Membership(Membership {
+                                voters: [2, 3, 4].map(NodeId).into(),
+                                learners: [5].map(NodeId).into(),
+                                outgoing: [1, 2, 3].map(NodeId).into(),
+                            }),
+                        },
                     ],
                     commit: Index(9),
                 },
@@ -256,7 +304,10 @@ mod tests {
                     meta: SnapshotMeta {
                         index: Index(40),
                         term: Term(6),
-                        voters: [1, 2, 3].map(NodeId).into(),
+                        membership: Membership {
+                            learners: [4].map(NodeId).into(),
+                            ..Membership::new([1, 2, 3].map(NodeId))
+                        },
                     },
                 },
             ),
@@ -318,7 +369,13 @@ mod tests {
             decode(NodeId(1), NodeId(0), message),
             Err(WireError::MissingField { field: "Frame.to" })
         );
-        let offer = proto::InstallSnapshot { index: 4, term: 1, voters: vec![1, 0] };
+        let offer = proto::InstallSnapshot {
+            index: 4,
+            term: 1,
+            voters: vec![1, 0],
+            learners: vec![],
+            outgoing: vec![],
+        };
         let message = proto::Message { term: 1, body: Some(WireBody::InstallSnapshot(offer)) };
         assert_eq!(
             decode(NodeId(1), NodeId(2), message),
@@ -353,10 +410,14 @@ mod tests {
 
     /// Any message the core can build, with arbitrary numbers and payloads.
     fn any_message() -> impl Strategy<Value = Message> {
+        let ids = || proptest::collection::btree_set((1..=u64::MAX).prop_map(NodeId), 0..5);
+        let membership = (ids(), ids(), ids())
+            .prop_map(|(voters, learners, outgoing)| Membership { voters, learners, outgoing });
         let payload = prop_oneof![
             Just(Payload::Noop),
             proptest::collection::vec(any::<u8>(), 0..64)
                 .prop_map(|command| Payload::Command(Bytes::from(command))),
+            membership.clone().prop_map(Payload::Membership),
         ];
         let entry = (any::<u64>(), any::<u64>(), payload).prop_map(|(index, term, payload)| {
             Entry { index: Index(index), term: Term(term), payload }
@@ -396,14 +457,11 @@ mod tests {
                 read_round
             }),
             any::<u64>().prop_map(|read_round| Body::HeartbeatResponse { read_round }),
-            (any::<u64>(), any::<u64>(), proptest::collection::btree_set(1..=u64::MAX, 0..8))
-                .prop_map(|(index, term, voters)| Body::InstallSnapshot {
-                    meta: SnapshotMeta {
-                        index: Index(index),
-                        term: Term(term),
-                        voters: voters.into_iter().map(NodeId).collect(),
-                    },
-                }),
+            (any::<u64>(), any::<u64>(), membership).prop_map(|(index, term, membership)| {
+                Body::InstallSnapshot {
+                    meta: SnapshotMeta { index: Index(index), term: Term(term), membership },
+                }
+            }),
         ];
         (1..=u64::MAX, 1..=u64::MAX, any::<u64>(), body).prop_map(|(from, to, term, body)| {
             Message { from: NodeId(from), to: NodeId(to), term: Term(term), body }
