@@ -17,12 +17,12 @@
 //! carries every message queued for a peer.
 //!
 //! ## Snapshots
-//! Every node snapshots its own store every `--snapshot-entries` applied entries (and on
-//! `POST /v1/snapshot`) and compacts its log behind the snapshot, keeping
-//! `--snapshot-catchup-entries` for followers a little behind, so disk use stays bounded and a
-//! restart replays only the log after the snapshot. A follower that needs entries its leader
-//! compacted away fetches the leader's snapshot file over HTTP, chunk by chunk, resumable and
-//! checksummed end to end ([`snapshot`]), and installs it atomically. The driver's side of it
+//! Every node snapshots its own store every `--snapshot-entries` applied entries or
+//! `--snapshot-log-bytes` of them (and on `POST /v1/snapshot`) and compacts its log behind the
+//! snapshot, keeping `--snapshot-catchup-entries` for followers a little behind, so disk use
+//! stays bounded and a restart replays only the log after the snapshot. A follower that needs
+//! entries its leader compacted away fetches the leader's snapshot file over HTTP, chunk by
+//! chunk, resumable and checksummed end to end ([`snapshot`]), and installs it atomically. The driver's side of it
 //! (when to take one, compaction, installing) is in `runtime/snapshot.rs`.
 //!
 //! ## Threads

@@ -620,6 +620,7 @@ impl Runtime {
     fn apply(&mut self, entries: Vec<skiff_raft::Entry>) {
         let started = Instant::now();
         let Some(last) = entries.last().map(|entry| entry.index) else { return };
+        self.snapshots.applied(entries.iter().map(skiff_raft::Entry::size).sum());
         {
             let mut store = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner());
             for entry in entries {

@@ -73,6 +73,11 @@ pub struct NodeArgs {
     /// `POST /v1/snapshot` [default: 10000].
     #[arg(long, env = "SKIFF_SNAPSHOT_ENTRIES")]
     pub snapshot_entries: Option<u64>,
+    /// Also take a snapshot once the entries applied since the latest one add up to this many
+    /// bytes (their commands plus 24 bytes each), so large values cannot fill the disk before
+    /// --snapshot-entries is reached; 0 turns this off [default: 268435456, 256 MiB].
+    #[arg(long, env = "SKIFF_SNAPSHOT_LOG_BYTES")]
+    pub snapshot_log_bytes: Option<u64>,
     /// Entries of log kept behind each snapshot, so that a follower a little behind catches up
     /// without a snapshot [default: 5000].
     #[arg(long, env = "SKIFF_SNAPSHOT_CATCHUP_ENTRIES")]
@@ -120,6 +125,7 @@ impl NodeArgs {
             election_timeout: self.election_timeout.or(file.election_timeout),
             request_timeout: self.request_timeout.or(file.request_timeout),
             snapshot_entries: self.snapshot_entries.or(file.snapshot_entries),
+            snapshot_log_bytes: self.snapshot_log_bytes.or(file.snapshot_log_bytes),
             snapshot_catchup_entries: self
                 .snapshot_catchup_entries
                 .or(file.snapshot_catchup_entries),
@@ -148,6 +154,9 @@ impl NodeArgs {
             election_timeout: self.election_timeout.or(Some(DEFAULT_ELECTION_MS)),
             request_timeout: self.request_timeout.or(Some(DEFAULT_REQUEST_MS)),
             snapshot_entries: self.snapshot_entries.or(Some(SnapshotPolicy::default().entries)),
+            snapshot_log_bytes: self
+                .snapshot_log_bytes
+                .or(Some(SnapshotPolicy::default().log_bytes)),
             snapshot_catchup_entries: self
                 .snapshot_catchup_entries
                 .or(Some(SnapshotPolicy::default().catchup_entries)),
@@ -205,6 +214,7 @@ impl NodeArgs {
             request_timeout: millis(self.request_timeout, "request-timeout")?,
             snapshots: SnapshotPolicy {
                 entries: self.snapshot_entries.unwrap_or(SnapshotPolicy::default().entries),
+                log_bytes: self.snapshot_log_bytes.unwrap_or(SnapshotPolicy::default().log_bytes),
                 catchup_entries: self
                     .snapshot_catchup_entries
                     .unwrap_or(SnapshotPolicy::default().catchup_entries),
@@ -356,13 +366,16 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let flags = NodeArgs { id: Some(2), ..NodeArgs::default() };
         let file: NodeArgs = toml::from_str(
-            "id = 9\npeers = \"1=127.0.0.1:7001,2=127.0.0.1:7002\"\nheartbeat-interval = 50\n",
+            "id = 9\npeers = \"1=127.0.0.1:7001,2=127.0.0.1:7002\"\nheartbeat-interval = 50\n\
+             snapshot-log-bytes = 1024\n",
         )
         .expect("a valid file");
         let resolved = flags.or_file(file).or_defaults().expect("valid settings");
         assert_eq!(resolved.id, Some(2), "the flag wins");
         assert_eq!(resolved.heartbeat_interval, Some(50), "the file fills what flags left");
         assert_eq!(resolved.election_timeout, Some(DEFAULT_ELECTION_MS), "then the defaults");
+        assert_eq!(resolved.snapshot_log_bytes, Some(1024));
+        assert_eq!(resolved.snapshot_entries, Some(SnapshotPolicy::default().entries));
         assert_eq!(resolved.peer_addr, Some("127.0.0.1:7002".parse().expect("an address")));
         let error = resolved.server_config().expect_err("no data dir").to_string();
         assert!(error.contains("--data-dir"), "{error}");

@@ -1,7 +1,8 @@
 //! Snapshots and compaction on real `skiff node` processes: a node that was down while the
 //! others compacted past it catches up with the leader's snapshot (InstallSnapshot over HTTP),
 //! a node restarts from its own snapshot plus its log tail, `POST /v1/snapshot` and
-//! `skiff cluster snapshot` take snapshots on demand, and the log's disk use stays bounded.
+//! `skiff cluster snapshot` take snapshots on demand, snapshots follow the log's bytes as well
+//! as its entries, and the log's disk use stays bounded.
 //!
 //! The nodes snapshot every 50 applied entries, keep 10 entries behind each snapshot, and use
 //! 4 KiB log segments, so a few hundred writes roll, snapshot and compact many times. Every
@@ -277,6 +278,52 @@ fn a_node_restarts_from_its_snapshot_and_log_tail_with_bounded_disk_use() {
     // It goes on taking writes and snapshots after the restart.
     cluster.write_keys(1, 600..700);
     cluster.check_keys(1, 600..700);
+}
+
+#[test]
+fn snapshots_are_also_taken_every_so_many_log_bytes() {
+    let flags = [
+        "--snapshot-entries",
+        "0",
+        "--snapshot-log-bytes",
+        "16384",
+        "--snapshot-catchup-entries",
+        "0",
+        "--wal-segment-bytes",
+        "4096",
+    ];
+    let cluster = Cluster::start(1, &flags);
+    cluster.leader();
+    // A hundred small writes (about 50 log bytes each) stay below the threshold.
+    cluster.write_keys(1, 0..100);
+    let status = cluster.status(1);
+    assert_eq!(json_number(&status, "snapshot"), Some(0), "no snapshot yet: {status}");
+
+    // Forty 4 KiB values pass it every four writes or so.
+    let value = vec![b'x'; 4096];
+    for i in 0..40 {
+        cluster.until(1, "PUT", &format!("/v1/kv/big-{i:02}"), &value, 200);
+    }
+    let last = json_number(&cluster.status(1), "last_index").expect("a last index");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        let status = cluster.status(1);
+        let snapshot = json_number(&status, "snapshot").expect("a snapshot index");
+        // Within five big entries of the end: the bytes since are below the threshold.
+        if snapshot + 5 >= last || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let snapshot = json_number(&status, "snapshot").expect("a snapshot index");
+    assert!(snapshot + 5 >= last, "snapshots follow the log's bytes: {status}");
+    let first_index = json_number(&status, "first_index").expect("a first index");
+    assert!(first_index > 100, "and the log is compacted behind them: {status}");
+    let log = std::fs::read_to_string(cluster.dir.path().join("node-1.log")).expect("a log");
+    let by_bytes = log.lines().filter(|line| line.contains("trigger=\"log bytes\"")).count();
+    assert!(by_bytes >= 3, "several snapshots, each by log bytes:\n{}", cluster.logs());
+    assert_eq!(log.matches("taking a snapshot").count(), by_bytes, "and none by entries");
+    cluster.check_keys(1, 0..100);
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! compacting the log behind them, and installing the leader's.
 //!
 //! ## Taking a snapshot
-//! When [`SnapshotPolicy::entries`] entries have been applied since the latest snapshot, or when
-//! `POST /v1/snapshot` asks, the driver asks the core for the metadata at its applied index
+//! When [`SnapshotPolicy::entries`] entries have been applied since the latest snapshot, or
+//! entries adding up to [`SnapshotPolicy::log_bytes`] (large values fill the log long before
+//! many entries do), or when `POST /v1/snapshot` asks, the driver asks the core for the metadata at its applied index
 //! (`Node::snapshot_meta_at`) and **clones the store** under its lock. The store's maps are
 //! persistent B-trees (skiff-kv, `store.rs`), so the clone is `O(1)` whatever the store's size:
 //! a point-in-time view sharing every node with the live store, which later applies copy on
@@ -52,14 +53,20 @@ pub struct SnapshotPolicy {
     /// Take a snapshot once this many entries were applied since the latest one; 0 takes
     /// snapshots only when asked (`POST /v1/snapshot`).
     pub entries: u64,
+    /// Take a snapshot once the entries applied since the latest one add up to this many bytes
+    /// (`Entry::size`: the command plus a small fixed overhead, close to what the entry takes
+    /// in the log); 0: entries and requests only.
+    pub log_bytes: u64,
     /// Entries kept in the log behind each snapshot, for followers a little behind.
     pub catchup_entries: u64,
 }
 
 impl Default for SnapshotPolicy {
-    /// etcd's defaults: a snapshot every 10,000 entries, 5,000 kept behind it.
+    /// etcd's defaults: a snapshot every 10,000 entries, 5,000 kept behind it; and one every
+    /// 256 MiB of log (four of the log's default segments), which 10,000 entries reach with
+    /// values of about 26 KiB.
     fn default() -> SnapshotPolicy {
-        SnapshotPolicy { entries: 10_000, catchup_entries: 5_000 }
+        SnapshotPolicy { entries: 10_000, log_bytes: 256 << 20, catchup_entries: 5_000 }
     }
 }
 
@@ -112,6 +119,11 @@ pub(super) struct Snapshots {
     waiters: Vec<Waiter>,
     /// The index compaction was last reported at.
     compacted: Index,
+    /// The log bytes (`Entry::size`) of the entries applied since the latest snapshot, or since
+    /// the one being taken, which covers those before it.
+    applied_bytes: u64,
+    /// The log bytes the snapshot being taken covers: counted again if it fails.
+    taking_bytes: u64,
     /// No policy snapshot before this, after a failure.
     retry_at: Option<Instant>,
 }
@@ -127,8 +139,15 @@ impl Snapshots {
             fetching: None,
             waiters: Vec::new(),
             compacted: Index(0),
+            applied_bytes: 0,
+            taking_bytes: 0,
             retry_at: None,
         }
+    }
+
+    /// Entries of `bytes` log bytes were applied.
+    pub(super) fn applied(&mut self, bytes: u64) {
+        self.applied_bytes += bytes;
     }
 
     /// Whether a local snapshot or a fetch is under way.
@@ -151,7 +170,7 @@ impl Runtime {
         &mut self,
         reply: oneshot::Sender<Result<SnapshotOutcome, ServiceError>>,
     ) {
-        if self.snapshots.busy() || self.start_snapshot() {
+        if self.snapshots.busy() || self.start_snapshot("asked") {
             self.snapshots.waiters.push((self.applied, reply));
         } else {
             let latest = self.node.snapshot().cloned();
@@ -162,15 +181,14 @@ impl Runtime {
     /// Takes a snapshot when the policy says so (called after every batch of actions).
     pub(super) fn maybe_snapshot(&mut self) {
         let policy = self.snapshots.policy;
-        if policy.entries == 0
-            || self.snapshots.busy()
-            || self.snapshots.retry_at.is_some_and(|at| Instant::now() < at)
-        {
+        if self.snapshots.busy() || self.snapshots.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
         let latest = self.node.snapshot().map_or(Index(0), |meta| meta.index);
-        if self.applied.0 >= latest.0 + policy.entries {
-            self.start_snapshot();
+        if policy.entries > 0 && self.applied.0 >= latest.0 + policy.entries {
+            self.start_snapshot("entries");
+        } else if policy.log_bytes > 0 && self.snapshots.applied_bytes >= policy.log_bytes {
+            self.start_snapshot("log bytes");
         }
     }
 
@@ -192,7 +210,7 @@ impl Runtime {
         if self.snapshots.waiters.is_empty() || self.snapshots.busy() {
             return;
         }
-        if !self.start_snapshot() {
+        if !self.start_snapshot("asked") {
             let applied = self.applied;
             for (_, reply) in std::mem::take(&mut self.snapshots.waiters) {
                 let latest = latest.clone();
@@ -201,9 +219,9 @@ impl Runtime {
         }
     }
 
-    /// Starts a local snapshot of the store at its applied index; false if the core says it
-    /// would not be newer than the latest.
-    fn start_snapshot(&mut self) -> bool {
+    /// Starts a local snapshot of the store at its applied index (`trigger` says why, for the
+    /// log); false if the core says it would not be newer than the latest.
+    fn start_snapshot(&mut self, trigger: &'static str) -> bool {
         let started = Instant::now();
         let view = {
             let store = self.store.read().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -215,8 +233,13 @@ impl Runtime {
         };
         let (meta, store) = view;
         // Making the view is the only part that holds up the driver.
-        tracing::info!(%meta, keys = store.len(), view = ?started.elapsed(), "taking a snapshot");
+        let log_bytes = self.snapshots.applied_bytes;
+        tracing::info!(
+            %meta, trigger, log_bytes, keys = store.len(), view = ?started.elapsed(),
+            "taking a snapshot"
+        );
         self.snapshots.taking = Some((meta.clone(), started));
+        self.snapshots.taking_bytes = std::mem::take(&mut self.snapshots.applied_bytes);
         let files = self.snapshots.files.clone();
         let reports = self.storage_sender.clone();
         tokio::task::spawn_blocking(move || {
@@ -267,6 +290,7 @@ impl Runtime {
             SnapshotEvent::Written(meta, Err(reason)) => {
                 tracing::warn!(%meta, %reason, "taking a snapshot failed; retrying later");
                 self.snapshots.taking = None;
+                self.snapshots.applied_bytes += std::mem::take(&mut self.snapshots.taking_bytes);
                 self.snapshots.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
                 for (_, reply) in std::mem::take(&mut self.snapshots.waiters) {
                     let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
@@ -305,6 +329,7 @@ impl Runtime {
     /// A local snapshot is durable: tell the core, compact behind it, answer the waiters.
     fn on_snapshot_saved(&mut self, meta: SnapshotMeta) {
         let (_, started) = self.snapshots.taking.take().expect("a snapshot was being taken");
+        self.snapshots.taking_bytes = 0;
         self.metrics.snapshot_save_duration.observe(started.elapsed().as_secs_f64());
         self.metrics.snapshot_index.set(meta.index.0 as i64);
         tracing::info!(%meta, elapsed = ?started.elapsed(), "took a snapshot");
@@ -346,6 +371,8 @@ impl Runtime {
         tokio::task::spawn_blocking(move || drop(replaced));
         self.applied = meta.index;
         self.snapshots.fetching = None;
+        // Nothing is applied while a fetch is out, and the new store is all snapshot.
+        self.snapshots.applied_bytes = 0;
         self.snapshots.compacted = self.snapshots.compacted.max(meta.index);
         self.metrics.applied_index.set(meta.index.0 as i64);
         self.metrics.snapshot_index.set(meta.index.0 as i64);
