@@ -191,6 +191,12 @@ impl Store {
         self.sessions.get(client)
     }
 
+    /// Every client session, in client order: for tools, and for a state digest that covers
+    /// the sessions as well as the data (the simulator compares replicas with one).
+    pub fn sessions(&self) -> impl ExactSizeIterator<Item = (u64, &SessionRecord)> {
+        self.sessions.iter()
+    }
+
     /// The number of client sessions held.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

@@ -17,6 +17,8 @@
 //!    it has applied up to the read index, which may be at once or after later `Apply`s.
 //!    `ReadFailed` tells their clients to retry (contract item 6).
 //! 7. `Event`s go to the trace; a node elected leader may fire an armed fault trigger.
+//! 8. Snapshots, compaction, `FetchSnapshot` and restarts from a snapshot (items 9 to 12) are
+//!    in `snapshot.rs`.
 //!
 //! Gets never enter the log. The node a get reaches asks its core for a read index; a node that
 //! does not lead forwards the get to the leader it knows of, or refuses it, as it does a write.
@@ -25,10 +27,10 @@
 //! (`Invariant::StaleRead`). A deposed leader that still believes it leads breaks that promise
 //! as soon as the new leader commits something, whether or not a client's history shows it.
 //!
-//! A crash loses the core, the state machine, the pending writes, the held messages and the
-//! reads in progress (their clients are told the read failed, as a broken connection tells
-//! them); a restart rebuilds the core from the durable term, vote and log (commit index and
-//! applied index 0: the store is rebuilt by applying the log again). A paused node keeps its
+//! A crash loses the core, the state machine, the pending writes, the held messages, the
+//! snapshot work under way and the reads in progress (their clients are told the read failed,
+//! as a broken connection tells them); a restart rebuilds the core from the durable term, vote,
+//! snapshot and log, and the store from the snapshot, then applies the log after it again. A paused node keeps its
 //! inputs in a stash and processes them on resumption; its disk carries on meanwhile.
 //!
 //! The core runs inside `catch_unwind`: a failed assertion in the core ends the run as a
@@ -54,8 +56,9 @@ use crate::parameters::Parameters;
 use crate::random::Random;
 use crate::sabotage::Defect;
 use crate::simulation::{Event, Packet, Simulation};
+use crate::snapshot::{ChunkReply, Fetch, Taking};
 use crate::state_machine::{self, Applied, StateMachine};
-use crate::storage::{Disk, LogCopy, SecondVote, Write};
+use crate::storage::{Disk, Durable, LogCopy, Unrecoverable, Write, WriteFailure};
 use crate::time::Time;
 use crate::trace::{show_entries, show_message, trace};
 use crate::workload::{Answer, Reply, Request};
@@ -70,9 +73,38 @@ pub(crate) enum Input {
     /// A client request, directly or forwarded.
     Client(Request),
     /// A disk write completed (it is durable already; this is the process hearing of it).
-    Durable(u64, Write),
+    Durable(u64, Durable),
     /// A read of storage completed.
     Read(ReadRequest),
+    /// The local snapshot's file is written (a background thread of the process finished).
+    SnapshotWritten,
+    /// A peer asks for a chunk of this node's snapshot at `index`.
+    ChunkRequest {
+        /// The peer.
+        from: NodeId,
+        /// The peer's fetch.
+        fetch: u64,
+        /// The snapshot's index.
+        index: Index,
+        /// Where the chunk starts in the file.
+        offset: u64,
+    },
+    /// A chunk for this node's fetch `fetch` arrived.
+    Chunk {
+        /// The fetch it answers.
+        fetch: u64,
+        /// Where it starts in the file.
+        offset: u64,
+        /// The chunk, or why there is none.
+        reply: ChunkReply,
+    },
+    /// A chunk request of fetch `fetch` went unanswered for too long.
+    ChunkTimeout {
+        /// The fetch.
+        fetch: u64,
+        /// Which request of it.
+        attempt: u64,
+    },
 }
 
 /// One simulated node: the core and everything its driver keeps.
@@ -117,6 +149,18 @@ pub(crate) struct SimNode {
     pub(crate) next_read: u64,
     /// The node's random stream for per-incarnation core seeds.
     pub(crate) random: Random,
+    /// The local snapshot under way, if any.
+    pub(crate) taking: Option<Taking>,
+    /// The fetch of the leader's snapshot under way, if any.
+    pub(crate) fetch: Option<Fetch>,
+    /// The number of the next fetch: never reused, across incarnations too.
+    pub(crate) next_fetch: u64,
+    /// The index the core was last told the log is compacted to (or the log's base after a
+    /// restart or an install).
+    pub(crate) compacted: Index,
+    /// The newest snapshot this node's disk made durable (saved or installed): a restart must
+    /// come back with it or a newer one.
+    pub(crate) snapshot_floor: Index,
 }
 
 impl SimNode {
@@ -144,7 +188,8 @@ impl SimNode {
         }
         config.seed = random.next_u64();
         // The file system's seed is a function of the core's, so that no stream draws more.
-        let disk = Disk::new(id, config.seed ^ 0xD15C_D15C_D15C_D15C);
+        let disk =
+            Disk::new(id, config.seed ^ 0xD15C_D15C_D15C_D15C, parameters.snapshots.segment_bytes);
         let core = Node::new(config.clone(), Restored::default())
             .expect("the drawn configuration is valid");
         SimNode {
@@ -167,6 +212,11 @@ impl SimNode {
             ready_reads: Vec::new(),
             next_read: 1,
             random,
+            taking: None,
+            fetch: None,
+            next_fetch: 1,
+            compacted: Index(0),
+            snapshot_floor: Index(0),
         }
     }
 }
@@ -254,21 +304,36 @@ impl Simulation {
                 })
             }
             Input::Client(request) => return self.client_input(id, request),
-            Input::Durable(sequence, write) => match write {
-                Write::Entries(entries) => {
-                    let last = entries.last().expect("writes are non-empty");
-                    let (index, term) = (last.index, last.term);
+            Input::Durable(sequence, durable) => match durable {
+                Durable::Entries(index, term) => {
                     guarded(id, || core.persisted(index, term)).map(|()| Vec::new())
                 }
-                Write::HardState(_) => {
+                Durable::HardState(_) => {
                     let mut released = Vec::new();
                     while node.held.front().is_some_and(|&(wait, _)| wait <= sequence) {
                         released.push(node.held.pop_front().expect("checked non-empty").1);
                     }
                     Ok(released)
                 }
+                Durable::SnapshotSaved(meta) => {
+                    self.snapshot_saved(id, meta);
+                    Ok(Vec::new())
+                }
+                Durable::Compacted(base) => {
+                    trace!(self.trace, now, "{id} compacted: the log starts after {base}");
+                    self.stats.compactions += 1;
+                    Ok(Vec::new())
+                }
+                Durable::SnapshotInstalled(meta) => {
+                    self.snapshot_installed(id, meta);
+                    Ok(Vec::new())
+                }
             },
             Input::Read(request) => serve_read(node, request).map(|()| Vec::new()),
+            snapshot => {
+                self.snapshot_input(id, snapshot);
+                Ok(Vec::new())
+            }
         };
         match result {
             Ok(released) => {
@@ -281,7 +346,7 @@ impl Simulation {
         }
     }
 
-    /// Takes the core's action batch and performs it.
+    /// Takes the core's action batch and performs it; then takes a snapshot if one is due.
     fn take_and_perform(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let Some(core) = node.core.as_mut() else { return };
@@ -294,7 +359,10 @@ impl Simulation {
                     self.perform(id, action);
                 }
             }
-            Err(violation) => self.fail(violation),
+            Err(violation) => return self.fail(violation),
+        }
+        if self.failure.is_none() {
+            self.maybe_snapshot(id);
         }
     }
 
@@ -344,15 +412,7 @@ impl Simulation {
             }
             Action::ReadReady { index, contexts } => self.reads_ready(id, index, contexts),
             Action::ReadFailed { contexts } => self.reads_failed(id, contexts),
-            // No node takes snapshots yet (the simulator step of the snapshots issue), so no log
-            // is compacted and no InstallSnapshot is ever sent: this never comes. Were it to,
-            // reporting the fetch failed keeps the core from waiting for it forever.
-            Action::FetchSnapshot { meta, .. } => {
-                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-                if let Some(core) = node.core.as_mut() {
-                    core.snapshot_failed(&meta);
-                }
-            }
+            Action::FetchSnapshot { from, meta } => self.fetch_snapshot(id, from, meta),
             Action::Event(event) => {
                 trace!(self.trace, self.now, "{id} {event}");
                 if let CoreEvent::RoleChanged { role: RoleKind::Leader, .. } = event
@@ -372,7 +432,7 @@ impl Simulation {
     }
 
     /// Queues a write on node `id`'s disk and schedules its completion.
-    fn submit(&mut self, id: NodeId, write: Write) {
+    pub(crate) fn submit(&mut self, id: NodeId, write: Write) {
         let disk = self.parameters.disk;
         let latency = if self.disk_random.chance(self.disk_stall) {
             Time(self.disk_random.log_uniform(disk.write_max.0.max(1), disk.stall_max.0.max(1)))
@@ -397,27 +457,46 @@ impl Simulation {
             self.queue.push(until, Event::DiskDone { node: id, incarnation });
             return;
         }
-        let (sequence, write) = match node.disk.complete_next() {
+        let step = node.disk.next_step();
+        let trigger = step.and_then(|step| self.snapshot_trigger(step).map(|fired| (step, fired)));
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let completed = node.disk.complete_next(trigger.map(|(_, (_, cut, _))| cut));
+        let (sequence, durable) = match completed {
             Ok(Some(completed)) => completed,
             Ok(None) => return,
-            Err(SecondVote(refusal)) => {
+            Err(WriteFailure::SecondVote(refusal)) => {
                 return self.fail(Violation::new(
                     Invariant::VoteSafety,
                     format!("{id} votes twice in one term: {refusal}"),
                 ));
             }
+            Err(WriteFailure::PowerCut(reason)) => {
+                let Some((step, (fault, cut, down_for))) = trigger else {
+                    let detail = format!("{id}'s disk failed a write with no fault: {reason}");
+                    return self.fail(Violation::new(Invariant::DriverContract, detail));
+                };
+                return self.crash_in_step(id, fault, step, cut, down_for);
+            }
         };
+        if let Durable::SnapshotSaved(meta) | Durable::SnapshotInstalled(meta) = &durable {
+            node.snapshot_floor = node.snapshot_floor.max(meta.index);
+        }
         if self.trace.on() {
-            let what = match &write {
-                Write::HardState(hard_state) => show_hard_state(*hard_state),
-                Write::Entries(entries) => {
-                    let last = entries.last().expect("writes are non-empty");
-                    format!("{}@{}", last.index, last.term)
-                }
+            let what = match &durable {
+                Durable::HardState(hard_state) => show_hard_state(*hard_state),
+                Durable::Entries(index, term) => format!("{index}@{term}"),
+                Durable::SnapshotSaved(meta) => format!("snapshot {meta} saved"),
+                Durable::Compacted(base) => format!("compaction: the log starts after {base}"),
+                Durable::SnapshotInstalled(meta) => format!("snapshot {meta} installed"),
             };
             self.trace.line(self.now, format_args!("{id} durable {what}"));
         }
-        self.input(id, Input::Durable(sequence, write));
+        if let Some((step, (fault, cut, down_for))) = trigger {
+            // The step completed before the power failed: durable, but the process never
+            // hears of it.
+            return self.crash_in_step(id, fault, step, cut, down_for);
+        }
+        self.input(id, Input::Durable(sequence, durable));
     }
 
     /// A read of node `id`'s storage completed.
@@ -470,6 +549,12 @@ impl Simulation {
                     self.stats.duplicated += 1;
                     self.queue.push(self.now + second, Event::Deliver(packet.clone()));
                 }
+                let mut packet = packet;
+                if let Packet::Chunk { reply: ChunkReply::Data { bytes, .. }, .. } = &mut packet
+                    && self.network.damage(bytes, self.chunk_damage)
+                {
+                    trace!(self.trace, self.now, "{} (damaged)", show_packet(&packet));
+                }
                 self.queue.push(self.now + first, Event::Deliver(packet));
             }
         }
@@ -487,6 +572,12 @@ impl Simulation {
         match packet {
             Packet::Raft(message) => self.input(to, Input::Step(message)),
             Packet::Forward { request, .. } => self.input(to, Input::Client(request)),
+            Packet::ChunkRequest { from, fetch, index, offset, .. } => {
+                self.input(to, Input::ChunkRequest { from, fetch, index, offset });
+            }
+            Packet::Chunk { fetch, offset, reply, .. } => {
+                self.input(to, Input::Chunk { fetch, offset, reply });
+            }
         }
     }
 
@@ -613,7 +704,7 @@ impl Simulation {
     }
 
     /// Serves every confirmed read whose read index the store has applied, from the store.
-    fn serve_reads(&mut self, id: NodeId) {
+    pub(crate) fn serve_reads(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let applied = node.machine.applied();
         if node.ready_reads.iter().all(|&(index, _)| index > applied) {
@@ -732,8 +823,8 @@ impl Simulation {
         Time((tick + tick * skew / 1000).max(1) as u64)
     }
 
-    /// Crashes node `id`: the core, the state machine, pending writes, held messages and
-    /// stashed inputs are lost; the disk keeps what is durable.
+    /// Crashes node `id`: the core, the state machine, pending writes, held messages,
+    /// stashed inputs and snapshot work under way are lost; the disk keeps what is durable.
     pub(crate) fn crash(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         if node.core.is_none() {
@@ -742,7 +833,18 @@ impl Simulation {
         let lost = node.disk.pending_writes();
         node.core = None;
         node.incarnation += 1;
-        let recovery = node.disk.crash();
+        node.disk.power_failure();
+        // Dropped without power: a dead process removes no temporary file.
+        node.taking = None;
+        node.fetch = None;
+        let checker = &self.checker;
+        let recovery = match node.disk.recover(|index, term| checker.chain_of(index, term)) {
+            Ok(recovery) => recovery,
+            Err(Unrecoverable(reason)) => {
+                let detail = format!("{id} cannot come back from a crash: {reason}");
+                return self.fail(Violation::new(Invariant::Recovery, detail));
+            }
+        };
         node.log = node.disk.log.clone();
         node.held.clear();
         node.stash.clear();
@@ -757,9 +859,15 @@ impl Simulation {
         trace!(
             self.trace,
             self.now,
-            "{id} crash ({lost} writes in flight; recovered {} entries, {} torn bytes cut)",
+            "{id} crash ({lost} writes in flight; recovered entries {}..={}{}, {} torn bytes cut{})",
+            recovery.log.first_index,
             recovery.log.last_index,
-            recovery.torn_bytes
+            recovery
+                .snapshot
+                .as_ref()
+                .map_or(String::new(), |meta| format!(" after snapshot {meta}")),
+            recovery.torn_bytes,
+            if recovery.reset_to_snapshot { ", an interrupted install finished" } else { "" }
         );
         for read in failed {
             self.answer(id, read.request, Answer::ReadFailed);
@@ -781,20 +889,26 @@ impl Simulation {
         let mut config = node.config.clone();
         config.seed = node.random.next_u64();
         node.struck_by = None;
+        let snapshot = restored.snapshot.clone();
         match Node::new(config, restored) {
             Ok(core) => {
                 node.core = Some(core);
                 trace!(
                     self.trace,
                     self.now,
-                    "{id} restart at {} with {} durable entries",
+                    "{id} restart at {} with entries {}..={}{}",
                     show_hard_state(hard_state),
-                    node.disk.log.last_index()
+                    node.disk.log.base().next(),
+                    node.disk.log.last_index(),
+                    snapshot.map_or(String::new(), |meta| format!(" after snapshot {meta}"))
                 );
+                if let Err(violation) = self.restore_from_snapshot(id) {
+                    return self.fail(violation);
+                }
                 self.start_ticking(id);
             }
             Err(error) => self.fail(Violation::new(
-                Invariant::DriverContract,
+                Invariant::Recovery,
                 format!("{id} cannot restart from its durable state: {error}"),
             )),
         }
@@ -868,5 +982,15 @@ fn show_packet(packet: &Packet) -> String {
             "{from} → {to} forward c{}.{} {}",
             request.client, request.sequence, request.operation
         ),
+        Packet::ChunkRequest { from, to, fetch, index, offset } => {
+            format!("{from} → {to} chunk? snapshot {index} offset {offset} (fetch {fetch})")
+        }
+        Packet::Chunk { from, to, fetch, offset, reply } => match reply {
+            ChunkReply::Data { file_len, bytes, .. } => format!(
+                "{from} → {to} chunk offset {offset} +{} of {file_len} (fetch {fetch})",
+                bytes.len()
+            ),
+            ChunkReply::NotFound => format!("{from} → {to} chunk: not found (fetch {fetch})"),
+        },
     }
 }

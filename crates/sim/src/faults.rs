@@ -44,6 +44,45 @@ pub enum Target {
     Node(NodeId),
 }
 
+/// A step of taking, moving or installing a snapshot, where a crash can strike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotStep {
+    /// Finishing a local snapshot's temporary file (its header, its fsync).
+    Write,
+    /// Saving a local snapshot: the rename, the directory fsync, older snapshots removed.
+    Save,
+    /// Compacting the log: segment files removed one by one.
+    Compact,
+    /// Writing a received chunk of the leader's snapshot into the temporary file.
+    Receive,
+    /// Installing the leader's snapshot: saved, the log reset after it, superseded segments
+    /// removed.
+    Install,
+}
+
+impl SnapshotStep {
+    /// Every step, in the order drawn from.
+    pub const ALL: [SnapshotStep; 5] = [
+        SnapshotStep::Write,
+        SnapshotStep::Save,
+        SnapshotStep::Compact,
+        SnapshotStep::Receive,
+        SnapshotStep::Install,
+    ];
+}
+
+impl fmt::Display for SnapshotStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SnapshotStep::Write => "snapshot write",
+            SnapshotStep::Save => "snapshot save",
+            SnapshotStep::Compact => "compaction",
+            SnapshotStep::Receive => "chunk receipt",
+            SnapshotStep::Install => "snapshot install",
+        })
+    }
+}
+
 /// The shape of a partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -127,6 +166,25 @@ pub enum FaultKind {
         /// How long it stays down.
         down_for: Time,
     },
+    /// A follower (the node after `fallback`, in id order, when `fallback` leads) is cut off
+    /// from every other node for `lasts`: long enough, usually, that the leader takes snapshots
+    /// and compacts its log past it, so that it can only catch up by installing a snapshot.
+    Lag {
+        /// The node struck, unless it leads.
+        fallback: NodeId,
+        /// How long it is cut off.
+        lasts: Time,
+    },
+    /// Arms a trigger: the next node to reach `step` of a snapshot crashes in the middle of
+    /// it (the power fails after a random number of its file-system operations, possibly none
+    /// or all), and restarts after `down_for`. After the restart it must hold either the old
+    /// state or the new one, never a mix.
+    CrashInSnapshot {
+        /// Where the crash strikes.
+        step: SnapshotStep,
+        /// How long the node stays down.
+        down_for: Time,
+    },
     /// Arms a trigger: the next `elections` nodes elected leader are each cut off from every
     /// other node `after` their election, for `lasts`. Unlike a crash, the new leader keeps
     /// its first entries (durable or not), orphans of its term that the others never see.
@@ -142,8 +200,10 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// The kinds in the order of `FaultParameters::weights`.
-    pub const WEIGHT_ORDER: [&'static str; 9] =
-        ["crash", "pause", "minority", "isolate", "bridge", "one-way", "skew", "trigger", "disk"];
+    pub const WEIGHT_ORDER: [&'static str; 10] = [
+        "crash", "pause", "minority", "isolate", "bridge", "one-way", "skew", "trigger", "disk",
+        "snapshot",
+    ];
 }
 
 /// One fault of the schedule.
@@ -198,6 +258,11 @@ impl FaultSchedule {
                         let target = Self::target(random, &nodes);
                         let lasts = Time(random.log_uniform(1_000, rates.pause_max.0.max(1_000)));
                         FaultKind::DiskStall { target, lasts }
+                    } else if kind == 9 {
+                        let step = random.pick(&SnapshotStep::ALL);
+                        let election = parameters.election_duration().0.max(1_000);
+                        let down_for = Time(random.log_uniform(100, election.saturating_mul(4)));
+                        FaultKind::CrashInSnapshot { step, down_for }
                     } else {
                         let shape = Self::shape(random, &nodes, kind);
                         let lasts =
@@ -208,6 +273,16 @@ impl FaultSchedule {
             };
             faults.push(Some(Fault { time, kind }));
         }
+        // Lag faults come on their own: they last seconds, and as many as the others would be
+        // a follower cut off for the whole run.
+        for _ in 0..rates.lags {
+            let time = Time(random.below(parameters.fault_phase.0.max(1)));
+            let fallback = random.pick(&nodes);
+            let lasts =
+                Time(random.log_uniform(rates.lag_max.0.max(2) / 2, rates.lag_max.0.max(2)));
+            faults.push(Some(Fault { time, kind: FaultKind::Lag { fallback, lasts } }));
+        }
+        faults.sort_by_key(|fault| fault.as_ref().map(|fault| fault.time));
         FaultSchedule { faults }
     }
 
@@ -384,6 +459,12 @@ impl fmt::Display for FaultKind {
             }
             FaultKind::CrashAfterVote { down_for } => {
                 write!(f, "arm: crash the next voter after its grant, for {down_for}")
+            }
+            FaultKind::Lag { fallback, lasts } => {
+                write!(f, "lag: cut off follower {fallback} (or the next, if it leads) for {lasts}")
+            }
+            FaultKind::CrashInSnapshot { step, down_for } => {
+                write!(f, "arm: crash the next node in the middle of a {step}, for {down_for}")
             }
             FaultKind::IsolateAfterElected { elections, after, lasts } => write!(
                 f,

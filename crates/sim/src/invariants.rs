@@ -25,17 +25,27 @@
 //!   its durable log, which is what it restarts with.) This is Figure 8's situation (c) caught
 //!   as it arises, rather than waiting for the unlucky election of (d).
 //! - **State-machine safety** (§5.4.3): no two nodes commit or apply different entries at one
-//!   index, and each node applies a gap-free prefix of the log, from index 1 after each start.
-//!   Seen from the state machine: two nodes that applied up to the same index hold the same
-//!   store contents (compared by the stores' hashes, see `state_machine.rs`).
+//!   index, and each node applies a gap-free prefix of the log, from just after the snapshot
+//!   its store was restored from at each start (index 1 without one), and from just after an
+//!   installed snapshot. Seen from the state machine: two nodes that applied up to the same
+//!   index hold the same store contents and sessions (compared by the stores' hashes, see
+//!   `state_machine.rs`), and so does a store restored or installed from a snapshot at that
+//!   index. The applied index never goes back while a node runs (an install moves it forward
+//!   only); across a restart it goes back to the newest durable snapshot, never older than one
+//!   the node saved or installed (see **recovery**).
+//! - **Compacted logs** compare as whole logs: a log compacted up to, or reset after a snapshot
+//!   of, index `b` carries the chain hash of the log up to `b` (the one every log holding the
+//!   entry at `b` agrees on), so every check below holds for it from `b` on.
 //! - **Monotonic term and commit**: within one run of a node (between restarts), neither ever
 //!   decreases. (The commit index is not durable, so a restarted node starts again from 0.)
 //! - **Applied only when committed**: an entry is applied only at or below the node's commit
 //!   index.
 //!
 //! Liveness, bounded work (no message storm), linearizability, stale reads (checked by the
-//! driver when it serves a read, see `driver.rs`) and the core's own assertions are reported
-//! through the same [`Violation`] type by the runner.
+//! driver when it serves a read, see `driver.rs`), recovery (a node comes back from any crash,
+//! in the middle of a snapshot step included, with its newest durable snapshot and a log that
+//! passes through it; see `snapshot.rs`) and the core's own assertions are reported through the
+//! same [`Violation`] type by the runner.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -76,6 +86,10 @@ pub enum Invariant {
     CoreAssertion,
     /// The core and the simulated driver disagree about the contract (e.g. a refused report).
     DriverContract,
+    /// A node comes back from a crash with what it made durable: its log opens, its newest
+    /// snapshot restores a store and is no older than one it saved or installed, and its log
+    /// passes through that snapshot (never a mix of an old and a new state).
+    Recovery,
 }
 
 impl Invariant {
@@ -96,6 +110,7 @@ impl Invariant {
             Invariant::StaleRead => "stale read",
             Invariant::CoreAssertion => "core assertion",
             Invariant::DriverContract => "driver contract",
+            Invariant::Recovery => "recovery",
         }
     }
 }
@@ -306,22 +321,33 @@ impl Checker {
     /// Records that `node` committed up to its commit index; checks it against the record.
     fn record_commit(&mut self, node: &Observation<'_>) -> Result<bool, Violation> {
         let commit = node.commit;
+        let base = node.log.base();
         let Some(chain) = node.log.chain(commit) else {
             return Err(Violation::new(
                 Invariant::StateMachineSafety,
                 format!(
-                    "{} commits {commit} beyond its last index {}",
+                    "{} commits {commit} outside its log (after {base}, up to {})",
                     node.id,
                     node.log.last_index()
                 ),
             ));
         };
         let known = self.committed_index();
-        let overlap = commit.min(known);
+        if base > known {
+            // A log compacted (or reset by a snapshot) beyond anything seen committed: the
+            // snapshot it stands on covers entries no node committed.
+            return Err(Violation::new(
+                Invariant::StateMachineSafety,
+                format!("{}'s log starts after {base}, beyond the highest commit {known}", node.id),
+            ));
+        }
+        // Compared where both the log and the record reach: a compacted log holds its prefix
+        // as the chain hash at its base.
+        let overlap = commit.min(known).max(base);
         if overlap > Index(0) {
             let record = self.committed[overlap.0 as usize - 1];
             if node.log.chain(overlap) != Some(record.chain) {
-                let first_difference = (1..=overlap.0)
+                let first_difference = (base.0.max(1)..=overlap.0)
                     .map(Index)
                     .find(|&index| {
                         node.log.chain(index) != Some(self.committed[index.0 as usize - 1].chain)
@@ -367,12 +393,17 @@ impl Checker {
         if count == 0 {
             return Ok(());
         }
-        let index = Index(count as u64);
-        let record = self.committed[count - 1];
+        // A leader's log compacted beyond those entries holds them in its base's chain hash.
+        let base = node.log.base();
+        let index = Index(count as u64).max(base);
+        let Some(&record) = self.committed.get(index.0 as usize - 1) else {
+            // Its base is beyond every commit seen: the log check of `observe` reports that.
+            return Ok(());
+        };
         if node.log.chain(index) == Some(record.chain) {
             return Ok(());
         }
-        let missing = (1..=index.0)
+        let missing = (base.0.max(1)..=index.0)
             .map(Index)
             .find(|&at| node.log.chain(at) != Some(self.committed[at.0 as usize - 1].chain))
             .unwrap_or(index);
@@ -420,7 +451,7 @@ impl Checker {
                 // only wanted for a report.
                 if nodes.clone().filter(would_vote).count() >= majority {
                     let voters = nodes.clone().filter(would_vote).map(|voter| voter.id);
-                    let missing = (1..=committed.0)
+                    let missing = (log.base().0.max(1)..=committed.0)
                         .map(Index)
                         .find(|&at| log.chain(at) != Some(self.committed[at.0 as usize - 1].chain))
                         .unwrap_or(committed);
@@ -536,12 +567,32 @@ impl Checker {
                 ))
             }
             Some(_) => Ok(()),
-            None => {
-                assert_eq!(position, self.applied.len(), "applies are gap-free, checked above");
+            None if position == self.applied.len() => {
                 self.applied.push((entry.term, payload, node));
                 Ok(())
             }
+            // Applies are gap-free from the node's snapshot on, and a snapshot covers only
+            // entries some node applied: a gap in the record means a snapshot that no apply
+            // produced.
+            None => Err(Violation::new(
+                Invariant::StateMachineSafety,
+                format!(
+                    "{node} applied {entry}, after a snapshot beyond the {} entries any node \
+                     applied",
+                    self.applied.len()
+                ),
+            )),
         }
+    }
+
+    /// The chain hash of the log up to the entry `index@term` (0 for index 0), if any node
+    /// ever wrote that entry: what a log compacted to it, or reset after a snapshot of it,
+    /// stands on.
+    pub fn chain_of(&self, index: Index, term: Term) -> Option<u64> {
+        if index == Index(0) {
+            return Some(0);
+        }
+        self.written.get(&(index, term)).map(|&(chain, _)| chain)
     }
 }
 
@@ -559,11 +610,48 @@ impl Checker {
                 ),
             )),
             Some(_) => Ok(()),
-            None => {
-                assert_eq!(position, self.states.len(), "applies are gap-free");
+            None if position == self.states.len() => {
                 self.states.push((hash, node));
                 Ok(())
             }
+            None => Err(Violation::new(
+                Invariant::StateMachineSafety,
+                format!(
+                    "{node}'s store reached {index}, beyond the {} entries any node applied, \
+                     without applying them",
+                    self.states.len()
+                ),
+            )),
+        }
+    }
+
+    /// `node`'s store, restored at a restart or installed from the leader's snapshot, stands
+    /// at `index` with `hash`: it must be the store every node had after applying up to
+    /// `index` (which some node did, to take the snapshot).
+    pub fn state_installed(
+        &mut self,
+        node: NodeId,
+        index: Index,
+        hash: u64,
+    ) -> Result<(), Violation> {
+        match index.0.checked_sub(1).and_then(|position| self.states.get(position as usize)) {
+            Some(&(first_hash, first)) if first_hash != hash => Err(Violation::new(
+                Invariant::StateMachineSafety,
+                format!(
+                    "{node}'s store from a snapshot at {index} differs from {first}'s after \
+                     applying the entries up to it (state hash {hash:016x}, not \
+                     {first_hash:016x})"
+                ),
+            )),
+            Some(_) => Ok(()),
+            None => Err(Violation::new(
+                Invariant::StateMachineSafety,
+                format!(
+                    "{node}'s store comes from a snapshot at {index}, beyond the {} entries any \
+                     node applied",
+                    self.states.len()
+                ),
+            )),
         }
     }
 }

@@ -26,18 +26,31 @@
 //! must reflect every entry committed anywhere when it reached the node (no stale read), and the
 //! whole history must be linearizable.
 //!
+//! ## Snapshots
+//! Nodes take snapshots of their stores at random points (every K applied entries, K drawn per
+//! seed, and on demand), write them through skiff-wal's snapshot files, and compact their logs
+//! behind them; a follower whose next entries the leader compacted away fetches the leader's
+//! snapshot in chunks over the simulated network and installs it. Crashes strike in the middle
+//! of every snapshot step, and a lag fault cuts a follower off long enough for the leader to
+//! compact past it. After an install or a restart the store must hash as every node's did at
+//! that index, and the node must come back with its newest durable snapshot (see `snapshot.rs`).
+//!
 //! ## The pieces
-//! - `network.rs`: loss, duplication, delay up to seconds, reordering, partitions of every shape.
-//! - `storage.rs`: a disk whose writes become durable after a delay, in order, and are lost by a
-//!   crash when not yet durable.
+//! - `network.rs`: loss, duplication, delay up to seconds, reordering, partitions of every shape,
+//!   damaged snapshot chunks.
+//! - `storage.rs`: a disk whose writes (log records, snapshot saves, compactions, installs)
+//!   become durable after a delay, in order, and are lost or cut short by a crash when not yet
+//!   durable.
 //! - `driver.rs`: the node driver, honouring the core's contract item by item (hold messages
 //!   until the hard state is durable; report writes only once durable; serve reads from storage;
 //!   serve gets once the read index is applied).
+//! - `snapshot.rs`: the driver's snapshot duties: taking, saving and compacting; fetching the
+//!   leader's snapshot chunk by chunk, verifying and installing it; restoring at a restart.
 //! - `state_machine.rs`: the workload's operations as skiff-kv commands, each node's store, and
 //!   a hash of the store's contents that nodes at the same applied index must agree on.
 //! - `workload.rs`: clients doing put, get, compare-and-swap and delete with retries,
 //!   forwarding and timeouts, recording a history (`history.rs`).
-//! - `faults.rs` and `nemesis.rs`: the schedule of crashes, pauses, partitions, skews and
+//! - `faults.rs` and `nemesis.rs`: the schedule of crashes, pauses, partitions, skews, lags and
 //!   triggers, and its execution.
 //! - `invariants.rs`: the safety checks, after every step (and a served read's, as it is
 //!   served).
@@ -51,10 +64,13 @@
 //!
 //! ## Left out for now
 //! Bit flips and I/O errors from the file system (crates/wal's `MemFs` can inject both; a node
-//! would stop on them, which the simulator does not model yet), snapshots (in the core, but no
-//! simulated node takes one yet), membership changes (not in the core yet), clients behind
-//! partitions, batching several inputs per `take_actions`, scans, and whether a delete found
-//! its key (the store answers it; the history leaves it out).
+//! would stop on them, which the simulator does not model yet), membership changes (not in the
+//! core yet), clients behind partitions, batching several inputs per `take_actions`, scans,
+//! and whether a delete found its key (the store answers it; the history leaves it out). The
+//! leader serves snapshot chunks through skiff-wal's `SnapshotFiles::read_chunk`, which closes
+//! a file kept open for a transfer after a minute of *wall-clock* time without a read: no
+//! simulated run lasts that long, but a visualizer left idle for a minute between two steps of
+//! a transfer could see it diverge from the seed's run.
 
 pub mod driver;
 pub mod faults;
@@ -70,6 +86,7 @@ pub mod report;
 pub mod sabotage;
 pub mod shrink;
 pub mod simulation;
+pub mod snapshot;
 pub mod state_machine;
 pub mod stepper;
 pub mod storage;

@@ -51,6 +51,22 @@ impl Simulation {
                 let node = self.nodes.get_mut(&id).expect("a node of the cluster");
                 node.disk_stalled_until = node.disk_stalled_until.max(self.now + lasts);
             }
+            FaultKind::Lag { fallback, lasts } => {
+                // A follower: the fallback, or the node after it when the fallback leads.
+                let id = if leader == Some(fallback) {
+                    let position = self.ids.iter().position(|&id| id == fallback).unwrap_or(0);
+                    self.ids[(position + 1) % self.ids.len()]
+                } else {
+                    fallback
+                };
+                trace!(self.trace, self.now, "fault {number}: {id} cut off for {lasts}");
+                self.stats.lags += 1;
+                let links = Shape::Isolate(Target::Node(id)).links(&self.ids, None);
+                self.partition(links, lasts);
+            }
+            FaultKind::CrashInSnapshot { step, down_for } => {
+                self.armed_snapshot = Some((number, step, down_for));
+            }
             FaultKind::CrashAfterVote { .. } => self.armed_vote = Some(number),
             FaultKind::CrashAfterElected { elections, after, .. }
             | FaultKind::IsolateAfterElected { elections, after, .. } => {
@@ -60,7 +76,7 @@ impl Simulation {
     }
 
     /// Crashes `id` on behalf of fault `number`, to restart after `down_for`.
-    fn crash_for(&mut self, id: NodeId, number: usize, down_for: Time) {
+    pub(crate) fn crash_for(&mut self, id: NodeId, number: usize, down_for: Time) {
         if self.nodes[&id].core.is_none() {
             return;
         }

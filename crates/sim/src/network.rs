@@ -47,6 +47,17 @@ impl Network {
         Network { parameters, blocked: BTreeMap::new(), random }
     }
 
+    /// With `probability`, flips one random bit of `bytes` (a chunk damaged in transit, which
+    /// its checksum must catch); returns whether it did.
+    pub fn damage(&mut self, bytes: &mut [u8], probability: f64) -> bool {
+        if bytes.is_empty() || !self.random.chance(probability) {
+            return false;
+        }
+        let position = self.random.below(bytes.len() as u64) as usize;
+        bytes[position] ^= 1 << self.random.below(8);
+        true
+    }
+
     /// Decides the fate of a message from node `from` to node `to`.
     pub fn route(&mut self, from: NodeId, to: NodeId) -> Fate {
         if self.is_blocked(from, to) {

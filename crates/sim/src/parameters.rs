@@ -64,19 +64,48 @@ pub struct WorkloadParameters {
     pub mix: [u64; 4],
 }
 
+/// When nodes take snapshots, how they move them, and how their logs are cut into files.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SnapshotParameters {
+    /// A node takes a snapshot once it has applied this many entries since its latest (the
+    /// server's `--snapshot-entries`).
+    pub every: u64,
+    /// Entries kept in the log behind each snapshot, for followers a little behind (the
+    /// server's `--snapshot-catchup-entries`); 0 compacts right up to the snapshot.
+    pub catchup: u64,
+    /// The mean time between snapshots asked for on demand (`POST /v1/snapshot`) of a random
+    /// node, if any are.
+    pub on_demand: Option<Time>,
+    /// The most bytes of a snapshot file one chunk of a transfer carries.
+    pub chunk_bytes: usize,
+    /// The probability that a chunk arrives damaged (a bit flipped in transit).
+    pub chunk_damage: f64,
+    /// How long a follower waits for a chunk before asking for it again.
+    pub chunk_timeout: Time,
+    /// The time it takes to write a snapshot's file, at most.
+    pub write_max: Time,
+    /// The size at which a log rolls to a new segment file (compaction deletes whole files).
+    pub segment_bytes: u64,
+}
+
 /// How often faults strike and which kinds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FaultParameters {
     /// The mean time between two faults.
     pub mean_interval: Time,
     /// Relative weights of the fault kinds, in the order of `FaultKind::WEIGHT_ORDER`.
-    pub weights: [u64; 9],
+    pub weights: [u64; 10],
     /// The longest time a crashed node stays down.
     pub down_max: Time,
     /// The longest time a paused node stays paused.
     pub pause_max: Time,
     /// The longest time a partition lasts.
     pub partition_max: Time,
+    /// How many lag faults strike (at random times of the fault phase, besides the others).
+    pub lags: u64,
+    /// The longest time a follower is cut off by a lag fault (long enough that the leader
+    /// compacts past it, so that it needs a snapshot).
+    pub lag_max: Time,
 }
 
 /// Everything drawn from one seed.
@@ -116,6 +145,8 @@ pub struct Parameters {
     pub workload: WorkloadParameters,
     /// The faults.
     pub faults: FaultParameters,
+    /// Snapshots, their transfers and the logs' segments.
+    pub snapshots: SnapshotParameters,
     /// How long faults are injected before the heal phase.
     pub fault_phase: Time,
 }
@@ -173,12 +204,54 @@ impl Parameters {
             disk,
             workload,
             faults,
+            snapshots: SnapshotParameters {
+                every: 0,
+                catchup: 0,
+                on_demand: None,
+                chunk_bytes: 0,
+                chunk_damage: 0.0,
+                chunk_timeout: Time::ZERO,
+                write_max: Time::ZERO,
+                segment_bytes: 0,
+            },
             fault_phase,
         };
         // Drawn after everything else, so that adding deletes left every earlier draw of a seed
         // (cluster, timing, network, disks, faults) as it was. Some seeds delete nothing.
         parameters.workload.mix[3] = random.between(0, 3);
+        // Snapshots and their faults came later still, and are drawn after the deletes.
+        parameters.snapshots = Self::draw_snapshots(&mut random, &parameters);
+        if parameters.faults.weights.iter().any(|&weight| weight > 0) {
+            // Every seed with faults has some crashes inside snapshots, and most have a few
+            // followers cut off for long.
+            parameters.faults.weights[9] = random.pick(&[1, 1, 2]);
+            parameters.faults.lags = random.pick(&[0, 1, 1, 2, 3]);
+        }
+        parameters.faults.lag_max = Time(random.log_uniform(1_000_000, 4_000_000));
         parameters
+    }
+
+    /// The snapshot policy and transfers: from a snapshot every few entries with nothing kept
+    /// behind it (every lagging follower needs a snapshot) to one every few hundred.
+    fn draw_snapshots(random: &mut Random, parameters: &Parameters) -> SnapshotParameters {
+        let every = random.log_uniform(2, 300);
+        let catchup = match random.below(4) {
+            0 | 1 => 0,
+            2 => random.between(0, every + 1),
+            _ => every * 2,
+        };
+        let on_demand = random.chance(0.5).then(|| Time(random.log_uniform(50_000, 3_000_000)));
+        let network = &parameters.network;
+        SnapshotParameters {
+            every,
+            catchup,
+            on_demand,
+            chunk_bytes: random.pick(&[16, 64, 256, 1 << 20]),
+            chunk_damage: random.pick(&[0.0, 0.0, 0.01, 0.1]),
+            chunk_timeout: network.latency_max.times(random.between(3, 9)),
+            write_max: parameters.disk.write_max.times(random.between(1, 11)),
+            segment_bytes: random.pick(&[256, 1024, 4096, 1 << 20]),
+        }
     }
 
     /// The network's behaviour: from a quiet LAN to a lossy, jittery WAN.
@@ -209,9 +282,10 @@ impl Parameters {
 
     /// Fault rates and the mix of kinds: a few seeds are fault-free, most favour some kinds.
     fn draw_faults(random: &mut Random, election_duration: Time) -> FaultParameters {
-        let mut weights = [0; 9];
+        let mut weights = [0; 10];
         if !random.chance(0.05) {
-            for weight in &mut weights {
+            // The last one (crashes in snapshots) is drawn at the very end of the seed.
+            for weight in &mut weights[..9] {
                 *weight = random.pick(&[0, 1, 1, 3]);
             }
             // Triggers strike where it matters (right after a vote, right after an election),
@@ -224,6 +298,8 @@ impl Parameters {
             down_max: Time(random.log_uniform(election_duration.0.max(1), 4_000_000)),
             pause_max: Time(random.log_uniform(election_duration.0.max(1), 3_000_000)),
             partition_max: Time(random.log_uniform(election_duration.0.max(1), 5_000_000)),
+            lags: 0,
+            lag_max: Time::ZERO,
         }
     }
 
@@ -286,16 +362,32 @@ impl Parameters {
             workload.operation_deadline,
             workload.mix
         );
+        let snapshots = &self.snapshots;
+        let _ = writeln!(
+            text,
+            "snapshots: every {} entries, {} kept behind, on demand {}, chunks of {} bytes \
+             ({} damaged, timeout {}), written in up to {}, segments of {} bytes",
+            snapshots.every,
+            snapshots.catchup,
+            snapshots.on_demand.map_or("never".to_string(), |mean| format!("every {mean}")),
+            snapshots.chunk_bytes,
+            snapshots.chunk_damage,
+            snapshots.chunk_timeout,
+            snapshots.write_max,
+            snapshots.segment_bytes
+        );
         let _ = write!(
             text,
             "faults: every {} on average for {}, weights {:?}, down up to {}, paused up to {}, \
-             partitioned up to {}",
+             partitioned up to {}, {} followers lagging up to {}",
             faults.mean_interval,
             self.fault_phase,
             faults.weights,
             faults.down_max,
             faults.pause_max,
-            faults.partition_max
+            faults.partition_max,
+            faults.lags,
+            faults.lag_max
         );
         text
     }

@@ -54,6 +54,26 @@ pub struct Stats {
     /// Retried writes that committed again and were answered from the store's session, with
     /// the first attempt's result, instead of being applied twice.
     pub deduplicated: u64,
+    /// Local snapshots made durable.
+    pub snapshots_taken: u64,
+    /// Compactions of a log completed.
+    pub compactions: u64,
+    /// Fetches of a leader's snapshot started.
+    pub fetches: u64,
+    /// Fetches that failed (the leader offered again later).
+    pub fetches_failed: u64,
+    /// Snapshots fetched and installed.
+    pub snapshots_installed: u64,
+    /// Chunk requests sent.
+    pub chunks: u64,
+    /// Crashes in the middle of a snapshot step.
+    pub snapshot_crashes: u64,
+    /// Followers cut off by a lag fault.
+    pub lags: u64,
+    /// Runs (1 for a run, summed in a sweep) in which some node installed a snapshot.
+    pub runs_with_install: u64,
+    /// Runs that ended with final reads of every key (no acknowledged write lost).
+    pub final_reads: u64,
 }
 
 impl Stats {
@@ -81,6 +101,16 @@ impl Stats {
         self.quiet_probes += other.quiet_probes;
         self.reads += other.reads;
         self.deduplicated += other.deduplicated;
+        self.snapshots_taken += other.snapshots_taken;
+        self.compactions += other.compactions;
+        self.fetches += other.fetches;
+        self.fetches_failed += other.fetches_failed;
+        self.snapshots_installed += other.snapshots_installed;
+        self.chunks += other.chunks;
+        self.snapshot_crashes += other.snapshot_crashes;
+        self.lags += other.lags;
+        self.runs_with_install += other.runs_with_install;
+        self.final_reads += other.final_reads;
     }
 }
 

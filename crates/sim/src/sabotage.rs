@@ -2,8 +2,8 @@
 //! budget must catch.
 //!
 //! A checker that cannot fail proves nothing. Five defects live in the core, behind the
-//! switches of [`skiff_raft::Sabotage`]; two break the driver's half of the contract and live in
-//! this simulator's node driver. Each defect names the invariant its violation is expected to
+//! switches of [`skiff_raft::Sabotage`]; four break the driver's half of the contract and live
+//! in this simulator's node driver (two of them in its snapshot duties, `snapshot.rs`). Each defect names the invariant its violation is expected to
 //! show up as (the checks are independent, so a defect may trip a neighbouring one first; the
 //! self-test accepts the ones listed).
 
@@ -29,11 +29,18 @@ pub enum Defect {
     ApplyBeyondCommit,
     /// The core confirms reads without a heartbeat round (ReadIndex, Raft thesis §6.4).
     ReadWithoutQuorum,
+    /// The driver reports a snapshot to the core, and compacts the log behind it, as soon as it
+    /// starts writing it, before it is durable (contract item 9).
+    SnapshotBeforeDurable,
+    /// The driver installs the leader's snapshot by resetting the log first and saving the
+    /// snapshot after, so a crash between leaves neither the old state nor the new (contract
+    /// item 11: atomically).
+    InstallLogFirst,
 }
 
 impl Defect {
     /// Every defect, in a fixed order.
-    pub const ALL: [Defect; 7] = [
+    pub const ALL: [Defect; 9] = [
         Defect::CommitEarlierTerms,
         Defect::VoteWithoutLogCheck,
         Defect::VoteBeforeDurable,
@@ -41,6 +48,8 @@ impl Defect {
         Defect::AcknowledgeBeforeDurable,
         Defect::ApplyBeyondCommit,
         Defect::ReadWithoutQuorum,
+        Defect::SnapshotBeforeDurable,
+        Defect::InstallLogFirst,
     ];
 
     /// The defect's name on the command line.
@@ -53,6 +62,8 @@ impl Defect {
             Defect::AcknowledgeBeforeDurable => "acknowledge-before-durable",
             Defect::ApplyBeyondCommit => "apply-beyond-commit",
             Defect::ReadWithoutQuorum => "read-without-quorum",
+            Defect::SnapshotBeforeDurable => "snapshot-before-durable",
+            Defect::InstallLogFirst => "install-log-first",
         }
     }
 
@@ -66,6 +77,7 @@ impl Defect {
             Defect::AcknowledgeBeforeDurable => &[LeaderCompleteness, StateMachineSafety],
             Defect::ApplyBeyondCommit => &[AppliedBeforeCommitted],
             Defect::ReadWithoutQuorum => &[StaleRead, Linearizability],
+            Defect::SnapshotBeforeDurable | Defect::InstallLogFirst => &[Recovery],
         }
     }
 
@@ -78,7 +90,10 @@ impl Defect {
             Defect::AcknowledgeBeforeDurable => sabotage.acknowledge_before_durable = true,
             Defect::ApplyBeyondCommit => sabotage.apply_beyond_commit = true,
             Defect::ReadWithoutQuorum => sabotage.read_without_quorum = true,
-            Defect::VoteBeforeDurable | Defect::ForgetVote => {}
+            Defect::VoteBeforeDurable
+            | Defect::ForgetVote
+            | Defect::SnapshotBeforeDurable
+            | Defect::InstallLogFirst => {}
         }
         sabotage
     }

@@ -15,10 +15,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use skiff_raft::{Index, Message, NodeId, ReadRequest, RoleKind, Term};
+use skiff_raft::{Index, Message, NodeId, Payload, ReadRequest, RoleKind, Term};
 
-use crate::driver::SimNode;
+use crate::driver::{Input, SimNode};
 use crate::faults::FaultSchedule;
+use crate::faults::SnapshotStep;
 use crate::invariants::{Checker, Electable, Invariant, Observation, Violation};
 use crate::linearizability::{CheckError, check_with_budget};
 use crate::network::Network;
@@ -27,6 +28,8 @@ use crate::queue::EventQueue;
 use crate::random::Random;
 use crate::report::{Failure, Outcome, Stats};
 use crate::sabotage::Defect;
+use crate::snapshot::ChunkReply;
+use crate::state_machine;
 use crate::time::Time;
 use crate::trace::{Trace, TraceMode, trace};
 use crate::workload::{Next, Reply, Request, Workload, show_event};
@@ -114,6 +117,12 @@ pub(crate) enum Event {
     LivenessDeadline,
     /// The clients are done: a quiet period starts, in which only heartbeats should flow.
     Quiet,
+    /// A snapshot is asked for on demand of a node (as `POST /v1/snapshot` asks).
+    SnapshotNow { node: NodeId },
+    /// A node's local snapshot file is written (ignored if the node restarted since).
+    SnapshotWritten { node: NodeId, incarnation: u64 },
+    /// A chunk request of a node's fetch went unanswered (ignored if the node restarted since).
+    ChunkTimeout { node: NodeId, incarnation: u64, fetch: u64, attempt: u64 },
     /// The end of the run.
     End,
 }
@@ -125,6 +134,11 @@ pub(crate) enum Packet {
     Raft(Message),
     /// A client request forwarded by `from` to the leader `to`.
     Forward { from: NodeId, to: NodeId, request: Request },
+    /// `from` asks `to` for the chunk of `to`'s snapshot at `index` starting at `offset`, for
+    /// its fetch `fetch`.
+    ChunkRequest { from: NodeId, to: NodeId, fetch: u64, index: Index, offset: u64 },
+    /// `from`'s answer to a chunk request of `to`'s fetch `fetch`.
+    Chunk { from: NodeId, to: NodeId, fetch: u64, offset: u64, reply: ChunkReply },
 }
 
 impl Packet {
@@ -132,7 +146,9 @@ impl Packet {
     pub(crate) fn link(&self) -> (NodeId, NodeId) {
         match self {
             Packet::Raft(message) => (message.from, message.to),
-            Packet::Forward { from, to, .. } => (*from, *to),
+            Packet::Forward { from, to, .. }
+            | Packet::ChunkRequest { from, to, .. }
+            | Packet::Chunk { from, to, .. } => (*from, *to),
         }
     }
 }
@@ -171,6 +187,12 @@ pub struct Simulation {
     /// An armed crash-after-election trigger: its fault number, the delay, and how many more
     /// elections it fires for.
     pub(crate) armed_elected: Option<(usize, Time, u32)>,
+    /// An armed crash-in-snapshot trigger: its fault number, the step, the time down.
+    pub(crate) armed_snapshot: Option<(usize, SnapshotStep, Time)>,
+    /// The probability that a chunk is damaged in transit, in force (zero after the heal).
+    pub(crate) chunk_damage: f64,
+    /// The random choices of snapshots on demand (which node, when).
+    pub(crate) snapshot_random: Random,
     /// Whether the heal happened.
     pub(crate) healed: bool,
     /// When the liveness probe committed, once it did.
@@ -216,6 +238,8 @@ impl Simulation {
         let disk_random = root.fork();
         let workload_random = root.fork();
         let node_random = root.fork();
+        // Forked last, so that adding it left the streams before it as they were.
+        let snapshot_random = root.fork();
         let mut schedule = FaultSchedule::generate(&parameters, &mut fault_random);
         if let Some(keep) = &options.keep_faults {
             schedule.keep_only(keep);
@@ -237,6 +261,9 @@ impl Simulation {
             next_partition: 0,
             armed_vote: None,
             armed_elected: None,
+            armed_snapshot: None,
+            chunk_damage: parameters.snapshots.chunk_damage,
+            snapshot_random,
             healed: false,
             live_at: None,
             probes: 0,
@@ -292,6 +319,11 @@ impl Simulation {
             self.queue.push(time, Event::Fault(number));
         }
         self.queue.push(self.parameters.fault_phase, Event::Heal);
+        if self.parameters.snapshots.on_demand.is_some() {
+            // The first request finds nothing applied yet; it schedules the next.
+            let first = self.snapshot_random.pick(&self.ids);
+            self.queue.push(Time::ZERO, Event::SnapshotNow { node: first });
+        }
     }
 
     /// The event loop: until the end, or the first violation.
@@ -383,6 +415,17 @@ impl Simulation {
                 }
             }
             Event::Quiet => self.quiet(),
+            Event::SnapshotNow { node } => self.snapshot_on_demand(node),
+            Event::SnapshotWritten { node, incarnation } => {
+                if self.nodes[&node].incarnation == incarnation {
+                    self.input(node, Input::SnapshotWritten);
+                }
+            }
+            Event::ChunkTimeout { node, incarnation, fetch, attempt } => {
+                if self.nodes[&node].incarnation == incarnation {
+                    self.input(node, Input::ChunkTimeout { fetch, attempt });
+                }
+            }
             Event::End => {}
         }
     }
@@ -438,6 +481,8 @@ impl Simulation {
         self.healed = true;
         self.armed_vote = None;
         self.armed_elected = None;
+        self.armed_snapshot = None;
+        self.chunk_damage = 0.0;
         self.network.heal();
         self.partitions.clear();
         self.disk_stall = 0.0;
@@ -602,6 +647,38 @@ impl Simulation {
         }
     }
 
+    /// No acknowledged write lost: at the end, every key is read from the store of a node that
+    /// has applied every client write committed, and the reads join the history (see
+    /// `Workload::final_reads`). Skipped, and said in the trace, if no node has (the run may
+    /// end in the event that committed the liveness probe, before anyone applied it, and the
+    /// probe is no client write).
+    fn final_reads(&mut self) {
+        let committed = self.checker.committed_index();
+        let has_every_write = |node: &&SimNode| {
+            let applied = node.machine.applied();
+            node.core.is_some()
+                && (applied.0 + 1..=committed.0).all(|index| {
+                    node.log.entry(Index(index)).is_some_and(|entry| match &entry.payload {
+                        Payload::Noop | Payload::Membership(_) => true,
+                        Payload::Command(bytes) => !state_machine::is_write(bytes),
+                    })
+                })
+        };
+        let store =
+            self.nodes.values().filter(has_every_write).max_by_key(|node| node.machine.applied());
+        let Some(node) = store else {
+            trace!(self.trace, self.now, "no node has applied every write: no final reads");
+            return;
+        };
+        let id = node.id;
+        let values: Vec<_> =
+            (0..self.workload.keys()).map(|key| (key, node.machine.get(key))).collect();
+        let applied = node.machine.applied();
+        trace!(self.trace, self.now, "final reads from {id}, at applied index {applied}");
+        self.workload.final_reads(values, self.now);
+        self.stats.final_reads += 1;
+    }
+
     /// The verdict: the failure if any, else the linearizability of the history.
     fn finish(mut self) -> Outcome {
         if self.failure.is_none() {
@@ -609,6 +686,7 @@ impl Simulation {
         }
         if self.failure.is_none() {
             self.workload.finish(self.now);
+            self.final_reads();
             self.record_history();
             match check_with_budget(self.workload.history(), LINEARIZABILITY_BUDGET) {
                 Ok(()) => {}
@@ -625,6 +703,7 @@ impl Simulation {
             }
         }
         self.stats.simulated = self.now;
+        self.stats.runs_with_install = u64::from(self.stats.snapshots_installed > 0);
         self.stats.leaders = self.checker.leader_count() as u64;
         self.stats.committed = self.checker.committed_index().0;
         self.stats.workload = self.workload.stats();

@@ -17,12 +17,18 @@
 //! The applied-entry checks of `invariants.rs` prove that every node applies the same entries;
 //! the store must then hold the same data. To check that too, cheaply, each node keeps a hash of
 //! its store's contents: the XOR, over every key, of a hash of the key, its value and the
-//! value's revision. XOR makes it incremental: a write changes one key, so applying an entry
-//! removes the key's old pair from the hash and adds its new one, both read back from the store
-//! itself, in O(1) hashing. Two nodes at the same applied index must have equal hashes.
+//! value's revision, and over every client session, of a hash of its record (sequence, outcome,
+//! the index it was applied at, the last activity). XOR makes it incremental: a command changes
+//! one key and one session, so applying an entry removes their old hashes and adds the new
+//! ones, read back from the store itself, in O(1) hashing. Two nodes at the same applied index
+//! must have equal hashes. A store that did not get there by applying entries (restored from a
+//! snapshot at a restart, or installed from the leader's) has its hash computed whole
+//! ([`StateMachine::from_store`]), and must match too: that is how the checker sees that a
+//! snapshot brought back exactly the state it stands for, sessions included (a node restored
+//! without its sessions would apply a retry the others deduplicate).
 
 use bytes::Bytes;
-use skiff_kv::{Command, Op, Outcome, Session, Store};
+use skiff_kv::{Command, Op, Outcome, Session, SessionRecord, Store};
 use skiff_raft::Index;
 
 use crate::history::{ClientId, Key, Operation, OperationResult, Value};
@@ -51,6 +57,21 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
+    /// A state machine holding `store` (restored or installed from a snapshot), its hash
+    /// computed over the whole store.
+    pub fn from_store(store: Store) -> StateMachine {
+        let (pairs, _) = store.scan(b"", usize::MAX);
+        let data = pairs.iter().fold(0, |hash, (key, value)| hash ^ pair_hash(key, value));
+        let sessions =
+            store.sessions().fold(0, |hash, (client, record)| hash ^ session_hash(client, record));
+        StateMachine { store, hash: data ^ sessions }
+    }
+
+    /// The store, to write a snapshot of.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Applies the command bytes of the committed entry at `index`.
     pub fn apply(&mut self, index: Index, bytes: &[u8]) -> Applied {
         // Decoded here too, for the key and the session; the store decodes the same bytes.
@@ -60,9 +81,10 @@ impl StateMachine {
             return Applied::Other;
         };
         let key = command.op.key().clone();
-        self.hash ^= self.store.get(&key).map_or(0, |value| pair_hash(&key, value));
+        let client = command.session.map(|session| session.client);
+        self.hash ^= self.key_and_session_hash(&key, client);
         let outcome = self.store.apply(index.0, bytes);
-        self.hash ^= self.store.get(&key).map_or(0, |value| pair_hash(&key, value));
+        self.hash ^= self.key_and_session_hash(&key, client);
         let Some(session) = command.session else { return Applied::Other };
         let result = match outcome {
             Outcome::Put => OperationResult::Put,
@@ -101,6 +123,20 @@ impl StateMachine {
     pub fn hash(&self) -> u64 {
         self.hash
     }
+
+    /// The part of the hash that `key` and `client`'s session contribute now.
+    fn key_and_session_hash(&self, key: &[u8], client: Option<ClientId>) -> u64 {
+        let data = self.store.get(key).map_or(0, |value| pair_hash(key, value));
+        let session = client
+            .and_then(|client| Some(session_hash(client, self.store.session(client)?)))
+            .unwrap_or(0);
+        data ^ session
+    }
+}
+
+/// Whether the bytes of a log entry are a client's write (a liveness probe is not).
+pub fn is_write(bytes: &[u8]) -> bool {
+    Command::decode(bytes).is_ok()
 }
 
 /// The command a client's write travels as; `None` for a get, which is no command.
@@ -162,6 +198,26 @@ fn pair_hash(key: &[u8], value: &skiff_kv::Value) -> u64 {
     hash
 }
 
+/// The hash of one client's session record, for the state hash.
+fn session_hash(client: ClientId, record: &SessionRecord) -> u64 {
+    let outcome = match &record.outcome {
+        Outcome::Put => 1,
+        Outcome::Deleted { existed } => 2 + u64::from(*existed),
+        Outcome::CasSucceeded => 4,
+        Outcome::CasFailed { current } => {
+            5 ^ current.as_ref().map_or(0, |value| fnv1a(value).rotate_left(3))
+        }
+        Outcome::StaleSequence { .. } | Outcome::Invalid { .. } => {
+            unreachable!("a session records a write's outcome, never {:?}", record.outcome)
+        }
+    };
+    let mut hash = 0x5E55_1075_0000_0000;
+    for word in [client, record.sequence, record.applied_at, record.last_active, outcome] {
+        hash = fnv1a(&(hash ^ word).to_le_bytes());
+    }
+    hash
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,17 +250,39 @@ mod tests {
         let swapped = OperationResult::Cas(true);
         assert_eq!(machine.apply(Index(3), &cas), Applied::Fresh(second, swapped));
         assert_eq!(machine.apply(Index(4), &cas), Applied::Repeat(second, swapped), "a retry");
-        let hash = machine.hash();
         assert_eq!(machine.apply(Index(5), &put), Applied::Repeat(first, OperationResult::Put));
         assert_eq!(machine.get(1), Some(6), "the retried put did not apply again");
-        assert_eq!(machine.hash(), hash, "a retry changes nothing");
         let later = write(1, 3, Operation::Delete { key: 1 });
         let third = Session { client: 1, sequence: 3 };
         assert_eq!(machine.apply(Index(6), &later), Applied::Fresh(third, OperationResult::Delete));
         assert_eq!(machine.apply(Index(7), &put), Applied::Stale(first), "older than the session");
         assert_eq!(machine.apply(Index(8), b"probe.1"), Applied::Other);
         assert_eq!(machine.get(1), None);
-        assert_eq!((machine.applied(), machine.hash()), (Index(8), 0), "empty again");
+        assert_eq!(machine.applied(), Index(8));
+        let whole = StateMachine::from_store(machine.store().clone());
+        assert_eq!(machine.hash(), whole.hash(), "the incremental hash is the whole store's");
+    }
+
+    #[test]
+    fn a_store_brought_back_from_a_snapshot_hashes_as_the_one_that_wrote_it() {
+        let mut machine = StateMachine::default();
+        machine.apply(Index(1), &write(1, 1, Operation::Put { key: 1, value: 5 }));
+        machine.apply(Index(2), &write(2, 1, Operation::Cas { key: 1, expected: Some(4), new: 6 }));
+        machine.apply(Index(3), &write(1, 2, Operation::Delete { key: 2 }));
+        let mut bytes = Vec::new();
+        machine.store().write_snapshot(&mut bytes).expect("writes to memory");
+        let restored = Store::restore(&mut bytes.as_slice()).expect("restores");
+        assert_eq!(StateMachine::from_store(restored).hash(), machine.hash());
+        // A store with the same data but without its sessions hashes differently.
+        let mut sessionless = StateMachine::default();
+        sessionless.apply(
+            Index(1),
+            &Command { session: None, op: Op::Put { key: key_bytes(1), value: value_bytes(5) } }
+                .encode(),
+        );
+        let mut data_only = StateMachine::default();
+        data_only.apply(Index(1), &write(9, 1, Operation::Put { key: 1, value: 5 }));
+        assert_ne!(sessionless.hash(), data_only.hash(), "sessions count");
     }
 
     #[test]

@@ -180,7 +180,8 @@ impl Stepper {
             .values()
             .map(|node| {
                 let last_index = node.log.last_index().0;
-                let log_first = last_index.saturating_sub(log_window).max(1);
+                // Entries at or below the log's base were compacted away.
+                let log_first = last_index.saturating_sub(log_window).max(node.log.base().0 + 1);
                 let log_terms = (log_first..=last_index)
                     .map(|index| node.log.term(skiff_raft::Index(index)).map_or(0, |term| term.0))
                     .collect();
@@ -251,6 +252,15 @@ fn describe(event: &Event) -> String {
         Event::Deliver(Packet::Forward { from, to, .. }) => {
             format!("{from} forwards a client request to {to}")
         }
+        Event::Deliver(Packet::ChunkRequest { from, to, .. }) => {
+            format!("{from} asks {to} for a chunk of its snapshot")
+        }
+        Event::Deliver(Packet::Chunk { from, to, .. }) => {
+            format!("{from} answers a chunk request of {to}")
+        }
+        Event::SnapshotNow { node } => format!("a snapshot of {node} is asked for"),
+        Event::SnapshotWritten { node, .. } => format!("{node}'s snapshot file is written"),
+        Event::ChunkTimeout { node, .. } => format!("a chunk request of {node} times out"),
         Event::DiskDone { node, .. } => format!("a write of {node} became durable"),
         Event::ReadDone { node, .. } => format!("a log read of {node} completed"),
         Event::ToNode { node, request } => {

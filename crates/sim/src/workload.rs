@@ -218,6 +218,30 @@ impl Workload {
         }
     }
 
+    /// Records the run's final reads: every key read at `now`, after every operation ended,
+    /// as `values` gives it (a store that has applied everything committed), by a client of
+    /// its own. They hold the history to its acknowledged writes: a write acknowledged and
+    /// lost since, whether or not a later get happened to look, leaves a final read no
+    /// linearization explains.
+    pub fn final_reads(
+        &mut self,
+        values: impl IntoIterator<Item = (Key, Option<Value>)>,
+        now: Time,
+    ) {
+        let client = self.parameters.clients + 1;
+        for (key, value) in values {
+            let operation = Operation::Get { key };
+            self.history.events.push(Event::Invoke { client, operation, time: now.0 });
+            let outcome = Outcome::Ok(OperationResult::Get(value));
+            self.history.events.push(Event::Complete { client, outcome, time: now.0 });
+        }
+    }
+
+    /// The keys the clients use.
+    pub fn keys(&self) -> u64 {
+        self.parameters.keys
+    }
+
     /// The history recorded.
     pub fn history(&self) -> &History {
         &self.history

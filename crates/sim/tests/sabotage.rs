@@ -20,11 +20,7 @@ fn caught(defect: Defect) -> u64 {
         let (replay, traced) = investigate(&options, &outcome, 0);
         let replayed = traced.failure.as_ref().map(|failure| &failure.violation);
         assert_eq!(replayed, Some(&failure.violation), "{}", failure_report(&replay, &traced));
-        println!(
-            "{defect}: caught by seed {seed} ({}) after {} seeds",
-            failure.violation.invariant,
-            seed + 1
-        );
+        println!("{defect}: caught by seed {seed} after {} seeds: {}", seed + 1, failure.violation);
         return seed + 1;
     }
     panic!("{defect} went unnoticed through {DEFAULT_SEEDS} seeds: the simulator lost its teeth");
@@ -63,4 +59,14 @@ fn applying_beyond_the_commit_index_is_caught() {
 #[test]
 fn reading_without_confirming_leadership_is_caught() {
     caught(Defect::ReadWithoutQuorum);
+}
+
+#[test]
+fn reporting_a_snapshot_before_it_is_durable_is_caught() {
+    caught(Defect::SnapshotBeforeDurable);
+}
+
+#[test]
+fn installing_a_snapshot_log_first_is_caught() {
+    caught(Defect::InstallLogFirst);
 }

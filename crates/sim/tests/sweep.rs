@@ -42,6 +42,15 @@ fn every_seed_of_the_smoke_sweep_passes() {
     assert!(totals.reads > SMOKE_SEEDS * 10, "too few ReadIndex reads: {totals:?}");
     assert!(totals.deduplicated > 0, "no retried write met its session: {totals:?}");
     assert!(totals.lost > 0 && totals.blocked > 0 && totals.duplicated > 0, "{totals:?}");
+    // Snapshots at random points in every seed, compaction behind them, catch-up by
+    // InstallSnapshot in a good part of the seeds, and crashes in the middle of it all.
+    assert!(totals.snapshots_taken > SMOKE_SEEDS * 10, "too few snapshots: {totals:?}");
+    assert!(totals.compactions > SMOKE_SEEDS * 10, "too few compactions: {totals:?}");
+    assert!(totals.runs_with_install > SMOKE_SEEDS / 4, "too few installs: {totals:?}");
+    assert!(totals.fetches_failed > 0, "no fetch failed and was offered again: {totals:?}");
+    assert!(totals.snapshot_crashes > SMOKE_SEEDS / 2, "too few snapshot crashes: {totals:?}");
+    assert!(totals.chunks > totals.snapshots_installed * 2, "transfers of one chunk: {totals:?}");
+    assert!(totals.final_reads > SMOKE_SEEDS * 9 / 10, "too few final reads: {totals:?}");
     assert_eq!(summary.inconclusive, 0, "a linearizability check was inconclusive");
 }
 

@@ -163,6 +163,20 @@ pub fn simulate(args: SimArgs) -> ExitCode {
         totals.committed
     );
     println!(
+        "snapshots: {} taken, {} compactions, {} installed ({} fetches, {} failed, {} chunk \
+         requests) in {} of {} seeds, {} crashes inside snapshot steps, {} lagging followers",
+        totals.snapshots_taken,
+        totals.compactions,
+        totals.snapshots_installed,
+        totals.fetches,
+        totals.fetches_failed,
+        totals.chunks,
+        totals.runs_with_install,
+        summary.seeds,
+        totals.snapshot_crashes,
+        totals.lags
+    );
+    println!(
         "client operations checked: {} ({} ok, {} failed, {} unknown){}",
         workload.invoked,
         workload.ok,
