@@ -16,6 +16,9 @@
 //! | `GET /v1/faults/links` | `{"cut": [2, 3]}`: the peers whose link is cut |
 //! | `POST /v1/faults/links/{peer}/cut` | cuts the link; `{"cut": [...], "changed": true}` |
 //! | `POST /v1/faults/links/{peer}/heal` | heals it; the same answer |
+//!
+//! `/v1/faults/snapshot-chunks` (holding snapshot transfers mid-way) lives with the transfer, in
+//! `crate::snapshot` (`ChunkHold`), and is merged in by the server under the same flag.
 
 use axum::Router;
 use axum::extract::{Path, State};

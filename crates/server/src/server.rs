@@ -190,7 +190,14 @@ impl Server {
         })?;
         let (stop, stopped) = watch::channel(false);
         let driver = tokio::spawn(runtime.run(wait_for(stopped.clone())));
-        let router = http::router(handle.clone(), metrics, config.id.0).merge(faults);
+        let mut router = http::router(handle.clone(), metrics, config.id.0).merge(faults);
+        if config.allow_fault_injection {
+            // Snapshot transfers can be held mid-way (`snapshot::ChunkHold`).
+            let hold = snapshot::ChunkHold::default();
+            router = router
+                .merge(hold.router())
+                .layer(axum::middleware::from_fn_with_state(hold, snapshot::hold_chunks));
+        }
         let api = tokio::spawn(async move {
             axum::serve(client_listener, router).with_graceful_shutdown(wait_for(stopped)).await
         });

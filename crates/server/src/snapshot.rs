@@ -48,12 +48,25 @@
 //! `Node::snapshot_failed`, the temporary file is removed, and the leader offers its latest
 //! snapshot again after an election timeout. The core keeps no timeout; each chunk request has
 //! one ([`CHUNK_TIMEOUT`]), which bounds a fetch that makes no progress.
+//!
+//! ## Holding a transfer mid-way (fault injection)
+//! On a node started with `--allow-fault-injection`, `POST /v1/faults/snapshot-chunks/hold`
+//! makes every chunk request past the first wait until `.../release` ([`ChunkHold`]): a
+//! follower fetching from this node then has the first chunk on its disk and waits for the
+//! second, so a test can kill it, or this node, at a known point of a transfer instead of
+//! racing one. `GET /v1/faults/snapshot-chunks` answers `{"held": true|false}`. Without the
+//! flag these routes answer `403` like every `/v1/faults` route (`crate::faults`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -62,6 +75,7 @@ use serde_json::json;
 use skiff_kv::Store;
 use skiff_raft::{Index, SnapshotMeta};
 use skiff_wal::{SnapshotFiles, SnapshotReader, StagedSnapshot};
+use tokio::sync::watch;
 
 /// The path of the chunk endpoint.
 pub const SNAPSHOT_CHUNK_PATH: &str = "/v1/internal/snapshot";
@@ -326,6 +340,85 @@ async fn get_chunk(
         return Err(ChunkError::Fatal(format!("{addr} sent bytes past the end of the file")));
     }
     Ok(Chunk { file_len, data_crc, bytes })
+}
+
+/// Whether this node holds the chunks of its snapshot transfers past the first (fault
+/// injection; see the module documentation). Cheap to clone: the clones share the switch.
+#[derive(Clone, Debug)]
+pub struct ChunkHold {
+    /// `true` while chunks are held.
+    held: Arc<watch::Sender<bool>>,
+}
+
+impl Default for ChunkHold {
+    fn default() -> ChunkHold {
+        ChunkHold { held: Arc::new(watch::channel(false).0) }
+    }
+}
+
+impl ChunkHold {
+    /// Holds (`true`) or releases (`false`) chunks; whether that changed anything.
+    pub fn set(&self, held: bool) -> bool {
+        self.held.send_if_modified(|current| std::mem::replace(current, held) != held)
+    }
+
+    /// Whether chunks are held now.
+    pub fn is_held(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// Resolves once chunks are not held.
+    async fn released(&self) {
+        let mut held = self.held.subscribe();
+        // The sender lives in `self`, so the channel cannot close while this waits.
+        let _ = held.wait_for(|held| !*held).await;
+    }
+
+    /// The fault-injection routes (`/v1/faults/snapshot-chunks`), to merge into a node's API
+    /// only when fault injection is allowed.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/faults/snapshot-chunks", get(chunk_hold_state))
+            .route("/v1/faults/snapshot-chunks/{action}", post(chunk_hold_action))
+            .with_state(self.clone())
+    }
+}
+
+/// `GET /v1/faults/snapshot-chunks`.
+async fn chunk_hold_state(State(hold): State<ChunkHold>) -> Response {
+    axum::Json(json!({ "held": hold.is_held() })).into_response()
+}
+
+/// `POST /v1/faults/snapshot-chunks/{hold|release}`.
+async fn chunk_hold_action(State(hold): State<ChunkHold>, Path(action): Path<String>) -> Response {
+    let changed = match action.as_str() {
+        "hold" => hold.set(true),
+        "release" => hold.set(false),
+        _ => {
+            let message = format!("unknown action {action:?}: hold or release");
+            let body = json!({ "code": "bad_request", "message": message });
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+    };
+    tracing::warn!(held = hold.is_held(), "fault injection: snapshot chunks past the first");
+    axum::Json(json!({ "held": hold.is_held(), "changed": changed })).into_response()
+}
+
+/// A middleware that makes requests for chunks past the first wait while `hold` holds them
+/// (the follower's own [`CHUNK_TIMEOUT`] still applies to it).
+pub async fn hold_chunks(
+    State(hold): State<ChunkHold>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let past_first = request.uri().path() == SNAPSHOT_CHUNK_PATH
+        && request.uri().query().is_some_and(|query| {
+            query.split('&').any(|pair| pair.starts_with("offset=") && pair != "offset=0")
+        });
+    if past_first {
+        hold.released().await;
+    }
+    next.run(request).await
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 //! others compacted past it catches up with the leader's snapshot (InstallSnapshot over HTTP),
 //! a node restarts from its own snapshot plus its log tail, `POST /v1/snapshot` and
 //! `skiff cluster snapshot` take snapshots on demand, snapshots follow the log's bytes as well
-//! as its entries, and the log's disk use stays bounded.
+//! as its entries, and the log's disk use stays bounded. A transfer held mid-way by fault
+//! injection lets two tests kill, at a known point, the follower receiving a snapshot (it
+//! restarts and ends with exactly the leader's state) and the leader sending it (the follower
+//! gets the next leader's snapshot instead); no acknowledged write is lost in either.
 //!
 //! The nodes snapshot every 50 applied entries, keep 10 entries behind each snapshot, and use
 //! 4 KiB log segments, so a few hundred writes roll, snapshot and compact many times. Every
@@ -206,6 +209,97 @@ impl Drop for Cluster {
     }
 }
 
+/// Flags for the tests that interrupt a snapshot transfer: values of 32 KiB fill a snapshot
+/// of several 1 MiB chunks, and fault injection lets a test hold a transfer mid-way.
+const TRANSFER_FLAGS: [&str; 7] = [
+    "--snapshot-entries",
+    "20",
+    "--snapshot-catchup-entries",
+    "5",
+    "--wal-segment-bytes",
+    "262144",
+    "--allow-fault-injection",
+];
+
+/// The number of 32 KiB values written before a transfer: a snapshot of about 3 MiB.
+const BIG_VALUES: u64 = 96;
+
+/// The 32 KiB value of `big-<i>`: its number over and over, so that values cannot be mixed up.
+fn big_value(i: u64) -> Vec<u8> {
+    format!("{i:04}|").repeat(32 * 1024 / 5).into_bytes()
+}
+
+impl Cluster {
+    /// Writes `big-<i>` for every `i` in `keys` through node `id`.
+    fn write_big_values(&self, id: u64, keys: std::ops::Range<u64>) {
+        for i in keys {
+            self.until(id, "PUT", &format!("/v1/kv/big-{i:04}"), &big_value(i), 200);
+        }
+    }
+
+    /// Checks that node `id` serves every `big-<i>` of `keys` (stale reads, waiting for it).
+    fn check_big_values(&self, id: u64, keys: std::ops::Range<u64>) {
+        for i in keys {
+            let path = format!("/v1/kv/big-{i:04}?consistency=stale");
+            let answer = self.until(id, "GET", &path, b"", 200);
+            assert!(answer.body.as_bytes() == big_value(i), "node {id}: big-{i:04} differs");
+        }
+    }
+
+    /// Asks node `id` for a fault (`/v1/faults/<action>`).
+    fn fault(&self, id: u64, action: &str) {
+        self.until(id, "POST", &format!("/v1/faults/{action}"), b"", 200);
+    }
+
+    /// Waits until node `id` has received part of a snapshot, and no more: a temporary snapshot
+    /// file of at least one chunk (1 MiB) on its disk while the rest is held. Returns its name.
+    fn wait_for_partial_fetch(&self, id: u64) -> String {
+        let dir = self.data_dir(id);
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            for name in files_ending(&dir, ".tmp") {
+                let len = std::fs::metadata(dir.join(&name)).map_or(0, |meta| meta.len());
+                if len >= 1 << 20 {
+                    return name;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("node {id} never received a first chunk:\n{}", self.logs());
+    }
+
+    /// Waits until nodes `a` and `b` have applied the same index, then checks that they hold
+    /// exactly the same keys, values and revisions.
+    fn assert_same_state(&self, a: u64, b: u64) {
+        let deadline = Instant::now() + PATIENCE;
+        let applied = |id| json_number(&self.status(id), "applied").expect("an applied index");
+        loop {
+            let (applied_a, applied_b) = (applied(a), applied(b));
+            if applied_a == applied_b {
+                let scan = "/v1/kv?prefix=&limit=10000&consistency=stale";
+                let (state_a, state_b) =
+                    (self.until(a, "GET", scan, b"", 200), self.until(b, "GET", scan, b"", 200));
+                // Nothing is written meanwhile, so equal applied indexes must scan equal.
+                if applied(a) == applied_a && applied(b) == applied_b {
+                    assert!(state_a.body.contains("\"more\":false"), "{}", state_a.body.len());
+                    assert!(
+                        state_a.body == state_b.body,
+                        "nodes {a} and {b} differ at applied index {applied_a}:\n{}",
+                        self.logs()
+                    );
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes {a} and {b} stayed at applied {applied_a} and {applied_b}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// The files in `dir` whose names end with `suffix`.
 fn files_ending(dir: &Path, suffix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -247,6 +341,81 @@ fn a_node_left_behind_a_compaction_catches_up_with_the_leaders_snapshot() {
     // Replication goes on from the snapshot: new writes reach the node.
     cluster.write_keys(leader, 400..420);
     cluster.check_keys(behind, 400..420);
+}
+
+/// Starts three nodes, writes, stops a follower, and writes enough (3 MiB of values, and
+/// compaction far past the follower's log) that the restarted follower needs the leader's
+/// snapshot; then holds the leader's transfers past their first chunk, restarts the follower
+/// and waits until it holds exactly one chunk. Returns the cluster, the leader and the
+/// follower.
+fn a_follower_stuck_in_a_transfer() -> (Cluster, u64, u64) {
+    let mut cluster = Cluster::start(3, &TRANSFER_FLAGS);
+    let leader = cluster.leader();
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    cluster.write_keys(leader, 0..20);
+    cluster.check_keys(follower, 0..20);
+    cluster.kill(follower);
+    cluster.write_big_values(leader, 0..BIG_VALUES);
+    cluster.write_keys(leader, 20..100);
+    let status = cluster.status(leader);
+    let first_index = json_number(&status, "first_index").expect("a first index");
+    assert!(first_index > 30, "the leader compacted past the follower: {status}");
+
+    cluster.fault(leader, "snapshot-chunks/hold");
+    cluster.start_node(follower);
+    cluster.wait_for_partial_fetch(follower);
+    (cluster, leader, follower)
+}
+
+#[test]
+fn a_follower_killed_while_fetching_a_snapshot_restarts_and_ends_with_the_leaders_state() {
+    let (mut cluster, leader, follower) = a_follower_stuck_in_a_transfer();
+    // Writes acknowledged while the follower is half-way through the transfer.
+    cluster.write_keys(leader, 100..150);
+    cluster.kill(follower);
+    let leftovers = files_ending(&cluster.data_dir(follower), ".tmp");
+    assert_eq!(leftovers.len(), 1, "killed with a partial snapshot on its disk: {leftovers:?}");
+
+    cluster.fault(leader, "snapshot-chunks/release");
+    cluster.start_node(follower);
+    cluster.write_keys(leader, 150..170);
+    cluster.check_keys(follower, 0..170);
+    cluster.check_big_values(follower, 0..BIG_VALUES);
+    cluster.assert_same_state(leader, follower);
+    assert!(
+        cluster.metric(follower, "skiff_network_snapshot_receive_success_total") >= 1.0,
+        "the restarted follower installed a snapshot:\n{}",
+        cluster.logs()
+    );
+    let leftovers = files_ending(&cluster.data_dir(follower), ".tmp");
+    assert!(leftovers.is_empty(), "the partial file was cleaned up: {leftovers:?}");
+}
+
+#[test]
+fn a_follower_whose_leader_is_killed_mid_transfer_catches_up_from_the_next_leader() {
+    let (mut cluster, leader, follower) = a_follower_stuck_in_a_transfer();
+    let other = (1..=3).find(|id| *id != leader && *id != follower).expect("a third node");
+    cluster.write_keys(leader, 100..150);
+    cluster.kill(leader);
+
+    // The follower's log is behind, so the third node wins the election with its vote, and
+    // sends it its own snapshot once the broken transfer has failed.
+    assert_eq!(cluster.leader(), other, "the node with the whole log leads");
+    cluster.write_keys(other, 150..170);
+    cluster.check_keys(follower, 0..170);
+    cluster.check_big_values(follower, 0..BIG_VALUES);
+    cluster.assert_same_state(other, follower);
+    assert!(
+        cluster.metric(follower, "skiff_network_snapshot_receive_failures_total") >= 1.0,
+        "the fetch from the killed leader failed:\n{}",
+        cluster.logs()
+    );
+    assert!(cluster.metric(follower, "skiff_network_snapshot_receive_success_total") >= 1.0);
+
+    // The old leader comes back and ends with the same state too.
+    cluster.start_node(leader);
+    cluster.check_keys(leader, 0..170);
+    cluster.assert_same_state(other, leader);
 }
 
 #[test]
