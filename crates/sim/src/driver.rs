@@ -319,8 +319,7 @@ impl Simulation {
                     self.snapshot_saved(id, meta);
                     Ok(Vec::new())
                 }
-                Durable::Compacted(base) => {
-                    trace!(self.trace, now, "{id} compacted: the log starts after {base}");
+                Durable::Compacted(_) => {
                     self.stats.compactions += 1;
                     Ok(Vec::new())
                 }
@@ -569,6 +568,9 @@ impl Simulation {
             return;
         }
         self.stats.delivered += 1;
+        if let Packet::ChunkRequest { .. } | Packet::Chunk { .. } = &packet {
+            trace!(self.trace, self.now, "{}", show_packet(&packet));
+        }
         match packet {
             Packet::Raft(message) => self.input(to, Input::Step(message)),
             Packet::Forward { request, .. } => self.input(to, Input::Client(request)),

@@ -231,7 +231,7 @@ impl Simulation {
     /// Node `id`'s local snapshot is durable: the core hears of it, and the log is compacted
     /// behind it.
     pub(crate) fn snapshot_saved(&mut self, id: NodeId, meta: SnapshotMeta) {
-        trace!(self.trace, self.now, "{id} snapshot {meta} saved");
+        trace!(self.trace, self.now, "{id} snapshot {meta} taken");
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         match node.taking.take() {
             Some(Taking::Saving { meta: saving }) if saving == meta => {}
