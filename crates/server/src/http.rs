@@ -13,6 +13,7 @@
 //! panic the server, and a write is either proposed whole or not at all: the command is
 //! validated against the store's limits before it goes into the log.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +31,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use skiff_kv::{Command, MAX_KEY_BYTES, MAX_VALUE_BYTES, Op, Outcome, Session};
-use skiff_raft::Index;
+use skiff_raft::{Index, Membership, MembershipChange, MembershipError, NodeId};
 
+use crate::members;
 use crate::metrics::Metrics;
 use crate::runtime::{Handle, NodeStatus, ServiceError, SnapshotOutcome, Written};
 use crate::snapshot::{self, MAX_CHUNK_BYTES, SNAPSHOT_CHUNK_PATH};
@@ -106,6 +108,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unavailable(_) => {
                 ApiError::new(unavailable, "unavailable", error.to_string())
             }
+            ServiceError::Membership(refused) => membership_error(refused),
         }
     }
 }
@@ -121,6 +124,7 @@ pub fn router(handle: Handle, metrics: Arc<Metrics>, id: u64) -> Router {
         .route("/v1/kv", get(scan))
         .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key).post(post_key))
         .route("/v1/status", get(status))
+        .route("/v1/members", get(get_members).post(post_members))
         .route("/v1/snapshot", post(take_snapshot))
         .route(SNAPSHOT_CHUNK_PATH, get(snapshot_chunk))
         .route("/metrics", get(metrics_text))
@@ -166,6 +170,20 @@ fn check_key(key: &str) -> Result<(), ApiError> {
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!("the key is {} bytes, over the limit of {MAX_KEY_BYTES}", key.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a key a client writes: a valid key, and not in the range reserved for the cluster's
+/// own records (keys beginning with a NUL byte: the address book, `members.rs`).
+fn check_written_key(key: &str) -> Result<(), ApiError> {
+    check_key(key)?;
+    if key.starts_with('\0') {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reserved_key",
+            "keys beginning with a NUL byte are reserved for the cluster's own records",
         ));
     }
     Ok(())
@@ -369,7 +387,7 @@ async fn put_key(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let prepared = check_key(&key).and_then(|()| body_bytes(body));
+    let prepared = check_written_key(&key).and_then(|()| body_bytes(body));
     let body = match prepared {
         Ok(body) => body,
         Err(error) => return error.into_response(),
@@ -386,7 +404,7 @@ async fn delete_key(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(error) = check_key(&key) {
+    if let Err(error) = check_written_key(&key) {
         return error.into_response();
     }
     let op = Op::Delete { key: Bytes::from(key.clone().into_bytes()) };
@@ -421,7 +439,7 @@ async fn post_key(
         .into_response();
     };
     let key = key.to_string();
-    let prepared = check_key(&key).and_then(|()| body_bytes(body)).and_then(|body| {
+    let prepared = check_written_key(&key).and_then(|()| body_bytes(body)).and_then(|body| {
         let cas: CasBody = serde_json::from_slice(&body).map_err(|error| {
             ApiError::bad_request(format!(
                 "the body must be {{\"expected\": string or null, \"value\": string or null}}: {error}"
@@ -611,6 +629,17 @@ pub fn status_json(
         "snapshot": core.snapshot.0,
         "first_index": core.first_index.0,
         "members": status.members.iter().map(|member| member.0).collect::<Vec<_>>(),
+        "membership": membership_json(&status.membership),
+        "roles": status
+            .members
+            .iter()
+            .map(|member| (member.0.to_string(), json!(role_of(&status.membership, *member))))
+            .collect::<serde_json::Map<_, _>>(),
+        "peer_addrs": status
+            .peer_addrs
+            .iter()
+            .map(|(member, addr)| (member.0.to_string(), json!(addr)))
+            .collect::<serde_json::Map<_, _>>(),
         "client_addrs": status
             .client_addrs
             .iter()
@@ -744,5 +773,213 @@ mod tests {
         );
         headers.insert(SEQUENCE, HeaderValue::from_static("x"));
         assert!(session(&headers).is_err(), "a sequence must be a number");
+    }
+}
+
+/// The role of `member` in `membership`: `voter` (outgoing voters of a joint configuration
+/// included) or `learner`.
+fn role_of(membership: &Membership, member: NodeId) -> &'static str {
+    if membership.is_voter(member) { "voter" } else { "learner" }
+}
+
+/// A configuration as JSON: `{voters, learners, outgoing, joint}`.
+fn membership_json(membership: &Membership) -> serde_json::Value {
+    let ids =
+        |set: &std::collections::BTreeSet<NodeId>| set.iter().map(|id| id.0).collect::<Vec<_>>();
+    json!({
+        "voters": ids(&membership.voters),
+        "learners": ids(&membership.learners),
+        "outgoing": ids(&membership.outgoing),
+        "joint": membership.is_joint(),
+    })
+}
+
+/// The answer of `GET /v1/members` (and of a completed `POST`): the configuration and, per
+/// member, its role and the addresses this node knows.
+fn members_json(status: &NodeStatus, membership: &Membership) -> serde_json::Value {
+    let members: Vec<serde_json::Value> = membership
+        .members()
+        .into_iter()
+        .map(|member| {
+            json!({
+                "id": member.0,
+                "role": role_of(membership, member),
+                "peer_addr": status.peer_addrs.get(&member),
+                "client_addr": status.client_addrs.get(&member),
+            })
+        })
+        .collect();
+    let mut body = membership_json(membership);
+    body["leader"] = json!(status.core.leader.map(|leader| leader.0));
+    body["members"] = json!(members);
+    body
+}
+
+/// The error for a membership change the leader refused.
+fn membership_error(refused: &MembershipError) -> ApiError {
+    let message = refused.to_string();
+    match refused {
+        MembershipError::NotLeader { .. } | MembershipError::LeaderNotReady { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message)
+        }
+        MembershipError::ChangeInProgress { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "change_in_progress", message)
+        }
+        MembershipError::TransferInProgress { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "transfer_in_progress", message)
+        }
+        MembershipError::AlreadyMember { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "already_member", message)
+        }
+        MembershipError::NotMember { .. } => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_node", message)
+        }
+        MembershipError::NotLearner { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "not_a_learner", message)
+        }
+        MembershipError::LearnerBehind { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "learner_behind", message)
+        }
+        MembershipError::NoChange
+        | MembershipError::ReservedId
+        | MembershipError::DuplicateNode { .. }
+        | MembershipError::NoVoters => ApiError::bad_request(message),
+    }
+}
+
+/// One change of a `POST /v1/members` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    /// `add_voter`, `add_learner`, `remove` or `promote`.
+    action: String,
+    /// The node.
+    id: u64,
+    /// Where peers reach the node: required to add one, refused otherwise.
+    peer_addr: Option<String>,
+}
+
+/// The body of `POST /v1/members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembersBody {
+    /// The changes, made all at once (one voter changed: directly; several: joint consensus).
+    changes: Vec<ChangeBody>,
+}
+
+/// The changes of a `POST /v1/members` body, and the peer address of each node it adds.
+fn parse_changes(
+    body: &[u8],
+) -> Result<(Vec<MembershipChange>, Vec<(NodeId, SocketAddr)>), ApiError> {
+    let parsed: MembersBody = serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request(format!(
+            "the body must be {{\"changes\": [{{\"action\": \"add_voter\" | \"add_learner\" | \
+             \"remove\" | \"promote\", \"id\": N, \"peer_addr\": \"host:port\" (adds only)}}]}}: \
+             {error}"
+        ))
+    })?;
+    if parsed.changes.is_empty() {
+        return Err(ApiError::bad_request("no change was given"));
+    }
+    let mut changes = Vec::new();
+    let mut addresses = Vec::new();
+    for change in parsed.changes {
+        if change.id == 0 {
+            return Err(ApiError::bad_request("node id 0 is reserved"));
+        }
+        let id = NodeId(change.id);
+        let adds = matches!(change.action.as_str(), "add_voter" | "add_learner");
+        match (&change.peer_addr, adds) {
+            (None, true) => {
+                return Err(ApiError::bad_request(format!("adding node {id} needs its peer_addr")));
+            }
+            (Some(addr), true) => {
+                let addr = addr.parse::<SocketAddr>().map_err(|error| {
+                    ApiError::bad_request(format!("peer_addr {addr:?} is not ip:port: {error}"))
+                })?;
+                addresses.push((id, addr));
+            }
+            (Some(_), false) => {
+                return Err(ApiError::bad_request(format!(
+                    "peer_addr is only for adding a node, not for {}",
+                    change.action
+                )));
+            }
+            (None, false) => {}
+        }
+        changes.push(match change.action.as_str() {
+            "add_voter" => MembershipChange::AddVoter(id),
+            "add_learner" => MembershipChange::AddLearner(id),
+            "remove" => MembershipChange::Remove(id),
+            "promote" => MembershipChange::Promote(id),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "action must be add_voter, add_learner, remove or promote, not {other:?}"
+                )));
+            }
+        });
+    }
+    Ok((changes, addresses))
+}
+
+/// `GET /v1/members`: the configuration in force on this node (the latest configuration entry
+/// in its log, committed or not), each member's role and known addresses.
+async fn get_members(State(api): State<Api>) -> Response {
+    match api.handle.status().await {
+        Ok(status) => axum::Json(members_json(&status, &status.membership)).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// `POST /v1/members`: changes the membership; answered once the change is complete. The
+/// address record of each node added is committed first (`members.rs`), then the change is
+/// asked of the leader. A follower forwards the request to the leader.
+async fn post_members(
+    State(api): State<Api>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let prepared = body_bytes(body).and_then(|body| Ok((parse_changes(&body)?, body)));
+    let ((changes, addresses), body) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return error.into_response(),
+    };
+    let original = Original { method, uri, headers, body };
+    let status = match api.handle.status().await {
+        Ok(status) => status,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    if status.core.leader != Some(status.core.id) {
+        return api.forward_to_leader(original, status.leader_client_addr).await;
+    }
+    // Unknown nodes first: a 404 says more than the core's refusal of the whole request.
+    for change in &changes {
+        if let MembershipChange::Remove(id) | MembershipChange::Promote(id) = *change
+            && !status.membership.contains(id)
+        {
+            let message = format!("node {} is not a member", id.0);
+            return ApiError::new(StatusCode::NOT_FOUND, "unknown_node", message).into_response();
+        }
+    }
+    for (id, addr) in addresses {
+        match api.handle.write(&members::address_record(id, addr)).await {
+            Ok(_) => {}
+            Err(ServiceError::NotLeader { leader_client_addr, .. }) => {
+                return api.forward_to_leader(original, leader_client_addr).await;
+            }
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
+    match api.handle.change_membership(changes).await {
+        Ok(membership) => match api.handle.status().await {
+            Ok(status) => axum::Json(members_json(&status, &membership)).into_response(),
+            Err(error) => ApiError::from(error).into_response(),
+        },
+        Err(ServiceError::NotLeader { leader_client_addr, .. }) => {
+            api.forward_to_leader(original, leader_client_addr).await
+        }
+        Err(error) => ApiError::from(error).into_response(),
     }
 }

@@ -41,6 +41,7 @@
 pub mod dashboard;
 pub mod faults;
 pub mod http;
+pub mod members;
 pub mod metrics;
 pub mod runtime;
 pub mod server;

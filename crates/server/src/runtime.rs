@@ -29,18 +29,20 @@
 //! an fsync of its own; it may lag, which is safe (see `Restored::commit`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use skiff_kv::{Command, Outcome, Store};
 use skiff_raft::{
-    Action, Event, Index, Message, Node, NodeId, Payload, ReadIndexError, ReadRequest, RoleKind,
-    Status, Term,
+    Action, Event, Index, Membership, MembershipChange, MembershipError, Message, Node, NodeId,
+    Payload, ReadIndexError, ReadRequest, RoleKind, Status, Term,
 };
 use skiff_wal::{GroupCommit, Notification, SnapshotFiles, Ticket};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::members;
 use crate::metrics::Metrics;
 use crate::transport::Transport;
 
@@ -74,6 +76,10 @@ pub enum ServiceError {
     /// The node cannot serve: it is shutting down or its disk failed.
     #[error("the node is unavailable: {0}")]
     Unavailable(String),
+    /// The leader refused a membership change (never `NotLeader`: that is
+    /// [`ServiceError::NotLeader`]).
+    #[error("{0}")]
+    Membership(MembershipError),
 }
 
 /// A write applied by the state machine.
@@ -112,6 +118,14 @@ enum Request {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<SnapshotOutcome, ServiceError>>,
     },
+    /// Change the membership and answer once the change is complete (see
+    /// [`Handle::change_membership`]).
+    ChangeMembership {
+        /// The changes, all at once.
+        changes: Vec<MembershipChange>,
+        /// Where the configuration reached goes.
+        reply: oneshot::Sender<Result<Membership, ServiceError>>,
+    },
 }
 
 /// What the log's thread reports back to the driver.
@@ -134,11 +148,16 @@ pub struct NodeStatus {
     pub core: Status,
     /// The leader's client address, if known.
     pub leader_client_addr: Option<String>,
-    /// The voters of the cluster.
+    /// Every member of the configuration in force (voters, outgoing voters and learners).
     pub members: Vec<NodeId>,
+    /// The configuration in force (also in `core`, kept here for readers of the server's view).
+    pub membership: Membership,
     /// The client address of each member this node knows one for: its own, and each peer's
     /// from the latest `Hello` that peer sent (so a peer that never connected is missing).
     pub client_addrs: BTreeMap<NodeId, String>,
+    /// The peer address of each member this node knows one for (its own, the address book's,
+    /// `--peers`).
+    pub peer_addrs: BTreeMap<NodeId, String>,
     /// The peers whose link this node has cut (fault injection, [`crate::faults`]).
     pub cut_links: BTreeSet<NodeId>,
 }
@@ -190,6 +209,16 @@ impl Handle {
     /// The node's status.
     pub async fn status(&self) -> Result<NodeStatus, ServiceError> {
         self.ask(|reply| Request::Status { reply }).await
+    }
+
+    /// Asks the leader to apply `changes` to the membership, all at once, and waits until the
+    /// change is complete: its configuration entry applied here, and for a joint change the
+    /// entry leaving joint consensus too. Answers the configuration then in force.
+    pub async fn change_membership(
+        &self,
+        changes: Vec<MembershipChange>,
+    ) -> Result<Membership, ServiceError> {
+        self.ask(|reply| Request::ChangeMembership { changes, reply }).await?
     }
 
     /// Takes a snapshot of everything applied so far and waits until it is durable (or learns
@@ -268,14 +297,48 @@ struct WriteWaiter {
     reply: oneshot::Sender<Result<Written, ServiceError>>,
 }
 
+/// A membership change waiting to complete.
+#[derive(Debug)]
+struct MembershipWaiter {
+    /// The index of its configuration entry.
+    index: Index,
+    /// The term it was appended in: an entry of another term there is not this change.
+    term: Term,
+    /// Where the configuration reached goes.
+    reply: oneshot::Sender<Result<Membership, ServiceError>>,
+}
+
+/// Fails the membership change waiting on `entry`'s index if the entry there is another
+/// leader's: that change was truncated away and did not take effect.
+fn drop_superseded_membership_waiter(
+    waiters: &mut Vec<MembershipWaiter>,
+    entry: &skiff_raft::Entry,
+) {
+    let (dropped, kept): (Vec<_>, Vec<_>) = std::mem::take(waiters)
+        .into_iter()
+        .partition(|waiter| waiter.index == entry.index && waiter.term != entry.term);
+    *waiters = kept;
+    for waiter in dropped {
+        let _ = waiter.reply.send(Err(ServiceError::Dropped));
+    }
+}
+
 /// The driver task's state.
 pub struct Runtime {
     /// The protocol core.
     node: Node,
     /// This node's client address (for `leader_client_addr` when leading).
     client_addr: String,
-    /// The voters of the cluster, in order.
-    members: Vec<NodeId>,
+    /// This node's peer address.
+    peer_addr: String,
+    /// The peer addresses given at start (`--peers`).
+    flag_addresses: BTreeMap<NodeId, SocketAddr>,
+    /// The address book of the store (`members.rs`), as of the last change of it applied.
+    recorded_addresses: BTreeMap<NodeId, SocketAddr>,
+    /// The index of the latest configuration entry (as of the latest `MembershipChanged`).
+    latest_configuration: Index,
+    /// Membership changes waiting to complete.
+    membership_waiters: Vec<MembershipWaiter>,
     /// The write-ahead log on its group-commit thread.
     wal: GroupCommit,
     /// The peer transport.
@@ -336,8 +399,8 @@ pub struct Parts {
     pub request_timeout: Duration,
     /// What the node is.
     pub info: NodeInfo,
-    /// The voters of the cluster, in order.
-    pub members: Vec<NodeId>,
+    /// The peer addresses given at start (`--peers`), this node's included or not.
+    pub peer_addrs: BTreeMap<NodeId, SocketAddr>,
     /// When to take snapshots.
     pub snapshots: SnapshotPolicy,
 }
@@ -360,6 +423,7 @@ impl Runtime {
         })?;
         let (request_sender, requests) = mpsc::channel(16 * 1024);
         let (running, running_receiver) = watch::channel(true);
+        let recorded_addresses = members::addresses_in(&parts.store);
         let store = Arc::new(RwLock::new(parts.store));
         let handle = Handle {
             info: Arc::new(parts.info.clone()),
@@ -372,7 +436,11 @@ impl Runtime {
         let runtime = Runtime {
             node: parts.node,
             client_addr: parts.info.client_addr,
-            members: parts.members,
+            peer_addr: parts.info.peer_addr,
+            flag_addresses: parts.peer_addrs,
+            recorded_addresses,
+            latest_configuration: Index(0),
+            membership_waiters: Vec::new(),
             wal,
             transport: parts.transport,
             store,
@@ -402,6 +470,8 @@ impl Runtime {
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), skiff_wal::Error> {
+        // The log may have changed the configuration since `--peers` was written.
+        self.reconcile_peers();
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -488,19 +558,115 @@ impl Runtime {
                 }
             }
             Request::Status { reply } => {
-                let core = self.node.status();
-                let leader_client_addr = core.leader.and_then(|leader| self.client_addr_of(leader));
-                let members = self.members.clone();
-                let client_addrs = members
-                    .iter()
-                    .filter_map(|member| Some((*member, self.client_addr_of(*member)?)))
-                    .collect();
-                let cut_links = self.transport.cut_links();
-                let status =
-                    NodeStatus { core, leader_client_addr, members, client_addrs, cut_links };
-                let _ = reply.send(status);
+                let _ = reply.send(self.status());
             }
             Request::Snapshot { reply } => self.on_snapshot_request(reply),
+            Request::ChangeMembership { changes, reply } => {
+                match self.node.change_membership(&changes) {
+                    Ok(index) => {
+                        tracing::info!(?changes, %index, "membership change proposed");
+                        let term = self.node.term();
+                        self.membership_waiters.push(MembershipWaiter { index, term, reply });
+                    }
+                    Err(MembershipError::NotLeader { leader, .. }) => {
+                        let _ = reply.send(Err(self.not_leader(leader)));
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(ServiceError::Membership(error)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The node's status, with what the server adds to the core's.
+    fn status(&self) -> NodeStatus {
+        let core = self.node.status();
+        let leader_client_addr = core.leader.and_then(|leader| self.client_addr_of(leader));
+        let membership = core.membership.clone();
+        let members: Vec<NodeId> = membership.members().into_iter().collect();
+        let client_addrs = members
+            .iter()
+            .filter_map(|member| Some((*member, self.client_addr_of(*member)?)))
+            .collect();
+        let mut peer_addrs: BTreeMap<NodeId, String> = members
+            .iter()
+            .filter_map(|member| {
+                let address =
+                    self.recorded_addresses.get(member).or(self.flag_addresses.get(member))?;
+                Some((*member, address.to_string()))
+            })
+            .collect();
+        peer_addrs.insert(self.node.id(), self.peer_addr.clone());
+        let cut_links = self.transport.cut_links();
+        NodeStatus {
+            core,
+            leader_client_addr,
+            members,
+            membership,
+            client_addrs,
+            peer_addrs,
+            cut_links,
+        }
+    }
+
+    /// Makes the transport talk to exactly the members of the configuration in force, at their
+    /// addresses (`members.rs`): dials new members, disconnects removed ones.
+    fn reconcile_peers(&mut self) {
+        let wanted = members::wanted_peers(
+            self.node.id(),
+            self.node.membership(),
+            self.node.leader(),
+            &self.recorded_addresses,
+            &self.flag_addresses,
+        );
+        for (id, _) in self.transport.peers() {
+            if !wanted.contains_key(&id) {
+                self.transport.remove_peer(id);
+            }
+        }
+        for (id, address) in wanted {
+            if let Err(error) = self.transport.add_peer(id, address) {
+                tracing::warn!(%error, "cannot add a peer");
+            }
+        }
+        for member in self.node.membership().members() {
+            if member != self.node.id() && !self.transport.peers().contains_key(&member) {
+                tracing::warn!(
+                    %member,
+                    "no peer address known for a member yet (its address record is not applied)"
+                );
+            }
+        }
+    }
+
+    /// Re-reads the address book from the store and reconciles the transport if it changed.
+    fn reload_addresses(&mut self) {
+        let recorded = {
+            let store = self.store.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            members::addresses_in(&store)
+        };
+        if recorded != self.recorded_addresses {
+            self.recorded_addresses = recorded;
+            self.reconcile_peers();
+        }
+    }
+
+    /// Answers the membership changes that are complete: their entry applied, and no joint
+    /// configuration or later configuration entry still waiting to be applied.
+    fn answer_membership_waiters(&mut self) {
+        if self.membership_waiters.is_empty() {
+            return;
+        }
+        let settled =
+            !self.node.membership().is_joint() && self.applied >= self.latest_configuration;
+        let applied = self.applied;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.membership_waiters)
+            .into_iter()
+            .partition(|waiter| settled && waiter.index <= applied);
+        self.membership_waiters = waiting;
+        for waiter in done {
+            let _ = waiter.reply.send(Ok(self.node.membership().clone()));
         }
     }
 
@@ -621,15 +787,24 @@ impl Runtime {
         let started = Instant::now();
         let Some(last) = entries.last().map(|entry| entry.index) else { return };
         self.snapshots.applied(entries.iter().map(skiff_raft::Entry::size).sum());
+        let mut addresses_touched = false;
         {
             let mut store = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner());
             for entry in entries {
                 let outcome = match &entry.payload {
-                    Payload::Noop | Payload::Membership(_) => {
+                    Payload::Noop => {
                         store.skip(entry.index.0);
                         None
                     }
-                    Payload::Command(command) => Some(store.apply(entry.index.0, command)),
+                    Payload::Membership(_) => {
+                        store.skip(entry.index.0);
+                        drop_superseded_membership_waiter(&mut self.membership_waiters, &entry);
+                        None
+                    }
+                    Payload::Command(command) => {
+                        addresses_touched |= members::may_be_address_record(command);
+                        Some(store.apply(entry.index.0, command))
+                    }
                 };
                 self.metrics.proposals_applied.inc();
                 let Some(waiter) = self.writes.remove(&entry.index) else { continue };
@@ -654,6 +829,10 @@ impl Runtime {
         self.metrics.applied_index.set(last.0 as i64);
         self.metrics.proposals_pending.set(self.writes.len() as i64);
         self.release_ready_reads();
+        if addresses_touched {
+            self.reload_addresses();
+        }
+        self.answer_membership_waiters();
     }
 
     /// Answers the confirmed reads whose index the store has applied.
@@ -683,6 +862,8 @@ impl Runtime {
                 if leader.is_some() {
                     self.metrics.leader_changes_seen.inc();
                 }
+                // The leader is talked to even when it is not a member (`members.rs`).
+                self.reconcile_peers();
             }
             Event::CommitAdvanced { commit } => {
                 let previous = self.metrics.commit_index.set(commit.0 as i64);
@@ -690,6 +871,8 @@ impl Runtime {
             }
             Event::MembershipChanged { index, membership } => {
                 tracing::info!(%index, %membership, "membership changed");
+                self.latest_configuration = index;
+                self.reconcile_peers();
             }
         }
     }
@@ -710,6 +893,9 @@ impl Runtime {
         }
         for reply in self.ready_reads.into_values().flatten() {
             let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
+        }
+        for waiter in self.membership_waiters {
+            let _ = waiter.reply.send(Err(ServiceError::Unavailable(reason.clone())));
         }
         self.snapshots.stop(&reason);
         self.transport.shutdown().await;

@@ -40,7 +40,8 @@ pub struct ServerConfig {
     pub peer_addr: SocketAddr,
     /// The address to listen on for clients.
     pub client_addr: SocketAddr,
-    /// Every voter's peer address, this node's included.
+    /// Every founding voter's peer address, this node's included; for a node that joins, the
+    /// running cluster's members it first talks to (its own entry optional).
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// How often the leader sends heartbeats: the core's tick.
     pub heartbeat_interval: Duration,
@@ -56,12 +57,17 @@ pub struct ServerConfig {
     /// Whether clients may cut and heal this node's peer links (`/v1/faults`, [`faults`]):
     /// for demos and tests only, never in production.
     pub allow_fault_injection: bool,
+    /// Whether this node joins a running cluster: it starts with no configuration (no
+    /// voters), never campaigns, and waits for the leader to add it and replicate the log to
+    /// it. Without it the node founds a cluster of `peers`. Either way, a configuration found
+    /// in the log at restart takes precedence.
+    pub join: bool,
 }
 
 impl ServerConfig {
     /// Checks the settings against each other.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if !self.peers.contains_key(&self.id) {
+        if !self.join && !self.peers.contains_key(&self.id) {
             bail!("--peers must include this node's own id {} with its peer address", self.id.0);
         }
         if self.heartbeat_interval.is_zero() {
@@ -133,7 +139,9 @@ impl Server {
             "recovered the write-ahead log"
         );
 
-        let mut raft = Config::new(config.id, config.peers.keys().copied());
+        let founders: Vec<NodeId> =
+            if config.join { Vec::new() } else { config.peers.keys().copied().collect() };
+        let mut raft = Config::new(config.id, founders);
         raft.election_timeout = config.election_ticks();
         raft.heartbeat_interval = 1;
         raft.seed = seed(config.id);
@@ -185,7 +193,7 @@ impl Server {
             tick: config.heartbeat_interval,
             request_timeout: config.request_timeout,
             info,
-            members: config.peers.keys().copied().collect(),
+            peer_addrs: config.peers.clone(),
             snapshots: config.snapshots,
         })?;
         let (stop, stopped) = watch::channel(false);

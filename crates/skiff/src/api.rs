@@ -301,3 +301,57 @@ mod tests {
         );
     }
 }
+
+/// One change of `POST /v1/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberChange {
+    /// `add_voter`, `add_learner`, `remove` or `promote`.
+    pub action: String,
+    /// The node.
+    pub id: u64,
+    /// Where peers reach the node (adds only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_addr: Option<String>,
+}
+
+/// The body of `POST /v1/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersRequest {
+    /// The changes, made at once.
+    pub changes: Vec<MemberChange>,
+}
+
+/// One member in `GET /v1/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's id.
+    pub id: u64,
+    /// `voter` or `learner`.
+    pub role: String,
+    /// Where peers reach it, when known.
+    #[serde(default)]
+    pub peer_addr: Option<String>,
+    /// Where clients reach it, when known.
+    #[serde(default)]
+    pub client_addr: Option<String>,
+}
+
+/// The answer of `GET /v1/members` and of a completed `POST /v1/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    /// The voters (while joint, the incoming ones).
+    pub voters: Vec<u64>,
+    /// The learners.
+    pub learners: Vec<u64>,
+    /// While joint, the outgoing voters; empty otherwise.
+    #[serde(default)]
+    pub outgoing: Vec<u64>,
+    /// Whether the configuration is joint.
+    #[serde(default)]
+    pub joint: bool,
+    /// The leader the answering node knows of.
+    #[serde(default)]
+    pub leader: Option<u64>,
+    /// Every member with its role and addresses.
+    pub members: Vec<Member>,
+}

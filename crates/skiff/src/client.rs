@@ -54,8 +54,8 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::api::{
-    CLIENT_ID_HEADER, CasRequest, DeleteAnswer, ErrorBody, REVISION_HEADER, SEQUENCE_HEADER,
-    ScanAnswer, SnapshotAnswer, Status, WriteAnswer,
+    CLIENT_ID_HEADER, CasRequest, DeleteAnswer, ErrorBody, Members, MembersRequest,
+    REVISION_HEADER, SEQUENCE_HEADER, ScanAnswer, SnapshotAnswer, Status, WriteAnswer,
 };
 use crate::random::Random;
 
@@ -343,6 +343,27 @@ impl Client {
         }
         let answer = self.send(&Call::read(Method::GET, path)).await?;
         expect_json(prefix, answer)
+    }
+
+    /// `GET /v1/members`: the configuration as the first endpoint that answers knows it.
+    pub async fn members(&self) -> Result<Members, ClientError> {
+        let answer = self.send(&Call::read(Method::GET, "/v1/members".to_string())).await?;
+        expect_json("", answer)
+    }
+
+    /// `POST /v1/members`: changes the membership (forwarded to the leader by any node) and
+    /// waits until the change is complete.
+    pub async fn change_members(&self, request: &MembersRequest) -> Result<Members, ClientError> {
+        let body = serde_json::to_vec(request).map_err(|error| {
+            ClientError::Usage(format!("cannot encode the membership change: {error}"))
+        })?;
+        let call = Call {
+            method: Method::POST,
+            path: "/v1/members".to_string(),
+            body: Bytes::from(body),
+            session: None,
+        };
+        expect_json("", self.send(&call).await?)
     }
 
     /// `GET /v1/status` of one endpoint (by its place in [`Client::endpoints`]), without

@@ -20,13 +20,27 @@
 //! directly). One line per endpoint: the snapshot taken, or "nothing new" with the latest
 //! snapshot when nothing was applied since — which is not a failure.
 //!
-//! Left out for now: the membership verbs (`add`, `remove`, `promote`, `transfer`), which wait
-//! for the operator endpoints of the server.
+//! The membership verbs change the configuration through `POST /v1/members` (any endpoint:
+//! followers forward to the leader) and print the configuration reached once the change is
+//! complete; `members` prints it as the first endpoint that answers knows it:
+//!
+//! ```text
+//! $ skiff cluster add 4 127.0.0.1:32380 --learner   # a node started with `skiff node --join`
+//! $ skiff cluster promote 4                          # once it has caught up
+//! $ skiff cluster remove 2
+//! $ skiff cluster members -w table
+//! ID   ROLE      PEER ADDR         CLIENT ADDR
+//! 1    voter     127.0.0.1:2380    127.0.0.1:2379
+//! 3    voter     127.0.0.1:22380   127.0.0.1:22379
+//! 4    voter     127.0.0.1:32380   127.0.0.1:32379
+//! ```
+//!
+//! Left out for now: `transfer` (leadership transfer), which waits for the core.
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::api::{SnapshotAnswer, Status};
+use crate::api::{MemberChange, Members, MembersRequest, SnapshotAnswer, Status};
 use crate::client::{Client, ClientError};
 use crate::flags::ConnectionArgs;
 use crate::output::{Output, WriteOut, json, table};
@@ -49,6 +63,29 @@ pub enum ClusterCommand {
     Status,
     /// Have each endpoint snapshot its state now and compact its log.
     Snapshot,
+    /// Add a node (started with `skiff node --join`) as a voter, or with --learner as a
+    /// learner; waits until the change is committed.
+    Add {
+        /// The new node's id.
+        id: u64,
+        /// Where peers reach the new node: host:port of its peer listener.
+        peer_addr: String,
+        /// Add it as a learner (receives the log, does not vote); promote it once caught up.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a voter or learner; waits until the change is committed.
+    Remove {
+        /// The node's id.
+        id: u64,
+    },
+    /// Make a learner a voter; refused while it is far behind the leader.
+    Promote {
+        /// The learner's id.
+        id: u64,
+    },
+    /// Show the configuration: each member's role and addresses.
+    Members,
 }
 
 /// One endpoint's line of `cluster snapshot -w json`.
@@ -95,7 +132,76 @@ pub async fn execute(args: &ClusterArgs) -> Result<Output, ClientError> {
             }
             Ok(render_snapshots(args.connection.write_out, &answers))
         }
+        ClusterCommand::Members => {
+            Ok(render_members(args.connection.write_out, &client.members().await?, None))
+        }
+        ref change => {
+            let (change, done) = match change {
+                ClusterCommand::Add { id, peer_addr, learner } => {
+                    let action = if *learner { "add_learner" } else { "add_voter" };
+                    let role = if *learner { "learner" } else { "voter" };
+                    let change = MemberChange {
+                        action: action.to_string(),
+                        id: *id,
+                        peer_addr: Some(peer_addr.clone()),
+                    };
+                    (change, format!("Member {id} added as a {role}"))
+                }
+                ClusterCommand::Remove { id } => (
+                    MemberChange { action: "remove".to_string(), id: *id, peer_addr: None },
+                    format!("Member {id} removed"),
+                ),
+                ClusterCommand::Promote { id } => (
+                    MemberChange { action: "promote".to_string(), id: *id, peer_addr: None },
+                    format!("Member {id} promoted to voter"),
+                ),
+                ClusterCommand::Status | ClusterCommand::Snapshot | ClusterCommand::Members => {
+                    unreachable!("handled above")
+                }
+            };
+            let request = MembersRequest { changes: vec![change] };
+            let members = client.change_members(&request).await?;
+            Ok(render_members(args.connection.write_out, &members, Some(&done)))
+        }
     }
+}
+
+/// Renders a configuration; `done` is the line simple output starts with after a change.
+pub fn render_members(format: WriteOut, members: &Members, done: Option<&str>) -> Output {
+    let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_string());
+    let rows: Vec<Vec<String>> = members
+        .members
+        .iter()
+        .map(|member| {
+            vec![
+                member.id.to_string(),
+                member.role.clone(),
+                optional(&member.peer_addr),
+                optional(&member.client_addr),
+            ]
+        })
+        .collect();
+    let text = match format {
+        WriteOut::Json => json(members),
+        WriteOut::Table => table(&["id", "role", "peer addr", "client addr"], &rows),
+        WriteOut::Simple => {
+            let mut lines = String::new();
+            if let Some(done) = done {
+                lines.push_str(done);
+                lines.push('\n');
+            }
+            for row in &rows {
+                lines.push_str(&row.join(", "));
+                lines.push('\n');
+            }
+            if members.joint {
+                let outgoing: Vec<String> = members.outgoing.iter().map(u64::to_string).collect();
+                lines.push_str(&format!("joint: outgoing voters {}\n", outgoing.join(",")));
+            }
+            lines
+        }
+    };
+    Output::text(text)
 }
 
 /// Renders every endpoint's snapshot answer; endpoints that failed go to stderr.

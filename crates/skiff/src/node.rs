@@ -53,7 +53,8 @@ pub struct NodeArgs {
     /// The address to listen on for clients [default: 127.0.0.1:2379].
     #[arg(long, env = "SKIFF_CLIENT_ADDR")]
     pub client_addr: Option<SocketAddr>,
-    /// Every member's peer address, this node's included: `1=host:port,2=host:port,...`.
+    /// Every member's peer address, this node's included: `1=host:port,2=host:port,...`. With
+    /// --join, the members of the running cluster (and this node, unless --peer-addr is given).
     #[arg(long, env = "SKIFF_PEERS")]
     pub peers: Option<String>,
     /// A name shared by the cluster's members; frames and data directories of another cluster
@@ -101,6 +102,17 @@ pub struct NodeArgs {
         default_missing_value = "true"
     )]
     pub allow_fault_injection: Option<bool>,
+    /// Join a running cluster instead of founding one: start with no configuration, never
+    /// campaign, and wait until the leader adds this node (`skiff cluster add`) and sends it
+    /// the log. Ignored once the node has a configuration in its log [default: false].
+    #[arg(
+        long,
+        env = "SKIFF_JOIN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub join: Option<bool>,
     /// A TOML file with any of these settings (keys as the flags, without the dashes).
     #[arg(long, env = "SKIFF_CONFIG_FILE")]
     #[serde(skip)]
@@ -132,6 +144,7 @@ impl NodeArgs {
             wal_segment_bytes: self.wal_segment_bytes.or(file.wal_segment_bytes),
             worker_threads: self.worker_threads.or(file.worker_threads),
             allow_fault_injection: self.allow_fault_injection.or(file.allow_fault_injection),
+            join: self.join.or(file.join),
             config_file: self.config_file,
             print_config: self.print_config,
         }
@@ -165,6 +178,7 @@ impl NodeArgs {
                 Some(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
             }),
             allow_fault_injection: self.allow_fault_injection.or(Some(false)),
+            join: self.join.or(Some(false)),
             ..self
         })
     }
@@ -193,9 +207,9 @@ impl NodeArgs {
         let peers =
             parse_peers(self.peers.as_deref().ok_or_else(|| anyhow!("--peers is required"))?)?;
         let data_dir = self.data_dir.clone().ok_or_else(|| anyhow!("--data-dir is required"))?;
-        let peer_addr = self
-            .peer_addr
-            .ok_or_else(|| anyhow!("--peers has no address for this node's id {id}"))?;
+        let peer_addr = self.peer_addr.ok_or_else(|| {
+            anyhow!("--peers has no address for this node's id {id}, and no --peer-addr is given")
+        })?;
         let millis = |value: Option<u64>, name: &str| -> anyhow::Result<Duration> {
             match value {
                 Some(0) | None => bail!("--{name} must be a positive number of milliseconds"),
@@ -221,6 +235,7 @@ impl NodeArgs {
             },
             wal_segment_bytes: self.wal_segment_bytes.unwrap_or(DEFAULT_WAL_SEGMENT_BYTES),
             allow_fault_injection: self.allow_fault_injection.unwrap_or(false),
+            join: self.join.unwrap_or(false),
         })
     }
 }

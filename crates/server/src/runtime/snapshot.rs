@@ -321,6 +321,8 @@ impl Runtime {
             SnapshotEvent::Installed(meta, store, installed) => {
                 installed?;
                 self.on_snapshot_installed(meta, *store);
+                // The snapshot's store carries the address book of the cluster it came from.
+                self.reload_addresses();
             }
         }
         Ok(())

@@ -91,12 +91,18 @@
 //! (`crate::faults`), and only on a node started with `--allow-fault-injection`, for
 //! `skiff demo` and tests.
 //!
+//! ## Peers come and go
+//! The runtime adds a peer ([`Transport::add_peer`]) when a node joins the configuration and its
+//! peer address is known, and removes one ([`Transport::remove_peer`]) when it leaves: the
+//! removed peer's writer stops, its inbound connection is closed, and any later connection from
+//! it is refused at its `Hello` (an unknown sender). Adding a peer again with a new address
+//! replaces the old one.
+//!
 //! ## Left out
 //! - **TLS and authentication.** Anyone who can reach the peer port can claim to be a peer and
 //!   send votes and entries; the cluster id guards against mistakes (two clusters on one host),
 //!   not attacks. Run the peer network on a trusted network until TLS (with client
 //!   certificates naming node ids) is added at the connection layer.
-//! - **Membership changes.** The peer set is fixed when the transport starts.
 //! - **Priorities.** A heartbeat queued behind a large append waits for it; a frame is capped,
 //!   and the core's appends are small (about 1 MiB by default), so the wait is short.
 //! - **Compression**, and a limit on the number of unidentified inbound connections.
@@ -118,7 +124,7 @@ pub mod proto {
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use skiff_raft::{Message, NodeId};
@@ -261,8 +267,8 @@ pub struct Transport {
 struct Shared {
     /// The configuration, validated.
     config: TransportConfig,
-    /// Every configured peer.
-    peers: BTreeMap<NodeId, Arc<Peer>>,
+    /// Every current peer (changed by [`Transport::add_peer`] and [`Transport::remove_peer`]).
+    peers: RwLock<BTreeMap<NodeId, Arc<Peer>>>,
     /// Where everything is counted.
     metrics: TransportMetrics,
 }
@@ -287,6 +293,8 @@ struct Peer {
     /// Whether the link to the peer is cut ([`Transport::cut`]); the writer and the readers
     /// watch it, so that a cut closes their connections at once.
     cut: watch::Sender<bool>,
+    /// Set once the peer is removed ([`Transport::remove_peer`]): its writer stops.
+    removed: watch::Sender<bool>,
 }
 
 /// A node that is not a configured peer, named where one was expected.
@@ -335,13 +343,14 @@ impl Transport {
             peers = ?config.peers,
             "peer transport starting"
         );
-        let shared = Arc::new(Shared { config, peers, metrics });
+        let writers_of: Vec<Arc<Peer>> = peers.values().cloned().collect();
+        let shared = Arc::new(Shared { config, peers: RwLock::new(peers), metrics });
         let (shutdown, shutdown_receiver) = watch::channel(false);
         let acceptor =
             tokio::spawn(reader::accept(shared.clone(), listener, inbound, shutdown_receiver));
         let mut writers = JoinSet::new();
-        for peer in shared.peers.values() {
-            writers.spawn(writer::run(shared.clone(), peer.clone()));
+        for peer in writers_of {
+            writers.spawn(writer::run(shared.clone(), peer));
         }
         let tasks = Tasks { shutdown, acceptor, writers };
         Transport { shared, tasks: Arc::new(Mutex::new(Some(tasks))) }
@@ -357,7 +366,7 @@ impl Transport {
     pub fn send(&self, message: Message) {
         let config = &self.shared.config;
         assert_eq!(message.from, config.id, "a node sends only its own messages: {message}");
-        let Some(peer) = self.shared.peers.get(&message.to) else {
+        let Some(peer) = self.shared.peer(message.to) else {
             tracing::warn!(%message, "message for a node that is not a peer; dropped");
             return;
         };
@@ -397,27 +406,27 @@ impl Transport {
     /// The client address `peer` advertised in its latest `Hello`, if it has connected and
     /// advertised one.
     pub fn client_addr(&self, peer: NodeId) -> Option<String> {
-        let peer = self.shared.peers.get(&peer)?;
+        let peer = self.shared.peer(peer)?;
         lock(&peer.client_addr).clone()
     }
 
     /// Whether an outgoing connection to `peer` is currently up (dialled, hello written, no
     /// failure seen since). False for a node that is not a peer.
     pub fn connected(&self, peer: NodeId) -> bool {
-        self.shared.peers.get(&peer).is_some_and(|peer| peer.connected.load(Ordering::Acquire))
+        self.shared.peer(peer).is_some_and(|peer| peer.connected.load(Ordering::Acquire))
     }
 
     /// How many messages and bytes are queued for `peer`, waiting for its writer; `(0, 0)` for
     /// a node that is not a peer. Never above the configured queue bounds.
     pub fn queued(&self, peer: NodeId) -> (usize, usize) {
-        self.shared.peers.get(&peer).map_or((0, 0), |peer| peer.queue.len())
+        self.shared.peer(peer).map_or((0, 0), |peer| peer.queue.len())
     }
 
     /// Cuts the link to `peer` both ways, as a network partition would (see the module
     /// documentation): until [`Transport::heal`], nothing is sent to or accepted from it.
     /// Returns whether the link was up before. For fault injection only.
     pub fn cut(&self, peer: NodeId) -> Result<bool, UnknownPeer> {
-        let peer = self.shared.peers.get(&peer).ok_or(UnknownPeer(peer))?;
+        let peer = self.shared.peer(peer).ok_or(UnknownPeer(peer))?;
         let was_cut = peer.cut.send_replace(true);
         if !was_cut {
             tracing::warn!(
@@ -432,7 +441,7 @@ impl Transport {
     /// Heals the link to `peer` after [`Transport::cut`]: the writer dials again at once and
     /// the peer's connections are accepted. Returns whether the link was cut before.
     pub fn heal(&self, peer: NodeId) -> Result<bool, UnknownPeer> {
-        let peer = self.shared.peers.get(&peer).ok_or(UnknownPeer(peer))?;
+        let peer = self.shared.peer(peer).ok_or(UnknownPeer(peer))?;
         let was_cut = peer.cut.send_replace(false);
         if was_cut {
             tracing::warn!(peer = %peer.id, "link to peer healed (fault injection)");
@@ -442,7 +451,54 @@ impl Transport {
 
     /// The peers whose link is cut, in id order.
     pub fn cut_links(&self) -> BTreeSet<NodeId> {
-        self.shared.peers.values().filter(|peer| peer.is_cut()).map(|peer| peer.id).collect()
+        read(&self.shared.peers).values().filter(|peer| peer.is_cut()).map(|peer| peer.id).collect()
+    }
+
+    /// The current peers and their addresses, in id order.
+    pub fn peers(&self) -> BTreeMap<NodeId, SocketAddr> {
+        read(&self.shared.peers).iter().map(|(id, peer)| (*id, peer.address)).collect()
+    }
+
+    /// Starts talking to `id` at `address` (a node that joined the configuration): a writer
+    /// dials it, and its connections are accepted. If `id` is a peer already at another
+    /// address, the old peer is removed first; at the same address, nothing changes. Returns
+    /// whether anything changed. Must be called inside a tokio runtime.
+    pub fn add_peer(&self, id: NodeId, address: SocketAddr) -> Result<bool, UnknownPeer> {
+        if id == self.shared.config.id || id.0 == 0 {
+            return Err(UnknownPeer(id));
+        }
+        if let Some(existing) = self.shared.peer(id) {
+            if existing.address == address {
+                return Ok(false);
+            }
+            self.remove_peer(id);
+        }
+        let mut tasks = lock(&self.tasks);
+        let Some(tasks) = tasks.as_mut() else {
+            // Shut down: nothing to talk with.
+            return Ok(false);
+        };
+        let peer = Arc::new(Peer::new(id, address, &self.shared.config));
+        self.shared.metrics.create_series(&peer.label);
+        write(&self.shared.peers).insert(id, peer.clone());
+        tasks.writers.spawn(writer::run(self.shared.clone(), peer));
+        tracing::info!(peer = %id, %address, "peer added");
+        Ok(true)
+    }
+
+    /// Stops talking to `id` (a node that left the configuration): its writer stops, its
+    /// inbound connection is closed and new ones are refused, and messages for it are dropped.
+    /// Returns whether it was a peer.
+    pub fn remove_peer(&self, id: NodeId) -> bool {
+        let Some(peer) = write(&self.shared.peers).remove(&id) else {
+            return false;
+        };
+        peer.removed.send_replace(true);
+        // A removed peer's reader closes its connection as on a cut link.
+        peer.cut.send_replace(true);
+        peer.set_connected(false, &self.shared.metrics);
+        tracing::info!(peer = %id, address = %peer.address, "peer removed");
+        true
     }
 
     /// The configuration the transport runs with.
@@ -465,7 +521,7 @@ impl Transport {
             std::panic::resume_unwind(error.into_panic());
         }
         writers.shutdown().await;
-        for peer in self.shared.peers.values() {
+        for peer in read(&self.shared.peers).values() {
             peer.set_connected(false, &self.shared.metrics);
         }
         tracing::info!(node = %self.shared.config.id, "peer transport stopped");
@@ -484,6 +540,7 @@ impl Peer {
             client_addr: Mutex::new(None),
             inbound: Mutex::new(None),
             cut: watch::channel(false).0,
+            removed: watch::channel(false).0,
         }
     }
 
@@ -510,6 +567,23 @@ impl Peer {
         }
         superseded
     }
+}
+
+impl Shared {
+    /// The peer `id`, if it is one now.
+    fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+        read(&self.peers).get(&id).cloned()
+    }
+}
+
+/// Reads the peer map (see [`lock`] on poisoning).
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().expect("no code panics while holding a transport lock")
+}
+
+/// Writes the peer map (see [`lock`] on poisoning).
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().expect("no code panics while holding a transport lock")
 }
 
 /// Locks `mutex`. Nothing panics while holding the transport's locks, so a poisoned one means

@@ -212,7 +212,7 @@ async fn receive<R: AsyncRead + Unpin>(
         };
     // Before the hello is accepted, a rejection is counted under the sender the frame names if
     // that is a configured peer: a bounded label set, and the likely culprit.
-    let claimed = shared.peers.get(&NodeId(frame.from)).map_or(unknown, |peer| peer.label.clone());
+    let claimed = shared.peer(NodeId(frame.from)).map_or(unknown, |peer| peer.label.clone());
     let peer = match check_envelope(shared, &frame) {
         Ok(peer) => peer,
         Err(rejection) => return Ending::Rejected { peer: claimed, rejection },
@@ -240,7 +240,7 @@ async fn receive<R: AsyncRead + Unpin>(
             Ok(Some(read)) => read,
             Err(error) => return unreadable(error, peer.label.clone()),
         };
-        let messages = match check_batch(shared, peer, frame) {
+        let messages = match check_batch(shared, &peer, frame) {
             Ok(messages) => messages,
             Err(rejection) => return Ending::Rejected { peer: peer.label.clone(), rejection },
         };
@@ -269,7 +269,7 @@ fn unreadable(error: ReadError, peer: PeerLabel) -> Ending {
 
 /// Checks version, cluster, receiver and sender of `frame` (checks 2 to 5 of the module
 /// documentation), returning the sending peer.
-fn check_envelope<'a>(shared: &'a Shared, frame: &proto::Frame) -> Result<&'a Peer, Rejection> {
+fn check_envelope(shared: &Shared, frame: &proto::Frame) -> Result<Arc<Peer>, Rejection> {
     let config = &shared.config;
     if frame.version != PROTOCOL_VERSION {
         return Err(Rejection::Version { found: frame.version });
@@ -280,7 +280,7 @@ fn check_envelope<'a>(shared: &'a Shared, frame: &proto::Frame) -> Result<&'a Pe
     if frame.to != config.id.0 {
         return Err(Rejection::Recipient { to: frame.to, this: config.id });
     }
-    match shared.peers.get(&NodeId(frame.from)) {
+    match shared.peer(NodeId(frame.from)) {
         Some(peer) => Ok(peer),
         None => Err(Rejection::Sender { from: frame.from }),
     }

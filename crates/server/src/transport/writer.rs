@@ -29,8 +29,18 @@ use super::backoff::Backoff;
 use super::frame::{ENVELOPE_BYTES, LENGTH_PREFIX_BYTES, PROTOCOL_VERSION, encode_frame};
 use super::{Peer, Shared, proto};
 
-/// Runs the writer of `peer` until the task is aborted.
+/// Runs the writer of `peer` until the task is aborted or the peer removed.
 pub(crate) async fn run(shared: Arc<Shared>, peer: Arc<Peer>) {
+    let mut removed = peer.removed.subscribe();
+    tokio::select! {
+        () = serve(shared, peer.clone()) => {}
+        // The sender lives in `peer`, which this task holds: the wait ends only on a removal.
+        _ = removed.wait_for(|removed| *removed) => {}
+    }
+}
+
+/// Keeps a connection to `peer` and sends on it, forever.
+async fn serve(shared: Arc<Shared>, peer: Arc<Peer>) {
     let config = &shared.config;
     let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
     let mut cut = peer.cut.subscribe();
