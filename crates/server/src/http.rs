@@ -867,10 +867,11 @@ struct MembersBody {
     changes: Vec<ChangeBody>,
 }
 
+/// The peer address of each node a `POST /v1/members` adds.
+type NewAddresses = Vec<(NodeId, SocketAddr)>;
+
 /// The changes of a `POST /v1/members` body, and the peer address of each node it adds.
-fn parse_changes(
-    body: &[u8],
-) -> Result<(Vec<MembershipChange>, Vec<(NodeId, SocketAddr)>), ApiError> {
+fn parse_changes(body: &[u8]) -> Result<(Vec<MembershipChange>, NewAddresses), ApiError> {
     let parsed: MembersBody = serde_json::from_slice(body).map_err(|error| {
         ApiError::bad_request(format!(
             "the body must be {{\"changes\": [{{\"action\": \"add_voter\" | \"add_learner\" | \

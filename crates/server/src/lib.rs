@@ -32,8 +32,14 @@
 //! Snapshots are serialized, fetched and restored on blocking threads; only their last steps
 //! (a rename, a log reset) run on the log's thread, and swapping the store on the driver.
 //!
+//! ## Membership
+//! `POST /v1/members` asks the core for a change (`Handle::change_membership`) and answers once
+//! it is complete; a new member's peer address is committed first as an address record in the
+//! store, so every node learns it from the log or a snapshot ([`members`]), and the driver keeps
+//! the transport's peers in step with the configuration in force.
+//!
 //! ## Left out for now
-//! Membership changes, lease reads, TLS and authentication. Snapshots are whole-store copies:
+//! Leadership transfer, lease reads, TLS and authentication. Snapshots are whole-store copies:
 //! taking one clones the store's map (pointers, not bytes) and holds the driver for that long,
 //! and installing one holds the old and the new store in memory together; an incremental or
 //! copy-on-write store would avoid both.

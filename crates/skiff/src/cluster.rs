@@ -135,35 +135,35 @@ pub async fn execute(args: &ClusterArgs) -> Result<Output, ClientError> {
         ClusterCommand::Members => {
             Ok(render_members(args.connection.write_out, &client.members().await?, None))
         }
-        ref change => {
-            let (change, done) = match change {
-                ClusterCommand::Add { id, peer_addr, learner } => {
-                    let action = if *learner { "add_learner" } else { "add_voter" };
-                    let role = if *learner { "learner" } else { "voter" };
-                    let change = MemberChange {
-                        action: action.to_string(),
-                        id: *id,
-                        peer_addr: Some(peer_addr.clone()),
-                    };
-                    (change, format!("Member {id} added as a {role}"))
-                }
-                ClusterCommand::Remove { id } => (
-                    MemberChange { action: "remove".to_string(), id: *id, peer_addr: None },
-                    format!("Member {id} removed"),
-                ),
-                ClusterCommand::Promote { id } => (
-                    MemberChange { action: "promote".to_string(), id: *id, peer_addr: None },
-                    format!("Member {id} promoted to voter"),
-                ),
-                ClusterCommand::Status | ClusterCommand::Snapshot | ClusterCommand::Members => {
-                    unreachable!("handled above")
-                }
-            };
-            let request = MembersRequest { changes: vec![change] };
-            let members = client.change_members(&request).await?;
-            Ok(render_members(args.connection.write_out, &members, Some(&done)))
+        ClusterCommand::Add { id, ref peer_addr, learner } => {
+            let (action, role) =
+                if learner { ("add_learner", "learner") } else { ("add_voter", "voter") };
+            let change =
+                MemberChange { action: action.to_string(), id, peer_addr: Some(peer_addr.clone()) };
+            change_members(args, &client, change, &format!("Member {id} added as a {role}")).await
+        }
+        ClusterCommand::Remove { id } => {
+            let change = MemberChange { action: "remove".to_string(), id, peer_addr: None };
+            change_members(args, &client, change, &format!("Member {id} removed")).await
+        }
+        ClusterCommand::Promote { id } => {
+            let change = MemberChange { action: "promote".to_string(), id, peer_addr: None };
+            change_members(args, &client, change, &format!("Member {id} promoted to voter")).await
         }
     }
+}
+
+/// Asks for one membership change and renders the configuration reached; `done` is the line
+/// simple output starts with.
+async fn change_members(
+    args: &ClusterArgs,
+    client: &Client,
+    change: MemberChange,
+    done: &str,
+) -> Result<Output, ClientError> {
+    let request = MembersRequest { changes: vec![change] };
+    let members = client.change_members(&request).await?;
+    Ok(render_members(args.connection.write_out, &members, Some(done)))
 }
 
 /// Renders a configuration; `done` is the line simple output starts with after a change.

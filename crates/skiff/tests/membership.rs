@@ -191,16 +191,19 @@ fn a_cluster_grows_by_a_learner_promoted_then_loses_a_follower_and_its_leader() 
     assert_eq!(put(cluster.client(leader), "before", "3 nodes").status, 200);
 
     // Bad requests are refused before anything is proposed.
-    let bad = http(cluster.client(leader), "POST", "/v1/members", b"{\"changes\": 4}").unwrap();
+    let bad = http(cluster.client(leader), "POST", "/v1/members", b"{\"changes\": 4}")
+        .expect("the leader answers");
     assert_eq!(bad.status, 400, "{}", bad.body);
     let no_addr = br#"{"changes": [{"action": "add_learner", "id": 4}]}"#;
-    let bad = http(cluster.client(leader), "POST", "/v1/members", no_addr).unwrap();
+    let bad =
+        http(cluster.client(leader), "POST", "/v1/members", no_addr).expect("the leader answers");
     assert_eq!(bad.status, 400, "{}", bad.body);
     let unknown = cluster.cli(followers[0], &["promote", "9"]);
     assert!(!unknown.status.success());
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(stderr.contains("unknown_node"), "{stderr}");
-    let reserved = http(cluster.client(leader), "PUT", "/v1/kv/%00skiff%2Fpeer%2F4", b"x").unwrap();
+    let reserved = http(cluster.client(leader), "PUT", "/v1/kv/%00skiff%2Fpeer%2F4", b"x")
+        .expect("the leader answers");
     assert_eq!(reserved.status, 403, "{}", reserved.body);
 
     // Node 4 joins: it starts knowing only the running members, and waits.
