@@ -128,6 +128,12 @@ pub enum Event {
         /// The new commit index; larger than any before.
         commit: Index,
     },
+    /// A leadership transfer to `target` did not complete within an election timeout and was
+    /// given up: the leader accepts proposals again.
+    TransferAborted {
+        /// The node leadership was to be transferred to.
+        target: NodeId,
+    },
     /// The configuration in force changed: a configuration entry was appended, one was
     /// truncated away (the previous configuration is back in force), or a snapshot brought
     /// one. A driver that connects to peers by id learns here whom to reach.
@@ -161,6 +167,7 @@ impl fmt::Display for Event {
             }
             Event::LeaderChanged { leader: None, term } => write!(f, "leader=none term={term}"),
             Event::CommitAdvanced { commit } => write!(f, "commit={commit}"),
+            Event::TransferAborted { target } => write!(f, "transfer to {target} aborted"),
             Event::MembershipChanged { index, membership } => {
                 write!(f, "membership {membership} (entry {index})")
             }

@@ -30,8 +30,9 @@ impl Node {
         self.tally(true);
     }
 
-    /// Starts an election: a new term, a vote for ourselves, and vote requests to all voters.
-    pub(crate) fn become_candidate(&mut self) {
+    /// Starts an election: a new term, a vote for ourselves, and vote requests to all voters,
+    /// marked as a leadership transfer if the leader asked for it (`TimeoutNow`).
+    pub(crate) fn become_candidate(&mut self, transfer: bool) {
         self.term = self.term.next();
         self.vote = Some(self.config.id);
         let mut campaign = Campaign::default();
@@ -42,7 +43,7 @@ impl Node {
         self.events.push(Event::RoleChanged { role: RoleKind::Candidate, term: self.term });
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
         for voter in self.other_voters() {
-            self.send(voter, Body::Vote { last_index, last_term });
+            self.send(voter, Body::Vote { last_index, last_term, transfer });
         }
         self.tally(false);
     }
@@ -124,7 +125,7 @@ impl Node {
             _ => return,
         };
         match self.membership.vote_result(votes) {
-            VoteResult::Won if pre_vote => self.become_candidate(),
+            VoteResult::Won if pre_vote => self.become_candidate(false),
             VoteResult::Won => self.become_leader(),
             VoteResult::Lost => self.become_follower(self.term, None),
             VoteResult::Pending => {}
@@ -152,6 +153,7 @@ impl Node {
             self.broadcast_heartbeat();
         }
         self.tick_snapshot_offers();
+        self.tick_transfer();
     }
 
     /// Whether a quorum (counting ourselves) answered during the last period; resets the marks.

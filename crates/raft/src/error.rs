@@ -33,6 +33,46 @@ pub enum ProposeError {
         /// This node's current term.
         term: Term,
     },
+    /// The leader is handing leadership to `target` and accepts no proposals meanwhile (thesis
+    /// §3.10). Retry at the new leader, or here if the transfer is aborted.
+    #[error("a leadership transfer to {target} is in progress")]
+    TransferInProgress {
+        /// The node leadership is being transferred to.
+        target: NodeId,
+    },
+}
+
+/// Why a leadership transfer ([`Node::transfer_leadership`](crate::Node::transfer_leadership))
+/// was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum TransferError {
+    /// Only the leader transfers leadership; `leader` is the one this node knows of.
+    #[error("not the leader (leader: {leader:?}, term {term})")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+        /// This node's current term.
+        term: Term,
+    },
+    /// A transfer to `target` is already under way.
+    #[error("a leadership transfer to {target} is already in progress")]
+    InProgress {
+        /// The node leadership is being transferred to.
+        target: NodeId,
+    },
+    /// The target is this node, which already leads.
+    #[error("the target is already the leader")]
+    TargetIsLeader,
+    /// The target is not a voter of the configuration in force (unknown, a learner, or an
+    /// outgoing voter of a joint configuration).
+    #[error("{id} is not a voter")]
+    NotAVoter {
+        /// The target asked for.
+        id: NodeId,
+    },
+    /// No target was named and there is no other voter to transfer to.
+    #[error("there is no other voter to transfer leadership to")]
+    NoTarget,
 }
 
 /// Why a linearizable read was not accepted.

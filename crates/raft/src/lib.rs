@@ -10,8 +10,8 @@
 //!
 //! This crate is the protocol and nothing else: no I/O, no clock, no threads, no async, no
 //! unseeded randomness. A [`Node`] takes inputs — [`Node::tick`], [`Node::step`] (a message),
-//! [`Node::propose`], [`Node::read_index`], [`Node::change_membership`], and the driver's
-//! reports [`Node::persisted`],
+//! [`Node::propose`], [`Node::read_index`], [`Node::change_membership`],
+//! [`Node::transfer_leadership`], and the driver's reports [`Node::persisted`],
 //! [`Node::entries_read`], [`Node::snapshot_taken`], [`Node::compacted`],
 //! [`Node::snapshot_installed`] and [`Node::snapshot_failed`] — and answers with a batch of
 //! [`Action`]s from [`Node::take_actions`]. The same core is driven
@@ -29,6 +29,7 @@
 //!   quorums included).
 //! - `membership.rs`: configurations of voters and learners, and changing them: one voter at a
 //!   time or by joint consensus (thesis §4.3), in force from the moment they are appended.
+//! - `transfer.rs`: leadership transfer (thesis §3.10): catch the target up, then `TimeoutNow`.
 //! - `read_index.rs`: linearizable reads confirmed by a heartbeat round (thesis §6.4), batched.
 //! - `snapshot.rs`: snapshots, log compaction and InstallSnapshot as a pull (Raft §7).
 //! - `testkit.rs`: an in-memory driver for a whole cluster, for tests, examples and benchmarks.
@@ -108,6 +109,12 @@
 //!     [`Node::change_membership`] and replicates the configuration to it. A node removed from
 //!     the configuration is no longer replicated to and never campaigns (a removed leader steps
 //!     down once its removal is committed): its driver may stop it once the removal is applied.
+//! 14. **Leadership transfer and graceful shutdown**: [`Node::transfer_leadership`] on the
+//!     leader (with no target: the most up-to-date voter). Until it completes, proposals and
+//!     membership changes are refused ([`ProposeError::TransferInProgress`]); it completes when
+//!     this node reports [`Event::LeaderChanged`] for a newer term, and is given up after an
+//!     election timeout ([`Event::TransferAborted`]). To stop a leader gracefully, transfer,
+//!     wait for either event, then stop.
 //!
 //! ## The log, when it is larger than memory
 //! The log lives in the driver's storage. The core keeps the term of every entry in compressed
@@ -139,8 +146,7 @@
 //! nothing.
 //!
 //! ## Left out for now, with room made for it
-//! Leadership transfer ([`Node::campaign`] is the TimeoutNow hook); lease reads and reads
-//! through followers (ReadIndex is here, in `read_index.rs`). Demoting a voter to a learner in
+//! Lease reads and reads through followers (ReadIndex is here, in `read_index.rs`). Demoting a voter to a learner in
 //! one step (remove it, then add it as a learner). Snapshot *bytes* are deliberately not here, and never will be: taking,
 //! storing, chunking and checksumming them is the driver's and the WAL's work; the core decides
 //! only when a snapshot is needed and what it must cover.
@@ -161,13 +167,14 @@ pub mod rng;
 pub mod sabotage;
 pub mod snapshot;
 pub mod testkit;
+mod transfer;
 pub mod types;
 
 pub use action::{Action, Event, ReadPurpose, ReadRequest, RoleKind};
 pub use config::Config;
 pub use error::{
     ConfigError, MembershipError, ProposeError, ReadIndexError, ReportError, RestoreError,
-    StepError,
+    StepError, TransferError,
 };
 pub use log::LogState;
 pub use membership::{Membership, MembershipChange};

@@ -6,13 +6,13 @@
 //! campaign (a new node catches up as a learner, so it cannot stall commits while it does).
 //!
 //! ## Changes travel in the log, and take effect when appended
-//! A membership change is a log entry ([`Payload::Membership`](crate::Payload::Membership))
+//! A membership change is a log entry ([`Payload::Membership`])
 //! holding the whole new configuration. Every node uses the configuration of the **latest such
 //! entry in its log, committed or not** (thesis §4.1): the leader from the moment it appends the
 //! entry, a follower from the moment it merges it. If the entry is truncated away (it was never
 //! committed, and a new leader overwrote it), the node falls back to the configuration before
 //! it. That is why a node remembers every configuration entry after its latest snapshot
-//! ([`MembershipLog`]), and why the driver hands them back at restart
+//! (`MembershipLog`), and why the driver hands them back at restart
 //! ([`Restored::memberships`](crate::Restored::memberships)).
 //!
 //! ## One voter at a time, or joint consensus
@@ -34,6 +34,15 @@
 //!   bug Ongaro described on raft-dev in 2015).
 //! - No change while a leadership transfer is under way.
 //! - A learner is promoted only once it is close behind the leader (`Config::max_learner_lag`).
+//!
+//! ## Learners answer vote requests
+//! A learner never campaigns and never counts toward a quorum, but it does answer `Vote` and
+//! `PreVote` requests like anyone else (etcd's learners do the same): a candidate counts only
+//! the votes of its own configuration's voters, so a learner's vote counts exactly when the
+//! candidate knows it was promoted. Refusing would deadlock a cluster whose promotion entry
+//! reached the candidate but not the promoted node: in a one-voter cluster promoting its
+//! learner, a leader that crashes right after appending the promotion needs the learner's vote
+//! to ever be elected again, and the learner could never receive the entry without a leader.
 //!
 //! A leader that is not a voter of the configuration it commits steps down once it is committed
 //! (thesis §4.2.2): until then it keeps replicating and committing, without counting itself in
@@ -331,6 +340,9 @@ impl Node {
         let Role::Leader(leader) = &self.role else {
             return Err(MembershipError::NotLeader { leader: self.leader(), term: self.term });
         };
+        if let Some(transfer) = &leader.transfer {
+            return Err(MembershipError::TransferInProgress { target: transfer.target });
+        }
         let (latest, _) = self.memberships.latest();
         if latest > commit || self.membership.is_joint() {
             return Err(MembershipError::ChangeInProgress { index: latest });
@@ -399,6 +411,12 @@ impl Node {
         }
         self.membership = membership.clone();
         self.events.push(Event::MembershipChanged { index, membership });
+        // A transfer to a node no longer a voter cannot complete.
+        if let Some(target) = self.transfer_target()
+            && !self.membership.voters.contains(&target)
+        {
+            self.abort_transfer();
+        }
     }
 
     /// The leader's duties once its commit index advanced: leave a committed joint
@@ -416,8 +434,9 @@ impl Node {
         } else if !membership.voters.contains(&self.config.id) {
             // No longer a voter, it must not lead; the remaining voters elect a leader among
             // themselves (it is not a voter, so it never campaigns again). Its last Appends tell
-            // them the commit index first.
+            // them the commit index first, and a caught-up voter is invited to campaign at once.
             self.replicate_all();
+            self.hand_over_before_stepping_down();
             self.become_follower(self.term, None);
         }
     }

@@ -48,6 +48,9 @@ pub enum Body {
         last_index: Index,
         /// The term of the last entry in the candidate's log (Raft §5.4.1).
         last_term: Term,
+        /// The candidate campaigns because the leader asked it to (`TimeoutNow`, a leadership
+        /// transfer, thesis §3.10): voters grant it even within their leader's lease.
+        transfer: bool,
     },
     /// The answer to a `Vote`; a grant is sent only after the vote is durable.
     VoteResponse {
@@ -87,9 +90,12 @@ pub enum Body {
     /// It is answered, like an `Append`, with an `AppendResponse`: accepted at the snapshot's
     /// index once installed, or at the follower's own commit index if the offer is stale.
     InstallSnapshot {
-        /// The snapshot offered: its last index and term, and the voters as of that index.
+        /// The snapshot offered: its last index and term, and the membership as of that index.
         meta: SnapshotMeta,
     },
+    /// Campaign now, for the next term, without pre-vote: the leader hands you leadership
+    /// (thesis §3.10). Sent by the leader once the receiver's log matches its whole log.
+    TimeoutNow,
 }
 
 /// How a follower answered an `Append`.
@@ -126,7 +132,12 @@ impl fmt::Display for Message {
             Body::PreVoteResponse { granted } => {
                 write!(f, "PreVoteResponse {}", if *granted { "granted" } else { "rejected" })
             }
-            Body::Vote { last_index, last_term } => write!(f, "Vote last={last_index}@{last_term}"),
+            Body::Vote { last_index, last_term, transfer: false } => {
+                write!(f, "Vote last={last_index}@{last_term}")
+            }
+            Body::Vote { last_index, last_term, transfer: true } => {
+                write!(f, "Vote last={last_index}@{last_term} transfer")
+            }
             Body::VoteResponse { granted } => {
                 write!(f, "VoteResponse {}", if *granted { "granted" } else { "rejected" })
             }
@@ -157,6 +168,7 @@ impl fmt::Display for Message {
                 write!(f, "HeartbeatResponse round={read_round}")
             }
             Body::InstallSnapshot { meta } => write!(f, "InstallSnapshot {meta}"),
+            Body::TimeoutNow => write!(f, "TimeoutNow"),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::progress::Progress;
 use crate::read_index::ReadRounds;
 use crate::rng::Rng;
 use crate::snapshot::SnapshotMeta;
+use crate::transfer::Transfer;
 use crate::types::{Entry, HardState, Index, NodeId, Payload, Term};
 
 /// What a node restarts from: everything its driver kept durable. `Restored::default()` is a
@@ -104,6 +105,8 @@ pub(crate) struct Leader {
     pub(crate) term_start: Index,
     /// Linearizable reads waiting for leadership to be confirmed.
     pub(crate) reads: ReadRounds,
+    /// The leadership transfer under way, if any (see `transfer.rs`).
+    pub(crate) transfer: Option<Transfer>,
 }
 
 /// The role a node plays, with the state only that role has.
@@ -429,8 +432,11 @@ impl Node {
     /// Proposes a command. On the leader it is appended to the log and its index returned; it
     /// is committed once a quorum holds it durably, and then comes back in an `Apply`.
     pub fn propose(&mut self, command: Bytes) -> Result<Index, ProposeError> {
-        if !matches!(self.role, Role::Leader(_)) {
+        let Role::Leader(leader) = &self.role else {
             return Err(ProposeError::NotLeader { leader: self.leader(), term: self.term });
+        };
+        if let Some(transfer) = &leader.transfer {
+            return Err(ProposeError::TransferInProgress { target: transfer.target });
         }
         Ok(self.append_as_leader(Payload::Command(command)))
     }
@@ -461,9 +467,10 @@ impl Node {
             Body::PreVote { last_index, last_term } => {
                 self.handle_vote_request(message.from, message.term, last_index, last_term, true);
             }
-            Body::Vote { last_index, last_term } => {
+            Body::Vote { last_index, last_term, .. } => {
                 self.handle_vote_request(message.from, message.term, last_index, last_term, false);
             }
+            Body::TimeoutNow => self.handle_timeout_now(message.from),
             Body::PreVoteResponse { granted } => {
                 self.handle_vote_response(message.from, message.term, granted, true);
             }
@@ -547,7 +554,7 @@ impl Node {
         if self.config.pre_vote {
             self.become_pre_candidate();
         } else {
-            self.become_candidate();
+            self.become_candidate(false);
         }
     }
 
@@ -645,9 +652,12 @@ impl Node {
     /// from a live leader within the election timeout ignores vote requests (thesis §4.2.3): a
     /// rejoining node must not depose a leader a quorum still follows. A pre-vote and a granted
     /// pre-vote answer carry a proposed term, not one anybody holds, so they are handled in
-    /// ours. Everything else makes us adopt the newer term (Raft §5.1).
+    /// ours. A vote request marked as a leadership transfer is never ignored: the leader asked
+    /// for it (thesis §3.10). Everything else makes us adopt the newer term (Raft §5.1).
     fn higher_term_rule(&self, message: &Message) -> HigherTerm {
         match message.body {
+            // A vote request for a leadership transfer was invited by the leader itself.
+            Body::Vote { transfer: true, .. } => HigherTerm::Adopt,
             Body::Vote { .. } | Body::PreVote { .. } if self.in_leader_lease() => {
                 HigherTerm::Ignore
             }
@@ -672,6 +682,7 @@ impl Node {
             }
             Body::PreVote { .. } => Body::PreVoteResponse { granted: false },
             Body::Vote { .. } => Body::VoteResponse { granted: false },
+            // Responses, and a TimeoutNow from a deposed leader, need no answer.
             _ => return,
         };
         self.send(message.from, body);
@@ -772,6 +783,7 @@ impl Node {
             heartbeat_elapsed: 0,
             term_start: next_index,
             reads: ReadRounds::default(),
+            transfer: None,
         });
         self.election_elapsed = 0;
         self.events.push(Event::RoleChanged { role: RoleKind::Leader, term: self.term });

@@ -151,6 +151,7 @@ impl Node {
                     });
                 }
                 if progress.acknowledged(match_index) {
+                    self.transfer_progressed(from);
                     self.maybe_commit();
                 }
             }

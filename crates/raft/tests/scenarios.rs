@@ -32,6 +32,9 @@
 //!   is one id or several joined by `/` (`add_voter=4/5`); then lets the node act once. Prints
 //!   the configuration entry appended, or why the change was refused.
 //! - `membership [ID...]`: the configuration in force on each node (all by default).
+//! - `transfer ID [to=ID]`: asks the leader to transfer leadership (`Node::transfer_leadership`)
+//!   to the node named, or to the most up-to-date voter; then lets it act once. Prints the
+//!   target, or why the transfer was refused.
 //! - `read ID CONTEXT...`: asks the node for linearizable reads (`Node::read_index`), one per
 //!   context number, then lets it act once. `n1 read ready at 5: [1, 2]` says reads 1 and 2 may
 //!   be served once index 5 is applied; `n1 read failed: [3]` that read 3 lost its leader.
@@ -39,7 +42,7 @@
 //!   (all of them, or the first K), oldest first; each receiver acts before the next delivery.
 //!   Messages sent meanwhile stay in flight. `T` is a message name: `PreVote`,
 //!   `PreVoteResponse`, `Vote`, `VoteResponse`, `Append`, `AppendResponse`, `Heartbeat`,
-//!   `HeartbeatResponse`, `InstallSnapshot`.
+//!   `HeartbeatResponse`, `InstallSnapshot`, `TimeoutNow`.
 //! - `drop`, `duplicate`, `reorder`, with the same filters: lose the matching messages; send a
 //!   copy of each again (behind everything in flight); reverse their order among themselves.
 //! - `stabilize`: delivers and acts until no message is in flight (no ticks pass).
@@ -157,6 +160,12 @@ enum Command {
     },
     /// `membership [ID...]`
     Membership(#[arg(optional)] Vec<u64>),
+    /// `transfer ID [to=ID]`
+    Transfer {
+        id: u64,
+        #[arg(key)]
+        to: Option<u64>,
+    },
     /// `read ID CONTEXT...`
     Read { id: u64, contexts: Vec<u64> },
     /// `deliver [from=ID] [to=ID] [type=T] [count=K]`
@@ -206,7 +215,7 @@ enum Command {
 }
 
 /// The names of message bodies, as `type=` filters spell them.
-const MESSAGE_TYPES: [&str; 9] = [
+const MESSAGE_TYPES: [&str; 10] = [
     "PreVote",
     "PreVoteResponse",
     "Vote",
@@ -216,6 +225,7 @@ const MESSAGE_TYPES: [&str; 9] = [
     "Heartbeat",
     "HeartbeatResponse",
     "InstallSnapshot",
+    "TimeoutNow",
 ];
 
 /// The name of a message body, as the trace and `type=` filters spell it.
@@ -230,6 +240,7 @@ fn type_name(body: &Body) -> &'static str {
         Body::Heartbeat { .. } => "Heartbeat",
         Body::HeartbeatResponse { .. } => "HeartbeatResponse",
         Body::InstallSnapshot { .. } => "InstallSnapshot",
+        Body::TimeoutNow => "TimeoutNow",
     }
 }
 
@@ -330,6 +341,7 @@ impl goldenscript::Runner for Runner {
                             "{id} refused a proposal: not leader (leader={} term={term})",
                             name(leader)
                         )?,
+                        Err(error) => writeln!(output, "{id} refused a proposal: {error}")?,
                     }
                 }
                 cluster.process(id);
@@ -379,6 +391,14 @@ impl goldenscript::Runner for Runner {
                         writeln!(output, "{id}: {membership}")?;
                     }
                 }
+            }
+            Command::Transfer { id, to } => {
+                let id = live_node(cluster, *id)?;
+                match cluster.node_mut(id).transfer_leadership(to.map(NodeId)) {
+                    Ok(target) => writeln!(output, "{id} transfers leadership to {target}")?,
+                    Err(error) => writeln!(output, "{id} refused the transfer: {error}")?,
+                }
+                cluster.process(id);
             }
             Command::Read { id, contexts } => {
                 let id = live_node(cluster, *id)?;

@@ -544,6 +544,10 @@ impl Runtime {
                     // Not a failure: the HTTP layer forwards the write to the leader.
                     let _ = reply.send(Err(self.not_leader(leader)));
                 }
+                Err(skiff_raft::ProposeError::TransferInProgress { .. }) => {
+                    // Leadership is moving: no leader to forward to yet, the client retries.
+                    let _ = reply.send(Err(self.not_leader(None)));
+                }
             },
             Request::Read { reply } => {
                 let context = self.next_read;
@@ -873,6 +877,9 @@ impl Runtime {
                 tracing::info!(%index, %membership, "membership changed");
                 self.latest_configuration = index;
                 self.reconcile_peers();
+            }
+            Event::TransferAborted { target } => {
+                tracing::info!(target = target.0, "leadership transfer aborted");
             }
         }
     }

@@ -118,7 +118,8 @@ fn every_kind(from: u64, to: u64) -> Vec<Message> {
     let bodies = vec![
         Body::PreVote { last_index: Index(7), last_term: Term(2) },
         Body::PreVoteResponse { granted: true },
-        Body::Vote { last_index: Index(7), last_term: Term(2) },
+        Body::Vote { last_index: Index(7), last_term: Term(2), transfer: true },
+        Body::TimeoutNow,
         Body::VoteResponse { granted: false },
         Body::Append {
             prev_index: Index(7),

@@ -616,6 +616,8 @@ impl Simulation {
                 self.take_and_perform(id);
             }
             Err(ProposeError::NotLeader { leader, .. }) => self.not_leader(id, request, leader),
+            // The simulator starts no transfers; were one under way, the client retries.
+            Err(ProposeError::TransferInProgress { .. }) => self.not_leader(id, request, None),
         }
     }
 

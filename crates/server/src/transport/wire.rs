@@ -45,9 +45,11 @@ pub fn encode(message: Message) -> proto::Message {
         Body::PreVoteResponse { granted } => {
             WireBody::PreVoteResponse(proto::PreVoteResponse { granted })
         }
-        Body::Vote { last_index, last_term } => {
-            WireBody::Vote(proto::Vote { last_index: last_index.0, last_term: last_term.0 })
-        }
+        Body::Vote { last_index, last_term, transfer } => WireBody::Vote(proto::Vote {
+            last_index: last_index.0,
+            last_term: last_term.0,
+            transfer,
+        }),
         Body::VoteResponse { granted } => WireBody::VoteResponse(proto::VoteResponse { granted }),
         Body::Append { prev_index, prev_term, entries, commit } => {
             WireBody::Append(proto::Append {
@@ -77,6 +79,7 @@ pub fn encode(message: Message) -> proto::Message {
                 outgoing,
             })
         }
+        Body::TimeoutNow => WireBody::TimeoutNow(proto::TimeoutNow {}),
     };
     proto::Message { term: message.term.0, body: Some(body) }
 }
@@ -102,8 +105,8 @@ fn decode_body(body: WireBody) -> Result<Body, WireError> {
         WireBody::PreVoteResponse(proto::PreVoteResponse { granted }) => {
             Body::PreVoteResponse { granted }
         }
-        WireBody::Vote(proto::Vote { last_index, last_term }) => {
-            Body::Vote { last_index: Index(last_index), last_term: Term(last_term) }
+        WireBody::Vote(proto::Vote { last_index, last_term, transfer }) => {
+            Body::Vote { last_index: Index(last_index), last_term: Term(last_term), transfer }
         }
         WireBody::VoteResponse(proto::VoteResponse { granted }) => Body::VoteResponse { granted },
         WireBody::Append(proto::Append { prev_index, prev_term, entries, commit }) => {
@@ -138,6 +141,7 @@ fn decode_body(body: WireBody) -> Result<Body, WireError> {
                 meta: SnapshotMeta { index: Index(index), term: Term(term), membership },
             }
         }
+        WireBody::TimeoutNow(proto::TimeoutNow {}) => Body::TimeoutNow,
     })
 }
 
@@ -236,7 +240,8 @@ mod tests {
             message(3, Body::PreVote { last_index: Index(7), last_term: Term(2) }),
             message(3, Body::PreVoteResponse { granted: true }),
             message(3, Body::PreVoteResponse { granted: false }),
-            message(4, Body::Vote { last_index: Index(0), last_term: Term(0) }),
+            message(4, Body::Vote { last_index: Index(0), last_term: Term(0), transfer: false }),
+            message(4, Body::Vote { last_index: Index(9), last_term: Term(3), transfer: true }),
             message(4, Body::VoteResponse { granted: true }),
             message(4, Body::VoteResponse { granted: false }),
             message(
@@ -311,6 +316,7 @@ mod tests {
                     },
                 },
             ),
+            message(7, Body::TimeoutNow),
         ]
     }
 
@@ -428,9 +434,8 @@ mod tests {
                 last_term: Term(term)
             }),
             any::<bool>().prop_map(|granted| Body::PreVoteResponse { granted }),
-            (any::<u64>(), any::<u64>()).prop_map(|(index, term)| Body::Vote {
-                last_index: Index(index),
-                last_term: Term(term)
+            (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(index, term, transfer)| {
+                Body::Vote { last_index: Index(index), last_term: Term(term), transfer }
             }),
             any::<bool>().prop_map(|granted| Body::VoteResponse { granted }),
             (any::<u64>(), any::<u64>(), proptest::collection::vec(entry, 0..8), any::<u64>())
@@ -462,6 +467,7 @@ mod tests {
                     meta: SnapshotMeta { index: Index(index), term: Term(term), membership },
                 }
             }),
+            Just(Body::TimeoutNow),
         ];
         (1..=u64::MAX, 1..=u64::MAX, any::<u64>(), body).prop_map(|(from, to, term, body)| {
             Message { from: NodeId(from), to: NodeId(to), term: Term(term), body }
