@@ -30,6 +30,8 @@ struct Cluster {
     clients: Vec<SocketAddr>,
     /// The processes, `None` while a node is down.
     children: Vec<Option<Child>>,
+    /// `--election-timeout`, in milliseconds.
+    election_ms: u64,
 }
 
 impl Drop for Cluster {
@@ -48,6 +50,7 @@ impl Cluster {
             peer_addrs: free_addrs(size),
             clients: free_addrs(size),
             children: (0..size).map(|_| None).collect(),
+            election_ms: 200,
         }
     }
 
@@ -74,7 +77,8 @@ impl Cluster {
             .args(["--client-addr", &self.client(id).to_string()])
             .args(["--peer-addr", &self.peer_addrs[id as usize - 1].to_string()])
             .args(["--peers", &self.peers(peers)])
-            .args(["--heartbeat-interval", "20", "--election-timeout", "200"])
+            .args(["--heartbeat-interval", "20", "--election-timeout"])
+            .arg(self.election_ms.to_string())
             .env("SKIFF_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("a log file handle"))
@@ -268,4 +272,49 @@ fn a_cluster_grows_by_a_learner_promoted_then_loses_a_follower_and_its_leader() 
     let json = status(cluster.client(leader)).expect("the removed node still answers");
     assert_ne!(json["role"], "leader", "{json}");
     assert!(json_number(&json.to_string(), "term").is_some());
+}
+
+#[test]
+fn a_second_change_while_one_is_pending_is_refused_and_the_first_completes_later() {
+    let mut cluster = Cluster::new(4);
+    // A long election timeout keeps the leader leading while its change cannot commit.
+    cluster.election_ms = 2000;
+    for id in 1..=3 {
+        cluster.start(id, &[1, 2, 3], false);
+    }
+    let leader = cluster.leader_among(&[1, 2, 3]);
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    assert_eq!(put(cluster.client(leader), "k", "v").status, 200);
+
+    // With one follower down and node 4 not running, the configuration {1, 2, 3, 4} needs
+    // three of four voters and has two: the change is appended (in force) but cannot commit.
+    cluster.kill(followers[1]);
+    let leader_addr = cluster.client(leader);
+    let add = format!(
+        r#"{{"changes": [{{"action": "add_voter", "id": 4, "peer_addr": "{}"}}]}}"#,
+        cluster.peer_addrs[3]
+    );
+    let first =
+        std::thread::spawn(move || http(leader_addr, "POST", "/v1/members", add.as_bytes()));
+    cluster.wait_for("the change is in force on the leader", || {
+        members(leader_addr).is_some_and(|view| ids(&view["voters"]).contains(&4))
+    });
+    let remove = format!(r#"{{"changes": [{{"action": "remove", "id": {}}}]}}"#, followers[0]);
+    let second =
+        http(leader_addr, "POST", "/v1/members", remove.as_bytes()).expect("the leader answers");
+    assert_eq!(second.status, 409, "{}", second.body);
+    assert!(second.body.contains("change_in_progress"), "{}", second.body);
+
+    // Node 4 comes up (joining) and the follower returns: the change commits.
+    cluster.start(4, &[1, 2, 3, 4], true);
+    cluster.start(followers[1], &[1, 2, 3], false);
+    let first = first.join().expect("the first request's thread").expect("an answer");
+    // The first request may have waited past its timeout; either way the change completes.
+    assert!(first.status == 200 || first.status == 503, "{}", first.body);
+    let new_leader = cluster.leader_among(&[1, 2, 3, 4]);
+    cluster.wait_for("four voters on a committed configuration", || {
+        put(cluster.client(new_leader), "after", "v").status == 200
+            && members(cluster.client(new_leader))
+                .is_some_and(|view| ids(&view["voters"]) == vec![1, 2, 3, 4])
+    });
 }
