@@ -414,6 +414,9 @@ impl Simulation {
             Action::FetchSnapshot { from, meta } => self.fetch_snapshot(id, from, meta),
             Action::Event(event) => {
                 trace!(self.trace, self.now, "{id} {event}");
+                if let CoreEvent::TransferAborted { .. } = event {
+                    self.stats.transfers_aborted += 1;
+                }
                 if let CoreEvent::RoleChanged { role: RoleKind::Leader, .. } = event
                     && let Some((fault, after, elections)) = self.armed_elected.take()
                 {
@@ -616,7 +619,7 @@ impl Simulation {
                 self.take_and_perform(id);
             }
             Err(ProposeError::NotLeader { leader, .. }) => self.not_leader(id, request, leader),
-            // The simulator starts no transfers; were one under way, the client retries.
+            // Leadership is on its way to another node: the client waits a little and retries.
             Err(ProposeError::TransferInProgress { .. }) => self.not_leader(id, request, None),
         }
     }
@@ -736,6 +739,26 @@ impl Simulation {
         self.stats.reads += answers.len() as u64;
         for (request, answer) in answers {
             self.answer(id, request, answer);
+        }
+    }
+
+    /// Asks `leader` to hand leadership to `target` (or to the most up-to-date voter).
+    pub(crate) fn transfer(&mut self, leader: NodeId, target: Option<NodeId>) {
+        let node = self.nodes.get_mut(&leader).expect("a node of the cluster");
+        if node.paused {
+            return;
+        }
+        let Some(core) = node.core.as_mut() else { return };
+        match guarded(leader, || core.transfer_leadership(target)) {
+            Ok(Ok(target)) => {
+                trace!(self.trace, self.now, "{leader} transfers leadership to {target}");
+                self.stats.transfers += 1;
+                self.take_and_perform(leader);
+            }
+            Ok(Err(error)) => {
+                trace!(self.trace, self.now, "{leader} refuses a transfer: {error}");
+            }
+            Err(violation) => self.fail(violation),
         }
     }
 

@@ -175,6 +175,13 @@ pub enum FaultKind {
         /// How long it is cut off.
         lasts: Time,
     },
+    /// An operator asks the leader to hand leadership over (thesis §3.10): to `target`, or with
+    /// `None` to the most up-to-date voter. Not a fault, but it moves leadership at moments no
+    /// failure would, while proposals are refused for its duration.
+    Transfer {
+        /// The node asked for (which may be the leader itself or no voter: then refused).
+        target: Option<NodeId>,
+    },
     /// Arms a trigger: the next node to reach `step` of a snapshot crashes in the middle of
     /// it (the power fails after a random number of its file-system operations, possibly none
     /// or all), and restarts after `down_for`. After the restart it must hold either the old
@@ -200,9 +207,9 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// The kinds in the order of `FaultParameters::weights`.
-    pub const WEIGHT_ORDER: [&'static str; 10] = [
+    pub const WEIGHT_ORDER: [&'static str; 11] = [
         "crash", "pause", "minority", "isolate", "bridge", "one-way", "skew", "trigger", "disk",
-        "snapshot",
+        "snapshot", "transfer",
     ];
 }
 
@@ -263,6 +270,9 @@ impl FaultSchedule {
                         let election = parameters.election_duration().0.max(1_000);
                         let down_for = Time(random.log_uniform(100, election.saturating_mul(4)));
                         FaultKind::CrashInSnapshot { step, down_for }
+                    } else if kind == 10 {
+                        let target = random.chance(0.7).then(|| random.pick(&nodes));
+                        FaultKind::Transfer { target }
                     } else {
                         let shape = Self::shape(random, &nodes, kind);
                         let lasts =
@@ -462,6 +472,12 @@ impl fmt::Display for FaultKind {
             }
             FaultKind::Lag { fallback, lasts } => {
                 write!(f, "lag: cut off follower {fallback} (or the next, if it leads) for {lasts}")
+            }
+            FaultKind::Transfer { target: Some(target) } => {
+                write!(f, "transfer leadership to {target}")
+            }
+            FaultKind::Transfer { target: None } => {
+                write!(f, "transfer leadership to the most up-to-date voter")
             }
             FaultKind::CrashInSnapshot { step, down_for } => {
                 write!(f, "arm: crash the next node in the middle of a {step}, for {down_for}")

@@ -67,6 +67,11 @@ impl Simulation {
             FaultKind::CrashInSnapshot { step, down_for } => {
                 self.armed_snapshot = Some((number, step, down_for));
             }
+            FaultKind::Transfer { target } => {
+                if let Some(leader) = leader {
+                    self.transfer(leader, target);
+                }
+            }
             FaultKind::CrashAfterVote { .. } => self.armed_vote = Some(number),
             FaultKind::CrashAfterElected { elections, after, .. }
             | FaultKind::IsolateAfterElected { elections, after, .. } => {

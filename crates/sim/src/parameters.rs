@@ -94,7 +94,7 @@ pub struct FaultParameters {
     /// The mean time between two faults.
     pub mean_interval: Time,
     /// Relative weights of the fault kinds, in the order of `FaultKind::WEIGHT_ORDER`.
-    pub weights: [u64; 10],
+    pub weights: [u64; 11],
     /// The longest time a crashed node stays down.
     pub down_max: Time,
     /// The longest time a paused node stays paused.
@@ -227,6 +227,10 @@ impl Parameters {
             parameters.faults.weights[9] = random.pick(&[1, 1, 2]);
             parameters.faults.lags = random.pick(&[0, 1, 1, 2, 3]);
         }
+        // Leadership transfers came after snapshots, and are drawn after them.
+        if parameters.faults.weights.iter().any(|&weight| weight > 0) {
+            parameters.faults.weights[10] = random.pick(&[0, 1, 1, 2]);
+        }
         parameters.faults.lag_max = Time(random.log_uniform(1_000_000, 4_000_000));
         parameters
     }
@@ -282,9 +286,10 @@ impl Parameters {
 
     /// Fault rates and the mix of kinds: a few seeds are fault-free, most favour some kinds.
     fn draw_faults(random: &mut Random, election_duration: Time) -> FaultParameters {
-        let mut weights = [0; 10];
+        let mut weights = [0; 11];
         if !random.chance(0.05) {
-            // The last one (crashes in snapshots) is drawn at the very end of the seed.
+            // The last ones (crashes in snapshots, leadership transfers) are drawn at the very
+            // end of the seed.
             for weight in &mut weights[..9] {
                 *weight = random.pick(&[0, 1, 1, 3]);
             }

@@ -74,6 +74,10 @@ pub struct Stats {
     pub runs_with_install: u64,
     /// Runs that ended with final reads of every key (no acknowledged write lost).
     pub final_reads: u64,
+    /// Leadership transfers started.
+    pub transfers: u64,
+    /// Leadership transfers given up after an election timeout.
+    pub transfers_aborted: u64,
 }
 
 impl Stats {
@@ -111,6 +115,8 @@ impl Stats {
         self.lags += other.lags;
         self.runs_with_install += other.runs_with_install;
         self.final_reads += other.final_reads;
+        self.transfers += other.transfers;
+        self.transfers_aborted += other.transfers_aborted;
     }
 }
 

@@ -51,6 +51,8 @@ fn every_seed_of_the_smoke_sweep_passes() {
     assert!(totals.snapshot_crashes > SMOKE_SEEDS / 2, "too few snapshot crashes: {totals:?}");
     assert!(totals.chunks > totals.snapshots_installed * 2, "transfers of one chunk: {totals:?}");
     assert!(totals.final_reads > SMOKE_SEEDS * 9 / 10, "too few final reads: {totals:?}");
+    assert!(totals.transfers > SMOKE_SEEDS, "too few leadership transfers: {totals:?}");
+    assert!(totals.transfers_aborted > 0, "no leadership transfer gave up: {totals:?}");
     assert_eq!(summary.inconclusive, 0, "a linearizability check was inconclusive");
 }
 
