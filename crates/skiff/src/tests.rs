@@ -187,3 +187,55 @@ fn sim_is_unchanged() {
         panic!("not a sim command")
     };
 }
+
+#[test]
+fn cluster_membership_verbs_parse_and_members_render_as_a_table() {
+    let Command::Cluster(args) = parse("skiff cluster add 4 127.0.0.1:32380 --learner") else {
+        panic!("not a cluster command");
+    };
+    let expected = cluster::ClusterCommand::Add {
+        id: 4,
+        peer_addr: "127.0.0.1:32380".to_string(),
+        learner: true,
+    };
+    assert_eq!(args.command, expected);
+    let Command::Cluster(args) = parse("skiff cluster promote 4 -w json") else {
+        panic!("not a cluster command");
+    };
+    assert_eq!(args.command, cluster::ClusterCommand::Promote { id: 4 });
+    assert!(reject("skiff cluster add 4").contains("PEER_ADDR"));
+
+    let members = crate::api::Members {
+        voters: vec![1],
+        learners: vec![4],
+        outgoing: vec![],
+        joint: false,
+        leader: Some(1),
+        members: vec![
+            crate::api::Member {
+                id: 1,
+                role: "voter".to_string(),
+                peer_addr: Some("127.0.0.1:2380".to_string()),
+                client_addr: Some("127.0.0.1:2379".to_string()),
+            },
+            crate::api::Member {
+                id: 4,
+                role: "learner".to_string(),
+                peer_addr: None,
+                client_addr: None,
+            },
+        ],
+    };
+    let table = cluster::render_members(WriteOut::Table, &members, None);
+    let text = String::from_utf8(table.stdout).expect("UTF-8");
+    assert_eq!(
+        text,
+        "ID   ROLE      PEER ADDR        CLIENT ADDR\n\
+         1    voter     127.0.0.1:2380   127.0.0.1:2379\n\
+         4    learner   -                -\n"
+    );
+    let simple =
+        cluster::render_members(WriteOut::Simple, &members, Some("Member 4 added as a learner"));
+    let text = String::from_utf8(simple.stdout).expect("UTF-8");
+    assert!(text.starts_with("Member 4 added as a learner\n1, voter, "), "{text}");
+}
