@@ -44,6 +44,14 @@ pub struct Config {
     pub max_cached_bytes: u64,
     /// At most this many bytes of entries in one `Apply` action (one entry is always allowed).
     pub max_apply_bytes: u64,
+    /// Serve [`Node::lease_read`](crate::Node::lease_read)s (thesis §6.4.1): off by default.
+    /// Lease reads are correct only while the nodes' clocks (their tick rates) drift apart by
+    /// less than `clock_drift_bound` ticks per election timeout; they need `check_quorum`, and
+    /// every node of the cluster must have the same setting (followers protect the lease).
+    pub lease_reads: bool,
+    /// How many ticks the lease is shorter than the election timeout, to absorb clock drift
+    /// between the leader and its followers; below `election_timeout`.
+    pub clock_drift_bound: u32,
     /// A learner is promoted to voter only if its log is at most this many entries behind the
     /// leader's; further behind, it would hold up commits as a voter while catching up.
     pub max_learner_lag: u64,
@@ -57,7 +65,8 @@ pub struct Config {
 impl Config {
     /// A configuration with the defaults used by skiff's server: a 10-tick election timeout
     /// with a 1-tick heartbeat, pre-vote and check-quorum on, 64-entry / 1 MiB appends with a
-    /// window of 32, a 16 MiB cache, and learners promoted when at most 1,000 entries behind.
+    /// window of 32, a 16 MiB cache, learners promoted when at most 1,000 entries behind, and
+    /// lease reads off (with a drift bound of 2 ticks for when they are turned on).
     pub fn new(id: NodeId, voters: impl IntoIterator<Item = NodeId>) -> Config {
         Config {
             id,
@@ -72,6 +81,8 @@ impl Config {
             max_cached_bytes: 16 << 20,
             max_apply_bytes: 1 << 20,
             max_learner_lag: 1000,
+            lease_reads: false,
+            clock_drift_bound: 2,
             seed: id.0,
             sabotage: Sabotage::default(),
         }
@@ -109,6 +120,15 @@ impl Config {
         }
         if self.max_apply_bytes == 0 {
             return invalid("the apply limit must allow at least one entry".into());
+        }
+        if self.clock_drift_bound >= self.election_timeout {
+            return invalid(format!(
+                "the clock drift bound ({}) must be below the election timeout ({})",
+                self.clock_drift_bound, self.election_timeout
+            ));
+        }
+        if self.lease_reads && !self.check_quorum {
+            return invalid("lease reads need check-quorum: followers protect the lease".into());
         }
         Ok(())
     }

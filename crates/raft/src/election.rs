@@ -19,7 +19,8 @@ impl Node {
     pub(crate) fn become_pre_candidate(&mut self) {
         let mut campaign = Campaign::default();
         campaign.votes.insert(self.config.id, true);
-        self.role = Role::PreCandidate(campaign);
+        let previous = std::mem::replace(&mut self.role, Role::PreCandidate(campaign));
+        self.fail_reads_of(previous);
         self.reset_election_timer();
         self.events.push(Event::RoleChanged { role: RoleKind::PreCandidate, term: self.term });
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
@@ -37,7 +38,8 @@ impl Node {
         self.vote = Some(self.config.id);
         let mut campaign = Campaign::default();
         campaign.votes.insert(self.config.id, true);
-        self.role = Role::Candidate(campaign);
+        let previous = std::mem::replace(&mut self.role, Role::Candidate(campaign));
+        self.fail_reads_of(previous);
         self.reset_election_timer();
         self.events.push(Event::TermChanged { term: self.term });
         self.events.push(Event::RoleChanged { role: RoleKind::Candidate, term: self.term });
@@ -138,6 +140,7 @@ impl Node {
             unreachable!("tick_leader is only called on a leader");
         };
         leader.heartbeat_elapsed += 1;
+        leader.reads.tick();
         let heartbeat_due = leader.heartbeat_elapsed >= self.config.heartbeat_interval;
         if heartbeat_due {
             leader.heartbeat_elapsed = 0;
@@ -150,6 +153,7 @@ impl Node {
             }
         }
         if heartbeat_due {
+            self.start_lease_round();
             self.broadcast_heartbeat();
         }
         self.tick_snapshot_offers();

@@ -171,6 +171,38 @@ pub enum MembershipError {
     },
 }
 
+/// Why a lease read ([`Node::lease_read`](crate::Node::lease_read)) was refused. Nothing was
+/// queued; [`Node::read_index`](crate::Node::read_index) still serves the read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum LeaseReadError {
+    /// Only the leader holds a lease; `leader` is the one this node knows of.
+    #[error("not the leader (leader: {leader:?}, term {term})")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+        /// This node's current term.
+        term: Term,
+    },
+    /// Lease reads are off ([`Config::lease_reads`](crate::Config::lease_reads)).
+    #[error("lease reads are disabled")]
+    Disabled,
+    /// The leader's no-op at `index` is not committed yet: until it is, the commit index may
+    /// lag writes its predecessor acknowledged.
+    #[error("the leader has not committed its first entry ({index}) yet")]
+    LeaderNotReady {
+        /// The index of the leader's no-op.
+        index: Index,
+    },
+    /// No quorum acknowledged a heartbeat round recent enough: the lease ran out (or was never
+    /// earned, or was restarted by a configuration change).
+    #[error("the leader's lease has expired")]
+    Expired,
+    /// The leader started a leadership transfer in this term; it serves no lease reads for the
+    /// rest of the term.
+    #[error("a leadership transfer was started in this term")]
+    TransferStarted,
+}
+
 /// Why a message was refused. Messages come from the network: a bad one is an error, never a
 /// panic.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]

@@ -10,7 +10,8 @@
 //!
 //! This crate is the protocol and nothing else: no I/O, no clock, no threads, no async, no
 //! unseeded randomness. A [`Node`] takes inputs — [`Node::tick`], [`Node::step`] (a message),
-//! [`Node::propose`], [`Node::read_index`], [`Node::change_membership`],
+//! [`Node::propose`], [`Node::read_index`] (and [`Node::forward_read_index`],
+//! [`Node::lease_read`]), [`Node::change_membership`],
 //! [`Node::transfer_leadership`], and the driver's reports [`Node::persisted`],
 //! [`Node::entries_read`], [`Node::snapshot_taken`], [`Node::compacted`],
 //! [`Node::snapshot_installed`] and [`Node::snapshot_failed`] — and answers with a batch of
@@ -30,7 +31,8 @@
 //! - `membership.rs`: configurations of voters and learners, and changing them: one voter at a
 //!   time or by joint consensus (thesis §4.3), in force from the moment they are appended.
 //! - `transfer.rs`: leadership transfer (thesis §3.10): catch the target up, then `TimeoutNow`.
-//! - `read_index.rs`: linearizable reads confirmed by a heartbeat round (thesis §6.4), batched.
+//! - `read_index.rs`: linearizable reads confirmed by a heartbeat round (thesis §6.4), batched;
+//!   reads through followers; lease reads (§6.4.1).
 //! - `snapshot.rs`: snapshots, log compaction and InstallSnapshot as a pull (Raft §7).
 //! - `testkit.rs`: an in-memory driver for a whole cluster, for tests, examples and benchmarks.
 //!
@@ -61,10 +63,14 @@
 //!    entry at or below the index of the snapshot the state machine holds (restored from or
 //!    installed): the core hands out none, and an entry handed out before an install and not
 //!    yet applied when the install happens is skipped — the snapshot already contains it.
-//! 6. [`Action::ReadReady`] answers [`Node::read_index`]: serve each of its reads once the state
-//!    machine has applied up to its index (an apply that comes in the same batch counts).
-//!    [`Action::ReadFailed`] means leadership was lost before the read was confirmed: retry it
-//!    at the new leader. The core keeps no timeout for reads; the driver does.
+//! 6. [`Action::ReadReady`] answers [`Node::read_index`], [`Node::forward_read_index`] and
+//!    [`Node::lease_read`]: serve each of its reads once *this node's* state machine has applied
+//!    up to its index (an apply that comes in the same batch counts). [`Action::ReadFailed`]
+//!    means leadership was lost (or, for a follower, its leader) before the read was confirmed:
+//!    retry it at the new leader. The core keeps no timeout for reads; the driver does (a
+//!    follower's request or its answer may be lost). Lease reads are correct only while the
+//!    nodes' tick rates drift apart by less than [`Config::clock_drift_bound`] ticks per
+//!    election timeout: turn [`Config::lease_reads`] on only where that holds, on every node.
 //! 7. [`Action::Event`]s are for observation (logs, metrics, dashboards) and need no action.
 //! 8. Call [`Node::tick`] at a steady rate; election timeouts and heartbeats are in ticks. Feed
 //!    one node's inputs from one thread; [`Node::take_actions`] may follow many inputs, and
@@ -146,10 +152,12 @@
 //! nothing.
 //!
 //! ## Left out for now, with room made for it
-//! Lease reads and reads through followers (ReadIndex is here, in `read_index.rs`). Demoting a voter to a learner in
-//! one step (remove it, then add it as a learner). Snapshot *bytes* are deliberately not here, and never will be: taking,
-//! storing, chunking and checksumming them is the driver's and the WAL's work; the core decides
-//! only when a snapshot is needed and what it must cover.
+//! Demoting a voter to a learner in one step (remove it, then add it as a learner). Lease reads
+//! at followers (a follower asks the leader, as for ReadIndex). Keeping a removed node informed
+//! of its removal: the leader stops replicating to it at once (pre-vote and leader stickiness
+//! keep it harmless; its driver stops it). Snapshot *bytes* are deliberately not here, and never
+//! will be: taking, storing, chunking and checksumming them is the driver's and the WAL's work;
+//! the core decides only when a snapshot is needed and what it must cover.
 
 pub mod action;
 pub mod config;
@@ -173,8 +181,8 @@ pub mod types;
 pub use action::{Action, Event, ReadPurpose, ReadRequest, RoleKind};
 pub use config::Config;
 pub use error::{
-    ConfigError, MembershipError, ProposeError, ReadIndexError, ReportError, RestoreError,
-    StepError, TransferError,
+    ConfigError, LeaseReadError, MembershipError, ProposeError, ReadIndexError, ReportError,
+    RestoreError, StepError, TransferError,
 };
 pub use log::LogState;
 pub use membership::{Membership, MembershipChange};

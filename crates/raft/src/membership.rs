@@ -386,8 +386,12 @@ impl Node {
         index
     }
 
-    /// The configuration entry a node must use: the latest in its log.
+    /// The configuration entry a node must use: the latest in its log, or — with the
+    /// `apply_membership_at_commit` defect — the latest committed one.
     fn membership_in_force(&self) -> (Index, &Membership) {
+        if self.config.sabotage.apply_membership_at_commit {
+            return self.memberships.at(self.log.commit().max(self.snapshot_index()));
+        }
         self.memberships.latest()
     }
 
@@ -408,6 +412,9 @@ impl Node {
             for peer in &self.peers {
                 leader.progress.entry(*peer).or_insert_with(|| Progress::new(next_index));
             }
+            // A lease earned under the old configuration says nothing about the new one's
+            // quorums: wait for acknowledgements of rounds sent from now on.
+            leader.reads.restart_lease();
         }
         self.membership = membership.clone();
         self.events.push(Event::MembershipChanged { index, membership });

@@ -93,6 +93,20 @@ pub enum Body {
         /// The snapshot offered: its last index and term, and the membership as of that index.
         meta: SnapshotMeta,
     },
+    /// A follower asks its leader for a read index on behalf of reads it will serve itself
+    /// (thesis §6.4). Answered with a `ReadIndexResponse` once the leader has confirmed its
+    /// leadership with a heartbeat round, or at once with a refusal if it does not lead.
+    ReadIndex {
+        /// The follower's number for the request, echoed in the answer.
+        request: u64,
+    },
+    /// The answer to a `ReadIndex`.
+    ReadIndexResponse {
+        /// The request answered.
+        request: u64,
+        /// The read index, or `None` if the sender does not lead (or stopped leading first).
+        index: Option<Index>,
+    },
     /// Campaign now, for the next term, without pre-vote: the leader hands you leadership
     /// (thesis §3.10). Sent by the leader once the receiver's log matches its whole log.
     TimeoutNow,
@@ -169,6 +183,13 @@ impl fmt::Display for Message {
             }
             Body::InstallSnapshot { meta } => write!(f, "InstallSnapshot {meta}"),
             Body::TimeoutNow => write!(f, "TimeoutNow"),
+            Body::ReadIndex { request } => write!(f, "ReadIndex request={request}"),
+            Body::ReadIndexResponse { request, index: Some(index) } => {
+                write!(f, "ReadIndexResponse request={request} index={index}")
+            }
+            Body::ReadIndexResponse { request, index: None } => {
+                write!(f, "ReadIndexResponse request={request} refused")
+            }
         }
     }
 }

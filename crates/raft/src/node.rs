@@ -91,6 +91,11 @@ pub(crate) struct Follower {
     pub(crate) matched: Index,
     /// The match index last acknowledged to the leader.
     pub(crate) acknowledged: Index,
+    /// Reads asked of this follower ([`Node::forward_read_index`]) not yet sent to the leader;
+    /// they go in one `ReadIndex` request when the action batch is assembled.
+    pub(crate) unsent_reads: Vec<u64>,
+    /// Reads sent to the leader, by request number, waiting for its `ReadIndexResponse`.
+    pub(crate) forwarded_reads: BTreeMap<u64, Vec<u64>>,
 }
 
 /// A leader's own state.
@@ -193,6 +198,12 @@ pub struct Node {
     pub(crate) fetch: Option<(NodeId, SnapshotMeta)>,
     /// Whether an `Apply` read is outstanding.
     pub(crate) apply_reading: bool,
+    /// The number of the last `ReadIndex` request this node sent as a follower; never reused,
+    /// so a late answer cannot be taken for another request's.
+    pub(crate) next_read_request: u64,
+    /// With lease reads, the ticks left during which this node, just started, ignores vote
+    /// requests: it may have acknowledged a leader's lease before it crashed.
+    pub(crate) startup_lease_guard: u32,
     /// Ticks since the last reset: the election timer for followers and candidates, the
     /// check-quorum period for leaders.
     pub(crate) election_elapsed: u32,
@@ -261,6 +272,8 @@ impl Node {
             fetching: None,
             fetch: None,
             apply_reading: false,
+            next_read_request: 0,
+            startup_lease_guard: if config.lease_reads { config.election_timeout } else { 0 },
             election_elapsed: 0,
             randomized_timeout,
             rng,
@@ -418,6 +431,7 @@ impl Node {
     /// One tick of logical time: drives election timeouts, heartbeats and check-quorum.
     pub fn tick(&mut self) {
         self.election_elapsed += 1;
+        self.startup_lease_guard = self.startup_lease_guard.saturating_sub(1);
         if matches!(self.role, Role::Leader(_)) {
             self.tick_leader();
         } else if self.election_elapsed >= self.randomized_timeout {
@@ -471,6 +485,10 @@ impl Node {
                 self.handle_vote_request(message.from, message.term, last_index, last_term, false);
             }
             Body::TimeoutNow => self.handle_timeout_now(message.from),
+            Body::ReadIndex { request } => self.handle_read_index_request(message.from, request),
+            Body::ReadIndexResponse { request, index } => {
+                self.handle_read_index_response(message.from, request, index);
+            }
             Body::PreVoteResponse { granted } => {
                 self.handle_vote_response(message.from, message.term, granted, true);
             }
@@ -565,6 +583,7 @@ impl Node {
         if matches!(self.role, Role::Leader(_)) {
             self.replicate_all();
         }
+        self.send_forwarded_reads();
         self.release_applies();
         let hard_state = HardState { term: self.term, vote: self.vote };
         let hard_state_changed = hard_state != self.persisted_hard_state;
@@ -666,11 +685,12 @@ impl Node {
         }
     }
 
-    /// Whether this node heard from a leader (or is one) within the election timeout.
+    /// Whether this node heard from a leader (or is one) within the election timeout — or,
+    /// with lease reads, started less than an election timeout ago (see `read_index.rs`).
     fn in_leader_lease(&self) -> bool {
-        self.config.check_quorum
-            && self.leader().is_some()
-            && self.election_elapsed < self.config.election_timeout
+        let heard_from_leader =
+            self.leader().is_some() && self.election_elapsed < self.config.election_timeout;
+        self.config.check_quorum && (heard_from_leader || self.startup_lease_guard > 0)
     }
 
     /// Answers a message from an older term with one that carries our term, so a deposed leader
@@ -682,6 +702,7 @@ impl Node {
             }
             Body::PreVote { .. } => Body::PreVoteResponse { granted: false },
             Body::Vote { .. } => Body::VoteResponse { granted: false },
+            Body::ReadIndex { request } => Body::ReadIndexResponse { request, index: None },
             // Responses, and a TimeoutNow from a deposed leader, need no answer.
             _ => return,
         };
@@ -715,18 +736,30 @@ impl Node {
             &mut self.role,
             Role::Follower(Follower { leader, ..Follower::default() }),
         );
-        if let Role::Leader(deposed) = previous {
-            let contexts = deposed.reads.unconfirmed();
-            if !contexts.is_empty() {
-                self.ready_reads.push(Action::ReadFailed { contexts });
-            }
-        }
+        self.fail_reads_of(previous);
         self.reset_election_timer();
         if previous_role != RoleKind::Follower || term_changed {
             self.events.push(Event::RoleChanged { role: RoleKind::Follower, term });
         }
         if previous_leader != leader || term_changed {
             self.events.push(Event::LeaderChanged { leader, term });
+        }
+    }
+
+    /// Fails the reads a role was waiting on, as it is left: a leader's unconfirmed reads, and
+    /// a follower's reads sent to (or meant for) its leader — with another role, term or
+    /// leader, their answers would never come or could not be trusted.
+    pub(crate) fn fail_reads_of(&mut self, previous: Role) {
+        match previous {
+            Role::Leader(deposed) => self.fail_reads(deposed.reads.unconfirmed()),
+            Role::Follower(follower) => {
+                let mut contexts = follower.unsent_reads;
+                contexts.extend(follower.forwarded_reads.into_values().flatten());
+                if !contexts.is_empty() {
+                    self.ready_reads.push(Action::ReadFailed { contexts });
+                }
+            }
+            Role::PreCandidate(_) | Role::Candidate(_) => {}
         }
     }
 

@@ -243,6 +243,9 @@ impl Node {
     pub(crate) fn advance_commit(&mut self, commit: Index) {
         self.log.commit_to(commit);
         self.events.push(Event::CommitAdvanced { commit });
+        if self.config.sabotage.apply_membership_at_commit {
+            self.refresh_membership();
+        }
         self.membership_committed();
     }
 

@@ -75,6 +75,7 @@ impl Node {
             }
         };
         leader.transfer = Some(Transfer { target, elapsed: 0, timeout_now_sent: false });
+        leader.reads.forbid_lease();
         let caught_up = leader.progress.get(&target).is_some_and(|p| p.match_index == last_index);
         if caught_up {
             self.send_timeout_now();

@@ -17,7 +17,8 @@
 //!
 //! - `cluster nodes=N [pre_vote=B] [check_quorum=B] [election_timeout=T]
 //!   [heartbeat_interval=H] [max_append_entries=E] [max_append_bytes=B]
-//!   [max_inflight_appends=W] [max_cached_bytes=C] [max_learner_lag=L]`: a new cluster of nodes 1..=N with the
+//!   [max_inflight_appends=W] [max_cached_bytes=C] [max_learner_lag=L] [lease_reads=B]
+//!   [clock_drift_bound=D]`: a new cluster of nodes 1..=N with the
 //!   server's default configuration (`Config::new`) changed as given. Node `i` seeds its election
 //!   timeouts with `i`, so runs are reproducible.
 //! - `campaign ID`: the node starts an election now (`Node::campaign`), with pre-vote if on.
@@ -38,11 +39,15 @@
 //! - `read ID CONTEXT...`: asks the node for linearizable reads (`Node::read_index`), one per
 //!   context number, then lets it act once. `n1 read ready at 5: [1, 2]` says reads 1 and 2 may
 //!   be served once index 5 is applied; `n1 read failed: [3]` that read 3 lost its leader.
+//! - `forward_read ID CONTEXT...`: the same through `Node::forward_read_index`: a follower asks
+//!   its leader for the read index, and its own `read ready` line says when it may serve them.
+//! - `lease_read ID CONTEXT...`: reads under the leader's lease (`Node::lease_read`): ready in
+//!   the same batch, or refused with the reason.
 //! - `deliver [from=ID] [to=ID] [type=T] [count=K]`: delivers the messages in flight that match
 //!   (all of them, or the first K), oldest first; each receiver acts before the next delivery.
 //!   Messages sent meanwhile stay in flight. `T` is a message name: `PreVote`,
 //!   `PreVoteResponse`, `Vote`, `VoteResponse`, `Append`, `AppendResponse`, `Heartbeat`,
-//!   `HeartbeatResponse`, `InstallSnapshot`, `TimeoutNow`.
+//!   `HeartbeatResponse`, `InstallSnapshot`, `TimeoutNow`, `ReadIndex`, `ReadIndexResponse`.
 //! - `drop`, `duplicate`, `reorder`, with the same filters: lose the matching messages; send a
 //!   copy of each again (behind everything in flight); reverse their order among themselves.
 //! - `stabilize`: delivers and acts until no message is in flight (no ticks pass).
@@ -133,6 +138,10 @@ enum Command {
         max_cached_bytes: Option<u64>,
         #[arg(key)]
         max_learner_lag: Option<u64>,
+        #[arg(key)]
+        lease_reads: Option<bool>,
+        #[arg(key)]
+        clock_drift_bound: Option<u32>,
     },
     /// `campaign ID`
     Campaign(u64),
@@ -168,6 +177,10 @@ enum Command {
     },
     /// `read ID CONTEXT...`
     Read { id: u64, contexts: Vec<u64> },
+    /// `forward_read ID CONTEXT...`
+    ForwardRead { id: u64, contexts: Vec<u64> },
+    /// `lease_read ID CONTEXT...`
+    LeaseRead { id: u64, contexts: Vec<u64> },
     /// `deliver [from=ID] [to=ID] [type=T] [count=K]`
     Deliver(#[arg(optional)] BTreeMap<String, String>),
     /// `drop [from=ID] [to=ID] [type=T] [count=K]`
@@ -215,7 +228,7 @@ enum Command {
 }
 
 /// The names of message bodies, as `type=` filters spell them.
-const MESSAGE_TYPES: [&str; 10] = [
+const MESSAGE_TYPES: [&str; 12] = [
     "PreVote",
     "PreVoteResponse",
     "Vote",
@@ -226,6 +239,8 @@ const MESSAGE_TYPES: [&str; 10] = [
     "HeartbeatResponse",
     "InstallSnapshot",
     "TimeoutNow",
+    "ReadIndex",
+    "ReadIndexResponse",
 ];
 
 /// The name of a message body, as the trace and `type=` filters spell it.
@@ -241,6 +256,8 @@ fn type_name(body: &Body) -> &'static str {
         Body::HeartbeatResponse { .. } => "HeartbeatResponse",
         Body::InstallSnapshot { .. } => "InstallSnapshot",
         Body::TimeoutNow => "TimeoutNow",
+        Body::ReadIndex { .. } => "ReadIndex",
+        Body::ReadIndexResponse { .. } => "ReadIndexResponse",
     }
 }
 
@@ -415,6 +432,24 @@ impl goldenscript::Runner for Runner {
                 }
                 cluster.process(id);
             }
+            Command::ForwardRead { id, contexts } => {
+                let id = live_node(cluster, *id)?;
+                for &context in contexts {
+                    if let Err(error) = cluster.node_mut(id).forward_read_index(context) {
+                        writeln!(output, "{id} refused read {context}: {error}")?;
+                    }
+                }
+                cluster.process(id);
+            }
+            Command::LeaseRead { id, contexts } => {
+                let id = live_node(cluster, *id)?;
+                for &context in contexts {
+                    if let Err(error) = cluster.node_mut(id).lease_read(context) {
+                        writeln!(output, "{id} refused lease read {context}: {error}")?;
+                    }
+                }
+                cluster.process(id);
+            }
             Command::Deliver(args) => deliver(cluster, &Filter::parse(args)?, &mut output)?,
             Command::Drop(args) => {
                 let filter = Filter::parse(args)?;
@@ -573,6 +608,8 @@ fn build_cluster(command: &Command) -> LocalCluster {
         max_inflight_appends,
         max_cached_bytes,
         max_learner_lag,
+        lease_reads,
+        clock_drift_bound,
     } = command
     else {
         unreachable!("only called for the cluster command");
@@ -587,6 +624,8 @@ fn build_cluster(command: &Command) -> LocalCluster {
         config.max_inflight_appends = max_inflight_appends.unwrap_or(config.max_inflight_appends);
         config.max_cached_bytes = max_cached_bytes.unwrap_or(config.max_cached_bytes);
         config.max_learner_lag = max_learner_lag.unwrap_or(config.max_learner_lag);
+        config.lease_reads = lease_reads.unwrap_or(config.lease_reads);
+        config.clock_drift_bound = clock_drift_bound.unwrap_or(config.clock_drift_bound);
     })
 }
 

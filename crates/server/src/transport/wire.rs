@@ -80,6 +80,13 @@ pub fn encode(message: Message) -> proto::Message {
             })
         }
         Body::TimeoutNow => WireBody::TimeoutNow(proto::TimeoutNow {}),
+        Body::ReadIndex { request } => WireBody::ReadIndex(proto::ReadIndex { request }),
+        Body::ReadIndexResponse { request, index } => {
+            WireBody::ReadIndexResponse(proto::ReadIndexResponse {
+                request,
+                index: index.map(|index| index.0),
+            })
+        }
     };
     proto::Message { term: message.term.0, body: Some(body) }
 }
@@ -142,6 +149,10 @@ fn decode_body(body: WireBody) -> Result<Body, WireError> {
             }
         }
         WireBody::TimeoutNow(proto::TimeoutNow {}) => Body::TimeoutNow,
+        WireBody::ReadIndex(proto::ReadIndex { request }) => Body::ReadIndex { request },
+        WireBody::ReadIndexResponse(proto::ReadIndexResponse { request, index }) => {
+            Body::ReadIndexResponse { request, index: index.map(Index) }
+        }
     })
 }
 
@@ -317,6 +328,9 @@ mod tests {
                 },
             ),
             message(7, Body::TimeoutNow),
+            message(7, Body::ReadIndex { request: 3 }),
+            message(7, Body::ReadIndexResponse { request: 3, index: Some(Index(40)) }),
+            message(7, Body::ReadIndexResponse { request: 4, index: None }),
         ]
     }
 
@@ -468,6 +482,10 @@ mod tests {
                 }
             }),
             Just(Body::TimeoutNow),
+            any::<u64>().prop_map(|request| Body::ReadIndex { request }),
+            (any::<u64>(), any::<Option<u64>>()).prop_map(|(request, index)| {
+                Body::ReadIndexResponse { request, index: index.map(Index) }
+            }),
         ];
         (1..=u64::MAX, 1..=u64::MAX, any::<u64>(), body).prop_map(|(from, to, term, body)| {
             Message { from: NodeId(from), to: NodeId(to), term: Term(term), body }
