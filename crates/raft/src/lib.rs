@@ -68,7 +68,10 @@
 //!    up to its index (an apply that comes in the same batch counts). [`Action::ReadFailed`]
 //!    means leadership was lost (or, for a follower, its leader) before the read was confirmed:
 //!    retry it at the new leader. The core keeps no timeout for reads; the driver does (a
-//!    follower's request or its answer may be lost). Lease reads are correct only while the
+//!    follower's request or its answer may be lost). The contexts given to
+//!    [`Node::forward_read_index`] must never repeat, **not even across restarts** of the node
+//!    (start the counter from the clock, or draw them at random): they name the requests to
+//!    the leader, and an answer to a request sent before a crash may still arrive after it. Lease reads are correct only while the
 //!    nodes' tick rates drift apart by less than [`Config::clock_drift_bound`] ticks per
 //!    election timeout: turn [`Config::lease_reads`] on only where that holds, on every node.
 //! 7. [`Action::Event`]s are for observation (logs, metrics, dashboards) and need no action.

@@ -369,6 +369,22 @@ impl Node {
         Ok(self.append_membership(changed))
     }
 
+    /// Whether this node may campaign: it is a voter of the configuration in force — or, while
+    /// that configuration is not known to be committed, of the committed one before it. A node
+    /// being removed is still needed until its removal commits (thesis §4.2.2): if the leader
+    /// that appended the removal is lost, the remaining voters may hold shorter logs and could
+    /// elect no one without it. Its own vote then counts only where it is a voter of the
+    /// configuration in force. Learners and nodes outside both configurations never campaign.
+    pub fn may_campaign(&self) -> bool {
+        let me = self.config.id;
+        if self.membership.is_voter(me) {
+            return true;
+        }
+        let commit = self.log.commit().max(self.snapshot_index());
+        let (latest, _) = self.memberships.latest();
+        latest > commit && self.memberships.at(commit).1.is_voter(me)
+    }
+
     /// Appends a configuration entry as the leader and puts it in force.
     fn append_membership(&mut self, membership: Membership) -> Index {
         assert!(matches!(self.role, Role::Leader(_)), "only a leader appends configurations");

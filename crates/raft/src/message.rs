@@ -97,7 +97,8 @@ pub enum Body {
     /// (thesis §6.4). Answered with a `ReadIndexResponse` once the leader has confirmed its
     /// leadership with a heartbeat round, or at once with a refusal if it does not lead.
     ReadIndex {
-        /// The follower's number for the request, echoed in the answer.
+        /// The follower's name for the request (the driver's context of its first read, never
+        /// reused), echoed in the answer.
         request: u64,
     },
     /// The answer to a `ReadIndex`.

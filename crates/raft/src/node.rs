@@ -198,9 +198,6 @@ pub struct Node {
     pub(crate) fetch: Option<(NodeId, SnapshotMeta)>,
     /// Whether an `Apply` read is outstanding.
     pub(crate) apply_reading: bool,
-    /// The number of the last `ReadIndex` request this node sent as a follower; never reused,
-    /// so a late answer cannot be taken for another request's.
-    pub(crate) next_read_request: u64,
     /// With lease reads, the ticks left during which this node, just started, ignores vote
     /// requests: it may have acknowledged a leader's lease before it crashed.
     pub(crate) startup_lease_guard: u32,
@@ -272,7 +269,6 @@ impl Node {
             fetching: None,
             fetch: None,
             apply_reading: false,
-            next_read_request: 0,
             startup_lease_guard: if config.lease_reads { config.election_timeout } else { 0 },
             election_elapsed: 0,
             randomized_timeout,
@@ -435,9 +431,9 @@ impl Node {
         if matches!(self.role, Role::Leader(_)) {
             self.tick_leader();
         } else if self.election_elapsed >= self.randomized_timeout {
-            // A node that is not a voter (a learner, a removed node, a node that joined and has
-            // not heard from the cluster) never campaigns: it restarts its timer, which keeps
-            // measuring how long it has not heard from a leader.
+            // A node that may not campaign (a learner, a removed node, a node that joined and
+            // has not heard from the cluster) restarts its timer, which keeps measuring how
+            // long it has not heard from a leader.
             self.election_elapsed = 0;
             self.campaign();
         }
@@ -564,9 +560,9 @@ impl Node {
 
     /// Starts an election now, as if the election timeout had fired (with pre-vote if
     /// configured). Tests use it to pick a leader. Does nothing on a leader, or on a node that
-    /// is not a voter of the configuration in force (learners never campaign).
+    /// may not campaign (see [`Node::may_campaign`]: learners never do).
     pub fn campaign(&mut self) {
-        if matches!(self.role, Role::Leader(_)) || !self.membership.is_voter(self.config.id) {
+        if matches!(self.role, Role::Leader(_)) || !self.may_campaign() {
             return;
         }
         if self.config.pre_vote {

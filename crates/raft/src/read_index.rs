@@ -168,7 +168,8 @@ impl Node {
     /// [`Action::ReadReady`] once the leader has confirmed it — serve the read once *this*
     /// node's state machine has applied up to that index — or an [`Action::ReadFailed`] if the
     /// leader refused or this node lost its leader first. On the leader it is
-    /// [`Node::read_index`]. Refused only when no leader is known.
+    /// [`Node::read_index`]. Refused only when no leader is known. `context` must never have
+    /// been used before by this node, not even before a restart (contract item 6).
     pub fn forward_read_index(&mut self, context: u64) -> Result<(), ReadIndexError> {
         match &mut self.role {
             Role::Leader(_) => {
@@ -368,13 +369,12 @@ impl Node {
     pub(crate) fn send_forwarded_reads(&mut self) {
         let Role::Follower(follower) = &mut self.role else { return };
         let Some(leader) = follower.leader else { return };
-        if follower.unsent_reads.is_empty() {
-            return;
-        }
-        self.next_read_request += 1;
-        let request = self.next_read_request;
+        let Some(&request) = follower.unsent_reads.first() else { return };
+        // The request is named after its first read's context, which the driver never reuses,
+        // not even across restarts (contract item 6): an answer to a request sent before a
+        // crash, still in flight, can then never be taken for a new one's.
         let contexts = std::mem::take(&mut follower.unsent_reads);
-        follower.forwarded_reads.insert(request, contexts);
+        follower.forwarded_reads.entry(request).or_default().extend(contexts);
         self.send(leader, Body::ReadIndex { request });
     }
 

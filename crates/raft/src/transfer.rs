@@ -155,7 +155,7 @@ impl Node {
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
         let from_leader =
             matches!(&self.role, Role::Follower(follower) if follower.leader == Some(from));
-        if !from_leader || !self.membership.is_voter(self.config.id) {
+        if !from_leader || !self.may_campaign() {
             return;
         }
         self.become_candidate(true);
