@@ -71,9 +71,11 @@
 //!    follower's request or its answer may be lost). The contexts given to
 //!    [`Node::forward_read_index`] must never repeat, **not even across restarts** of the node
 //!    (start the counter from the clock, or draw them at random): they name the requests to
-//!    the leader, and an answer to a request sent before a crash may still arrive after it. Lease reads are correct only while the
-//!    nodes' tick rates drift apart by less than [`Config::clock_drift_bound`] ticks per
-//!    election timeout: turn [`Config::lease_reads`] on only where that holds, on every node.
+//!    the leader, and an answer to a request sent before a crash may still arrive after it.
+//!    Lease reads are correct only while the nodes' tick rates drift apart by less than
+//!    [`Config::clock_drift_bound`] ticks per election timeout: turn [`Config::lease_reads`] on
+//!    only where that holds, and on every node (with it, a node ignores vote requests for an
+//!    election timeout after it starts).
 //! 7. [`Action::Event`]s are for observation (logs, metrics, dashboards) and need no action.
 //! 8. Call [`Node::tick`] at a steady rate; election timeouts and heartbeats are in ticks. Feed
 //!    one node's inputs from one thread; [`Node::take_actions`] may follow many inputs, and
@@ -116,8 +118,9 @@
 //!     [`Config::voters`]; start a node that **joins** a running cluster with no voters at all:
 //!     it waits, never campaigning, until the leader has added it with
 //!     [`Node::change_membership`] and replicates the configuration to it. A node removed from
-//!     the configuration is no longer replicated to and never campaigns (a removed leader steps
-//!     down once its removal is committed): its driver may stop it once the removal is applied.
+//!     the configuration is no longer replicated to, and campaigns no more once it knows the
+//!     removal committed (a removed leader steps down then): its driver may stop it once the
+//!     removal is applied.
 //! 14. **Leadership transfer and graceful shutdown**: [`Node::transfer_leadership`] on the
 //!     leader (with no target: the most up-to-date voter). Until it completes, proposals and
 //!     membership changes are refused ([`ProposeError::TransferInProgress`]); it completes when

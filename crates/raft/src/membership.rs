@@ -390,11 +390,23 @@ impl Node {
         assert!(matches!(self.role, Role::Leader(_)), "only a leader appends configurations");
         // One change at a time: two uncommitted configurations could have majorities that do
         // not overlap.
-        let (latest, _) = self.memberships.latest();
+        let (latest, current) = self.memberships.latest();
         assert!(
             latest <= self.log.commit(),
             "a configuration entry appended while the one at {latest} is uncommitted (commit {})",
             self.log.commit()
+        );
+        // Any majority of the old voters must share a node with any majority of the new: at
+        // most one voter changes, or the change goes through (or leaves) a joint configuration
+        // of exactly the two (thesis §4.1, §4.3).
+        let one_voter = !current.is_joint()
+            && !membership.is_joint()
+            && current.voters.symmetric_difference(&membership.voters).count() <= 1;
+        let entering_joint = !current.is_joint() && membership.outgoing == current.voters;
+        let leaving_joint = current.is_joint() && membership == current.leave_joint();
+        assert!(
+            one_voter || entering_joint || leaving_joint,
+            "configuration {membership} cannot follow {current} directly"
         );
         let index = self.append_as_leader(Payload::Membership(membership.clone()));
         self.memberships.append(index, membership);

@@ -1,6 +1,6 @@
 //! The Raft node: its state, its inputs, and the batch of actions it returns.
 //!
-//! State that belongs to one role lives in that role's variant of [`Role`]; everything in
+//! State that belongs to one role lives in that role's variant of `Role`; everything in
 //! [`Node`] itself is meaningful in every role. Elections are in `election.rs`, log replication
 //! in `replication.rs`; this file holds the inputs, the term rules of Raft §5.1 that apply to
 //! every message, the role transitions, and the assembly of the action batch.
