@@ -31,11 +31,11 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use skiff_kv::{Command, MAX_KEY_BYTES, MAX_VALUE_BYTES, Op, Outcome, Session};
-use skiff_raft::{Index, Membership, MembershipChange, MembershipError, NodeId};
+use skiff_raft::{Index, Membership, MembershipChange, MembershipError, NodeId, TransferError};
 
 use crate::members;
 use crate::metrics::Metrics;
-use crate::runtime::{Handle, NodeStatus, ServiceError, SnapshotOutcome, Written};
+use crate::runtime::{Handle, NodeStatus, ServiceError, SnapshotOutcome, Transferred, Written};
 use crate::snapshot::{self, MAX_CHUNK_BYTES, SNAPSHOT_CHUNK_PATH};
 
 /// The header a forwarding follower adds, naming itself.
@@ -109,6 +109,10 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(unavailable, "unavailable", error.to_string())
             }
             ServiceError::Membership(refused) => membership_error(refused),
+            ServiceError::Transfer(refused) => transfer_error(refused),
+            ServiceError::TransferAborted { .. } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "transfer_aborted", error.to_string())
+            }
         }
     }
 }
@@ -125,6 +129,7 @@ pub fn router(handle: Handle, metrics: Arc<Metrics>, id: u64) -> Router {
         .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key).post(post_key))
         .route("/v1/status", get(status))
         .route("/v1/members", get(get_members).post(post_members))
+        .route("/v1/leader/transfer", post(transfer_leader))
         .route("/v1/snapshot", post(take_snapshot))
         .route(SNAPSHOT_CHUNK_PATH, get(snapshot_chunk))
         .route("/metrics", get(metrics_text))
@@ -649,6 +654,7 @@ pub fn status_json(
         "peer_addr": peer_addr,
         "progress": progress,
         "cut_links": status.cut_links.iter().map(|peer| peer.0).collect::<Vec<_>>(),
+        "transfer_target": status.transfer_target.map(|target| target.0),
     })
 }
 
@@ -983,4 +989,125 @@ async fn post_members(
         }
         Err(error) => ApiError::from(error).into_response(),
     }
+}
+
+/// The error for a leadership transfer the leader refused.
+fn transfer_error(refused: &TransferError) -> ApiError {
+    let message = refused.to_string();
+    match refused {
+        TransferError::NotLeader { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message)
+        }
+        TransferError::InProgress { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "transfer_in_progress", message)
+        }
+        TransferError::NotAVoter { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_voter", message)
+        }
+        TransferError::NoTarget => ApiError::new(StatusCode::CONFLICT, "no_target", message),
+        // The runtime answers a transfer to the leader itself as done; kept for completeness.
+        TransferError::TargetIsLeader => {
+            ApiError::new(StatusCode::CONFLICT, "already_leader", message)
+        }
+    }
+}
+
+/// The body of `POST /v1/leader/transfer` (optional: no body, or `{}`, lets the leader pick).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    /// The voter to hand leadership to.
+    to: Option<u64>,
+}
+
+/// How long a transfer may take before the client is answered `503 timeout`: the core gives
+/// it up after an election timeout, which is far below any sensible request timeout, so this
+/// only bounds a node that stepped down and never learned the new leader.
+fn transfer_patience(api: &Api) -> Duration {
+    api.handle.timeout()
+}
+
+/// `POST /v1/leader/transfer`: hands leadership to `to` (or to the most up-to-date voter) and
+/// answers once the new leader is known, or the transfer failed. A follower forwards it to the
+/// leader; a request that reaches a node no longer leading after a forward is answered
+/// `503 no_leader` naming the leader it knows.
+async fn transfer_leader(
+    State(api): State<Api>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let prepared = body_bytes(body).and_then(|body| {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok((TransferBody::default(), body));
+        }
+        let parsed: TransferBody = serde_json::from_slice(&body).map_err(|error| {
+            ApiError::bad_request(format!("the body must be empty or {{\"to\": node id}}: {error}"))
+        })?;
+        Ok((parsed, body))
+    });
+    let (parsed, body) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return error.into_response(),
+    };
+    if parsed.to == Some(0) {
+        return ApiError::bad_request("node id 0 is reserved").into_response();
+    }
+    let target = parsed.to.map(NodeId);
+    let original = Original { method, uri, headers, body };
+    let status = match api.handle.status().await {
+        Ok(status) => status,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    if status.core.leader != Some(status.core.id) {
+        return forward_transfer(&api, original, &status).await;
+    }
+    // A node that is not a member at all is a 404, as for membership changes; a learner (or an
+    // outgoing voter) is the core's 422 not_a_voter.
+    if let Some(target) = target
+        && !status.membership.contains(target)
+    {
+        let message = format!("node {} is not a member", target.0);
+        return ApiError::new(StatusCode::NOT_FOUND, "unknown_node", message).into_response();
+    }
+    match api.handle.transfer_leadership(target, transfer_patience(&api)).await {
+        Ok(transferred) => render_transferred(&api, transferred).await,
+        Err(ServiceError::NotLeader { .. }) => match api.handle.status().await {
+            Ok(status) => forward_transfer(&api, original, &status).await,
+            Err(error) => ApiError::from(error).into_response(),
+        },
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// Forwards a transfer to the leader this node knows; when it cannot (no leader known, or the
+/// request was forwarded already), `503 no_leader` with the leader's id and client address.
+async fn forward_transfer(api: &Api, original: Original, status: &NodeStatus) -> Response {
+    if status.leader_client_addr.is_some() && !original.headers.contains_key(FORWARDED_FROM) {
+        return api.forward_to_leader(original, status.leader_client_addr.clone()).await;
+    }
+    let body = json!({
+        "code": "no_leader",
+        "message": "this node does not lead; ask the leader (or retry once one is known)",
+        "leader": status.core.leader.map(|leader| leader.0),
+        "leader_client_addr": status.leader_client_addr,
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
+/// The answer of a completed transfer: the new leader, its term and client address.
+async fn render_transferred(api: &Api, transferred: Transferred) -> Response {
+    let leader_client_addr = match api.handle.status().await {
+        Ok(status) => status.client_addrs.get(&transferred.leader).cloned(),
+        Err(_) => None,
+    };
+    axum::Json(json!({
+        "leader": transferred.leader.0,
+        "term": transferred.term.0,
+        "previous_leader": transferred.previous_leader.0,
+        "target": transferred.target.0,
+        "leader_client_addr": leader_client_addr,
+    }))
+    .into_response()
 }

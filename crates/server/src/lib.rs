@@ -38,8 +38,13 @@
 //! store, so every node learns it from the log or a snapshot ([`members`]), and the driver keeps
 //! the transport's peers in step with the configuration in force.
 //!
+//! ## Leadership transfer
+//! `POST /v1/leader/transfer` asks the core to hand leadership over and answers once the new
+//! leader is known (`runtime/transfer.rs`); a leader stopped by SIGTERM or Ctrl-C does the same
+//! before it exits (`Server::run`), so a restart of the leader costs no election timeout.
+//!
 //! ## Left out for now
-//! Leadership transfer, lease reads, TLS and authentication. Snapshots are whole-store copies:
+//! Lease reads, TLS and authentication. Snapshots are whole-store copies:
 //! taking one clones the store's map (pointers, not bytes) and holds the driver for that long,
 //! and installing one holds the old and the new store in memory together; an incremental or
 //! copy-on-write store would avoid both.
@@ -55,6 +60,7 @@ pub mod snapshot;
 pub mod transport;
 
 pub use runtime::{
-    Handle, NodeInfo, NodeStatus, ServiceError, SnapshotOutcome, SnapshotPolicy, Written,
+    Handle, NodeInfo, NodeStatus, ServiceError, SnapshotOutcome, SnapshotPolicy, Transferred,
+    Written,
 };
 pub use server::{Server, ServerConfig, cluster_id};

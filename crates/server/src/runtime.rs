@@ -37,7 +37,7 @@ use bytes::Bytes;
 use skiff_kv::{Command, Outcome, Store};
 use skiff_raft::{
     Action, Event, Index, Membership, MembershipChange, MembershipError, Message, Node, NodeId,
-    Payload, ReadIndexError, ReadRequest, RoleKind, Status, Term,
+    Payload, ReadIndexError, ReadRequest, RoleKind, Status, Term, TransferError,
 };
 use skiff_wal::{GroupCommit, Notification, SnapshotFiles, Ticket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -47,9 +47,12 @@ use crate::metrics::Metrics;
 use crate::transport::Transport;
 
 mod snapshot;
+mod transfer;
 
 use snapshot::{SnapshotEvent, Snapshots};
 pub use snapshot::{SnapshotOutcome, SnapshotPolicy};
+use transfer::TransferWaiter;
+pub use transfer::Transferred;
 
 /// Inputs drained per wake-up at most, so a flood of one kind cannot starve the others or
 /// delay the actions without bound.
@@ -80,6 +83,17 @@ pub enum ServiceError {
     /// [`ServiceError::NotLeader`]).
     #[error("{0}")]
     Membership(MembershipError),
+    /// The leader refused a leadership transfer (never `NotLeader`: that is
+    /// [`ServiceError::NotLeader`]).
+    #[error("{0}")]
+    Transfer(TransferError),
+    /// The leadership transfer to `target` did not complete within an election timeout (the
+    /// target is down or cut off, or lost its election); the leader leads on.
+    #[error("the leadership transfer to {target} did not complete within an election timeout")]
+    TransferAborted {
+        /// The node leadership was to be handed to.
+        target: NodeId,
+    },
 }
 
 /// A write applied by the state machine.
@@ -126,6 +140,14 @@ enum Request {
         /// Where the configuration reached goes.
         reply: oneshot::Sender<Result<Membership, ServiceError>>,
     },
+    /// Transfer leadership and answer once it completed or failed (see
+    /// [`Handle::transfer_leadership`]).
+    TransferLeadership {
+        /// The voter to hand leadership to; `None`: the most up-to-date one.
+        target: Option<NodeId>,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<Transferred, ServiceError>>,
+    },
 }
 
 /// What the log's thread reports back to the driver.
@@ -160,6 +182,9 @@ pub struct NodeStatus {
     pub peer_addrs: BTreeMap<NodeId, String>,
     /// The peers whose link this node has cut (fault injection, [`crate::faults`]).
     pub cut_links: BTreeSet<NodeId>,
+    /// The target of the leadership transfer under way, if this node leads and is handing
+    /// over.
+    pub transfer_target: Option<NodeId>,
 }
 
 /// What a node is, for its status page: fixed for its lifetime.
@@ -219,6 +244,17 @@ impl Handle {
         changes: Vec<MembershipChange>,
     ) -> Result<Membership, ServiceError> {
         self.ask(|reply| Request::ChangeMembership { changes, reply }).await?
+    }
+
+    /// Asks the leader to hand leadership to `target` (`None`: the most up-to-date voter) and
+    /// waits, at most `within`, until a newer leader is known here or the core gave the
+    /// transfer up (after an election timeout).
+    pub async fn transfer_leadership(
+        &self,
+        target: Option<NodeId>,
+        within: Duration,
+    ) -> Result<Transferred, ServiceError> {
+        self.ask_within(within, |reply| Request::TransferLeadership { target, reply }).await?
     }
 
     /// Takes a snapshot of everything applied so far and waits until it is durable (or learns
@@ -339,6 +375,8 @@ pub struct Runtime {
     latest_configuration: Index,
     /// Membership changes waiting to complete.
     membership_waiters: Vec<MembershipWaiter>,
+    /// Leadership transfers waiting to complete (`transfer.rs`).
+    transfer_waiters: Vec<TransferWaiter>,
     /// The write-ahead log on its group-commit thread.
     wal: GroupCommit,
     /// The peer transport.
@@ -441,6 +479,7 @@ impl Runtime {
             recorded_addresses,
             latest_configuration: Index(0),
             membership_waiters: Vec::new(),
+            transfer_waiters: Vec::new(),
             wal,
             transport: parts.transport,
             store,
@@ -580,6 +619,9 @@ impl Runtime {
                     }
                 }
             }
+            Request::TransferLeadership { target, reply } => {
+                self.on_transfer_request(target, reply);
+            }
         }
     }
 
@@ -603,6 +645,7 @@ impl Runtime {
             .collect();
         peer_addrs.insert(self.node.id(), self.peer_addr.clone());
         let cut_links = self.transport.cut_links();
+        let transfer_target = self.node.transfer_target();
         NodeStatus {
             core,
             leader_client_addr,
@@ -611,6 +654,7 @@ impl Runtime {
             client_addrs,
             peer_addrs,
             cut_links,
+            transfer_target,
         }
     }
 
@@ -863,8 +907,9 @@ impl Runtime {
             Event::LeaderChanged { leader, term } => {
                 tracing::info!(leader = ?leader.map(|id| id.0), %term, "leader changed");
                 self.metrics.has_leader.set(i64::from(leader.is_some()));
-                if leader.is_some() {
+                if let Some(leader) = leader {
                     self.metrics.leader_changes_seen.inc();
+                    self.transfer_leader_changed(leader, term);
                 }
                 // The leader is talked to even when it is not a member (`members.rs`).
                 self.reconcile_peers();
@@ -878,9 +923,7 @@ impl Runtime {
                 self.latest_configuration = index;
                 self.reconcile_peers();
             }
-            Event::TransferAborted { target } => {
-                tracing::info!(target = target.0, "leadership transfer aborted");
-            }
+            Event::TransferAborted { target } => self.transfer_aborted(target),
         }
     }
 
@@ -904,6 +947,8 @@ impl Runtime {
         for waiter in self.membership_waiters {
             let _ = waiter.reply.send(Err(ServiceError::Unavailable(reason.clone())));
         }
+        // Their handles learn that the node stopped.
+        drop(self.transfer_waiters);
         self.snapshots.stop(&reason);
         self.transport.shutdown().await;
         if failure.is_none() {

@@ -5,7 +5,10 @@
 //! directory is a one-line error naming it), restores the store from the newest snapshot and
 //! the core from what the log recovered (the log after the snapshot is then applied again),
 //! starts the peer transport, the driver, and the HTTP API. [`Server::run`] serves until the
-//! shutdown signal, then stops the HTTP API, the driver (flushing the log) and the transport.
+//! shutdown signal; a leader then hands leadership to the most up-to-date voter (waiting at most
+//! an election timeout and a margin), so the cluster has a new leader at once instead of after an
+//! election timeout; then it stops the HTTP API, the driver (flushing the log) and the
+//! transport.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -16,13 +19,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use skiff_kv::Store;
-use skiff_raft::{Config, Node, NodeId};
+use skiff_raft::{Config, Node, NodeId, TransferError};
 use skiff_wal::{Options, Recovery, StdFs, Wal};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
-use crate::runtime::{Handle, NodeInfo, Parts, Runtime, SnapshotPolicy};
+use crate::runtime::{Handle, NodeInfo, Parts, Runtime, ServiceError, SnapshotPolicy};
 use crate::snapshot;
 use crate::transport::{Transport, TransportConfig, TransportMetrics};
 use crate::{faults, http};
@@ -105,6 +108,8 @@ pub struct Server {
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     /// Tells the driver and the HTTP API to stop.
     stop: watch::Sender<bool>,
+    /// The election timeout: how long the core tries a leadership transfer before giving up.
+    election_timeout: Duration,
 }
 
 impl Server {
@@ -210,7 +215,8 @@ impl Server {
             axum::serve(client_listener, router).with_graceful_shutdown(wait_for(stopped)).await
         });
         tracing::info!(node = config.id.0, %client_addr, %peer_addr, "serving");
-        Ok(Server { handle, client_addr, driver, api, stop })
+        let election_timeout = config.election_timeout;
+        Ok(Server { handle, client_addr, driver, api, stop, election_timeout })
     }
 
     /// The address clients reach this server at.
@@ -231,6 +237,9 @@ impl Server {
             () = &mut shutdown => None,
             result = &mut self.driver => Some(result),
         };
+        if driver_result.is_none() {
+            self.hand_over_leadership().await;
+        }
         let _ = self.stop.send(true);
         let driver_result = match driver_result {
             Some(result) => result,
@@ -244,6 +253,31 @@ impl Server {
         driver_result
             .context("the driver task failed")?
             .context("the write-ahead log failed; the node stopped (restart it to recover)")
+    }
+}
+
+impl Server {
+    /// A graceful stop of a leader (the core's contract item 14): transfer leadership to the
+    /// most up-to-date voter and wait until the new leader is known or the core gave up (after
+    /// an election timeout; the wait is bounded a little above it). A node that does not lead,
+    /// or leads alone, has nothing to hand over.
+    async fn hand_over_leadership(&self) {
+        let Ok(status) = self.handle.status().await else { return };
+        if status.core.leader != Some(status.core.id) {
+            return;
+        }
+        let patience = self.election_timeout * 2 + Duration::from_millis(500);
+        tracing::info!("shutting down: handing leadership over first");
+        match self.handle.transfer_leadership(None, patience).await {
+            Ok(done) => tracing::info!(
+                leader = done.leader.0,
+                term = done.term.0,
+                "shutting down: leadership handed over"
+            ),
+            // A leader alone: nobody to hand over to.
+            Err(ServiceError::Transfer(TransferError::NoTarget)) => {}
+            Err(error) => tracing::warn!(%error, "shutting down without handing leadership over"),
+        }
     }
 }
 

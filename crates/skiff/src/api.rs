@@ -126,6 +126,30 @@ pub struct SnapshotAnswer {
     pub term: Option<u64>,
 }
 
+/// `POST /v1/leader/transfer`: the leader once the transfer completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferAnswer {
+    /// The leader now.
+    pub leader: u64,
+    /// Its term.
+    pub term: u64,
+    /// The leader that handed over.
+    pub previous_leader: u64,
+    /// The voter leadership was handed to (the leader, unless another voter won its election).
+    pub target: u64,
+    /// The new leader's client address, when the node that answered knows it.
+    #[serde(default)]
+    pub leader_client_addr: Option<String>,
+}
+
+/// The body of `POST /v1/leader/transfer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRequest {
+    /// The voter to hand leadership to; absent: the leader picks the most up-to-date one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+}
+
 /// `GET /v1/status`: one node's view of the cluster.
 ///
 /// The fields the commands read are typed; any others the node sends are kept in `other`, so

@@ -55,7 +55,8 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::api::{
     CLIENT_ID_HEADER, CasRequest, DeleteAnswer, ErrorBody, Members, MembersRequest,
-    REVISION_HEADER, SEQUENCE_HEADER, ScanAnswer, SnapshotAnswer, Status, WriteAnswer,
+    REVISION_HEADER, SEQUENCE_HEADER, ScanAnswer, SnapshotAnswer, Status, TransferAnswer,
+    TransferRequest, WriteAnswer,
 };
 use crate::random::Random;
 
@@ -360,6 +361,24 @@ impl Client {
         let call = Call {
             method: Method::POST,
             path: "/v1/members".to_string(),
+            body: Bytes::from(body),
+            session: None,
+        };
+        expect_json("", self.send(&call).await?)
+    }
+
+    /// `POST /v1/leader/transfer`: hands leadership to `to` (the leader's pick when `None`;
+    /// forwarded to the leader by any node) and waits until the new leader is known.
+    pub async fn transfer_leadership(
+        &self,
+        to: Option<u64>,
+    ) -> Result<TransferAnswer, ClientError> {
+        let body = serde_json::to_vec(&TransferRequest { to }).map_err(|error| {
+            ClientError::Usage(format!("cannot encode the transfer request: {error}"))
+        })?;
+        let call = Call {
+            method: Method::POST,
+            path: "/v1/leader/transfer".to_string(),
             body: Bytes::from(body),
             session: None,
         };

@@ -35,12 +35,19 @@
 //! 4    voter     127.0.0.1:32380   127.0.0.1:32379
 //! ```
 //!
-//! Left out for now: `transfer` (leadership transfer), which waits for the core.
+//! `skiff cluster transfer [--to ID]` hands leadership to voter `ID`, or without `--to` to the
+//! voter the leader finds most up to date (`POST /v1/leader/transfer`, through any endpoint),
+//! and prints the new leader once it is known:
+//!
+//! ```text
+//! $ skiff cluster transfer --to 3
+//! Leadership transferred from 1 to 3 (term 4)
+//! ```
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::api::{MemberChange, Members, MembersRequest, SnapshotAnswer, Status};
+use crate::api::{MemberChange, Members, MembersRequest, SnapshotAnswer, Status, TransferAnswer};
 use crate::client::{Client, ClientError};
 use crate::flags::ConnectionArgs;
 use crate::output::{Output, WriteOut, json, table};
@@ -86,6 +93,12 @@ pub enum ClusterCommand {
     },
     /// Show the configuration: each member's role and addresses.
     Members,
+    /// Hand leadership to another voter and wait until it leads.
+    Transfer {
+        /// The voter to hand leadership to [default: the most up-to-date voter].
+        #[arg(long)]
+        to: Option<u64>,
+    },
 }
 
 /// One endpoint's line of `cluster snapshot -w json`.
@@ -150,6 +163,10 @@ pub async fn execute(args: &ClusterArgs) -> Result<Output, ClientError> {
             let change = MemberChange { action: "promote".to_string(), id, peer_addr: None };
             change_members(args, &client, change, &format!("Member {id} promoted to voter")).await
         }
+        ClusterCommand::Transfer { to } => {
+            let answer = client.transfer_leadership(to).await?;
+            Ok(render_transfer(args.connection.write_out, &answer))
+        }
     }
 }
 
@@ -200,6 +217,30 @@ pub fn render_members(format: WriteOut, members: &Members, done: Option<&str>) -
             }
             lines
         }
+    };
+    Output::text(text)
+}
+
+/// Renders a completed leadership transfer.
+pub fn render_transfer(format: WriteOut, answer: &TransferAnswer) -> Output {
+    let text = match format {
+        WriteOut::Json => json(answer),
+        WriteOut::Table => table(
+            &["leader", "term", "previous leader", "leader client addr"],
+            &[vec![
+                answer.leader.to_string(),
+                answer.term.to_string(),
+                answer.previous_leader.to_string(),
+                answer.leader_client_addr.clone().unwrap_or_else(|| "-".to_string()),
+            ]],
+        ),
+        WriteOut::Simple if answer.leader == answer.previous_leader => {
+            format!("Node {} already leads (term {})\n", answer.leader, answer.term)
+        }
+        WriteOut::Simple => format!(
+            "Leadership transferred from {} to {} (term {})\n",
+            answer.previous_leader, answer.leader, answer.term
+        ),
     };
     Output::text(text)
 }

@@ -239,3 +239,38 @@ fn cluster_membership_verbs_parse_and_members_render_as_a_table() {
     let text = String::from_utf8(simple.stdout).expect("UTF-8");
     assert!(text.starts_with("Member 4 added as a learner\n1, voter, "), "{text}");
 }
+
+#[test]
+fn cluster_transfer_parses_with_and_without_a_target_and_renders_the_new_leader() {
+    let Command::Cluster(args) = parse("skiff cluster transfer --to 3") else {
+        panic!("not a cluster command");
+    };
+    assert_eq!(args.command, cluster::ClusterCommand::Transfer { to: Some(3) });
+    let Command::Cluster(args) = parse("skiff cluster transfer") else {
+        panic!("not a cluster command");
+    };
+    assert_eq!(args.command, cluster::ClusterCommand::Transfer { to: None });
+    assert!(reject("skiff cluster transfer --to x").contains("invalid value"));
+
+    let answer = crate::api::TransferAnswer {
+        leader: 3,
+        term: 4,
+        previous_leader: 1,
+        target: 3,
+        leader_client_addr: Some("127.0.0.1:22379".to_string()),
+    };
+    let simple = cluster::render_transfer(WriteOut::Simple, &answer);
+    assert_eq!(
+        String::from_utf8(simple.stdout).expect("UTF-8"),
+        "Leadership transferred from 1 to 3 (term 4)\n"
+    );
+    let already = crate::api::TransferAnswer { previous_leader: 3, ..answer.clone() };
+    let simple = cluster::render_transfer(WriteOut::Simple, &already);
+    assert_eq!(String::from_utf8(simple.stdout).expect("UTF-8"), "Node 3 already leads (term 4)\n");
+    let table = cluster::render_transfer(WriteOut::Table, &answer);
+    assert_eq!(
+        String::from_utf8(table.stdout).expect("UTF-8"),
+        "LEADER   TERM   PREVIOUS LEADER   LEADER CLIENT ADDR\n\
+         3        4      1                 127.0.0.1:22379\n"
+    );
+}
