@@ -2,8 +2,10 @@
 //! it as a user).
 //!
 //! Handlers turn requests into [`skiff_kv::Command`]s for [`Handle::write`], or into reads of
-//! the store after [`Handle::read_barrier`] (linearizable) or without it (`consistency=stale`).
-//! A follower forwards what only the leader can serve: it replays the request, body and session
+//! the store after [`Handle::read_barrier`] (linearizable), [`Handle::lease_read_barrier`]
+//! (`consistency=lease`) or without either (`consistency=stale`). A follower serves
+//! linearizable reads itself once its leader has confirmed a read index (and forwards them to
+//! the leader only when that fails). A follower forwards what only the leader can serve: it replays the request, body and session
 //! headers included, against the leader's client address and relays the answer unchanged. A
 //! request that was already forwarded once is never forwarded again (a leader change in between
 //! answers `503 no_leader`, and the client retries), so two nodes with stale views of the
@@ -141,10 +143,21 @@ pub fn router(handle: Handle, metrics: Arc<Metrics>, id: u64) -> Router {
         .merge(crate::dashboard::Dashboard::for_node(api.handle, api.metrics).router())
 }
 
+/// How a read is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Consistency {
+    /// Confirmed with a quorum (ReadIndex), at the leader or asked of it by a follower.
+    Linearizable,
+    /// Under the leader's lease when it holds one, linearizable otherwise.
+    Lease,
+    /// From this node's store as it is.
+    Stale,
+}
+
 /// The `consistency` parameter of reads.
 #[derive(Debug, Default, Deserialize)]
 struct ReadParams {
-    /// `linearizable` (the default) or `stale`.
+    /// `linearizable` (the default), `lease` or `stale`.
     consistency: Option<String>,
     /// For scans: the key prefix.
     prefix: Option<String>,
@@ -153,13 +166,14 @@ struct ReadParams {
 }
 
 impl ReadParams {
-    /// Whether the read may be served from local state without asking the leader.
-    fn stale(&self) -> Result<bool, ApiError> {
+    /// The consistency asked for.
+    fn consistency(&self) -> Result<Consistency, ApiError> {
         match self.consistency.as_deref() {
-            None | Some("linearizable") => Ok(false),
-            Some("stale") => Ok(true),
+            None | Some("linearizable") => Ok(Consistency::Linearizable),
+            Some("lease") => Ok(Consistency::Lease),
+            Some("stale") => Ok(Consistency::Stale),
             Some(other) => Err(ApiError::bad_request(format!(
-                "consistency must be linearizable or stale, not {other:?}"
+                "consistency must be linearizable, lease or stale, not {other:?}"
             ))),
         }
     }
@@ -338,9 +352,17 @@ impl Api {
         }
     }
 
-    /// Waits until a linearizable read may be served here, or says where to forward it.
-    async fn read_barrier(&self) -> Result<Result<(), Option<String>>, ApiError> {
-        match self.handle.read_barrier().await {
+    /// Waits until a read of `consistency` may be served here, or says where to forward it.
+    async fn read_barrier(
+        &self,
+        consistency: Consistency,
+    ) -> Result<Result<(), Option<String>>, ApiError> {
+        let barrier = match consistency {
+            Consistency::Stale => return Ok(Ok(())),
+            Consistency::Linearizable => self.handle.read_barrier().await,
+            Consistency::Lease => self.handle.lease_read_barrier().await,
+        };
+        match barrier {
             Ok(_) => Ok(Ok(())),
             Err(ServiceError::NotLeader { leader_client_addr, .. }) => Ok(Err(leader_client_addr)),
             Err(error) => Err(error.into()),
@@ -464,7 +486,7 @@ async fn post_key(
     api.write(Original { method, uri, headers, body }, &key, op).await
 }
 
-/// `GET /v1/kv/{key}`: the raw value, linearizable unless `consistency=stale`.
+/// `GET /v1/kv/{key}`: the raw value, linearizable unless `consistency=lease` or `stale`.
 async fn get_key(
     State(api): State<Api>,
     Path(key): Path<String>,
@@ -475,9 +497,7 @@ async fn get_key(
 ) -> Response {
     let result: Result<Result<Response, Option<String>>, ApiError> = async {
         check_key(&key)?;
-        if !params.stale()?
-            && let Err(leader) = api.read_barrier().await?
-        {
+        if let Err(leader) = api.read_barrier(params.consistency()?).await? {
             return Ok(Err(leader));
         }
         let value = api.handle.read_store(|store| store.get(key.as_bytes()).cloned());
@@ -527,9 +547,7 @@ async fn scan(
         if limit == 0 || limit > MAX_SCAN_LIMIT {
             return Err(ApiError::bad_request(format!("limit must be 1 to {MAX_SCAN_LIMIT}")));
         }
-        if !params.stale()?
-            && let Err(leader) = api.read_barrier().await?
-        {
+        if let Err(leader) = api.read_barrier(params.consistency()?).await? {
             return Ok(Err(leader));
         }
         let prefix = params.prefix.clone().unwrap_or_default();

@@ -43,8 +43,15 @@
 //! leader is known (`runtime/transfer.rs`); a leader stopped by SIGTERM or Ctrl-C does the same
 //! before it exits (`Server::run`), so a restart of the leader costs no election timeout.
 //!
+//! ## Reads
+//! Linearizable reads go through ReadIndex on the leader, and on a follower through its leader
+//! (`Node::forward_read_index`), then are served from the local store once it has applied the
+//! read index; `consistency=lease` uses the leader's lease when `--lease-reads` is on
+//! (`runtime.rs`). Stale reads take the store's lock and nothing else.
+//!
 //! ## Left out for now
-//! Lease reads, TLS and authentication. Snapshots are whole-store copies:
+//! TLS and authentication. Lease reads at followers (a follower's `consistency=lease` read is
+//! an ordinary follower read). Snapshots are whole-store copies:
 //! taking one clones the store's map (pointers, not bytes) and holds the driver for that long,
 //! and installing one holds the old and the new store in memory together; an incremental or
 //! copy-on-write store would avoid both.

@@ -46,6 +46,14 @@ pub struct Metrics {
     pub proposals_failed: Counter,
     /// Linearizable reads that could not be confirmed.
     pub read_indexes_failed: Counter,
+    /// Reads served under the leader's lease (`consistency=lease`), without a heartbeat round.
+    pub lease_reads: Counter,
+    /// Lease reads the core refused (lease reads off, no lease yet, a transfer started), served
+    /// through ReadIndex instead.
+    pub lease_reads_refused: Counter,
+    /// Linearizable reads a follower asked its leader a read index for (to serve them from its
+    /// own store once confirmed).
+    pub follower_reads: Counter,
     /// Time to apply one batch of committed entries.
     pub apply_duration: Histogram,
     /// Time of one write-ahead-log batch: write plus fsync.
@@ -80,6 +88,9 @@ impl Metrics {
             proposals_pending: Gauge::default(),
             proposals_failed: Counter::default(),
             read_indexes_failed: Counter::default(),
+            lease_reads: Counter::default(),
+            lease_reads_refused: Counter::default(),
+            follower_reads: Counter::default(),
             apply_duration: Histogram::new(duration_buckets()),
             wal_fsync_duration: Histogram::new(duration_buckets()),
             write_duration: WriteLatency::new(),
@@ -131,6 +142,21 @@ impl Metrics {
             "read_indexes_failed",
             "The number of linearizable reads that could not be confirmed",
             metrics.read_indexes_failed.clone(),
+        );
+        server.register(
+            "lease_reads",
+            "The number of reads served under the leader's lease",
+            metrics.lease_reads.clone(),
+        );
+        server.register(
+            "lease_reads_refused",
+            "The number of lease reads refused by the core and served through ReadIndex",
+            metrics.lease_reads_refused.clone(),
+        );
+        server.register(
+            "follower_reads",
+            "The number of linearizable reads this follower served after asking its leader",
+            metrics.follower_reads.clone(),
         );
         server.register(
             "apply_duration_seconds",
@@ -200,6 +226,9 @@ mod tests {
             "skiff_server_proposals_pending ",
             "skiff_server_proposals_failed_total ",
             "skiff_server_read_indexes_failed_total ",
+            "skiff_server_lease_reads_total 0",
+            "skiff_server_lease_reads_refused_total 0",
+            "skiff_server_follower_reads_total 0",
             "skiff_server_apply_duration_seconds_bucket{le=\"0.0001\"} 0",
             "skiff_disk_wal_fsync_duration_seconds_bucket{le=\"0.0002\"} 1",
             "skiff_server_write_duration_seconds_count 0",

@@ -18,6 +18,14 @@
 //!   batch); each client write waiting on an applied index gets its outcome. A waiter whose
 //!   index was filled by an entry of another term learns that its write was dropped.
 //! - `ReadReady` releases linearizable reads once the store has applied up to the read index.
+//!   Reads are asked with `Node::forward_read_index`, so a follower serves them too: it asks
+//!   its leader for a read index and serves from its own store once it has applied that far
+//!   (thesis §6.4). `consistency=lease` asks `Node::lease_read` first, and falls back to the
+//!   same when the core refuses. The core keeps no timeout for reads (a follower's request or
+//!   the leader's answer may be lost), so the driver gives each one up after two election
+//!   timeouts: a follower's is answered "not leader", and the HTTP layer forwards it.
+//!   Read contexts start at a random number, so they never repeat across restarts (contract
+//!   item 6): an answer to a request sent before a crash cannot release a new read.
 //! - `FetchSnapshot`, and taking snapshots and compacting behind them, are in `snapshot.rs`
 //!   (contract items 9 to 12).
 //!
@@ -36,8 +44,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use skiff_kv::{Command, Outcome, Store};
 use skiff_raft::{
-    Action, Event, Index, Membership, MembershipChange, MembershipError, Message, Node, NodeId,
-    Payload, ReadIndexError, ReadRequest, RoleKind, Status, Term, TransferError,
+    Action, Event, Index, LeaseReadError, Membership, MembershipChange, MembershipError, Message,
+    Node, NodeId, Payload, ReadIndexError, ReadRequest, RoleKind, Status, Term, TransferError,
 };
 use skiff_wal::{GroupCommit, Notification, SnapshotFiles, Ticket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -119,6 +127,8 @@ enum Request {
     },
     /// Answer once a linearizable read may be served from the store.
     Read {
+        /// Try the leader's lease first (`Node::lease_read`), ReadIndex when it is refused.
+        lease: bool,
         /// Where the read index goes.
         reply: oneshot::Sender<Result<Index, ServiceError>>,
     },
@@ -227,8 +237,17 @@ impl Handle {
 
     /// Waits until the store may serve a linearizable read (ReadIndex confirmed and applied);
     /// returns the read index.
+    /// On a follower the read index comes from the leader and the read is served here.
     pub async fn read_barrier(&self) -> Result<Index, ServiceError> {
-        self.ask(|reply| Request::Read { reply }).await?
+        self.ask(|reply| Request::Read { lease: false, reply }).await?
+    }
+
+    /// As [`Handle::read_barrier`], but at a leader holding a lease (`--lease-reads`) without a
+    /// heartbeat round: the read index is the commit index at once (Raft thesis §6.4.1,
+    /// correct only under bounded clock drift). Where the core refuses a lease read (lease
+    /// reads off, no lease yet, not the leader), it is an ordinary linearizable read.
+    pub async fn lease_read_barrier(&self) -> Result<Index, ServiceError> {
+        self.ask(|reply| Request::Read { lease: true, reply }).await?
     }
 
     /// The node's status.
@@ -359,6 +378,20 @@ fn drop_superseded_membership_waiter(
     }
 }
 
+/// The first read context of this run of the node: random, so that contexts never repeat
+/// across restarts (contract item 6) whatever the clock does. `RandomState` is seeded from the
+/// operating system's randomness; the time is mixed in as well.
+fn first_read_context() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
 /// The driver task's state.
 pub struct Runtime {
     /// The protocol core.
@@ -407,8 +440,14 @@ pub struct Runtime {
     reads: BTreeMap<u64, oneshot::Sender<Result<Index, ServiceError>>>,
     /// Confirmed reads waiting for the store to apply their index.
     ready_reads: BTreeMap<Index, Vec<oneshot::Sender<Result<Index, ServiceError>>>>,
-    /// The next read context.
+    /// The next read context. Starts at a random number: contexts name a follower's requests
+    /// to its leader and must never repeat, not even across restarts (contract item 6).
     next_read: u64,
+    /// When each read asked of the core is given up, in the order asked (a read answered
+    /// before is no longer in `reads` and is skipped).
+    read_deadlines: VecDeque<(Instant, u64)>,
+    /// How long a read may wait for the core: two election timeouts.
+    read_patience: Duration,
     /// The highest index applied to the store.
     applied: Index,
     /// Tells handles the driver stopped.
@@ -441,6 +480,8 @@ pub struct Parts {
     pub peer_addrs: BTreeMap<NodeId, SocketAddr>,
     /// When to take snapshots.
     pub snapshots: SnapshotPolicy,
+    /// The election timeout (the core's, as a duration).
+    pub election_timeout: Duration,
 }
 
 /// The shortest time a client waits for a snapshot it asked for.
@@ -495,7 +536,9 @@ impl Runtime {
             writes: BTreeMap::new(),
             reads: BTreeMap::new(),
             ready_reads: BTreeMap::new(),
-            next_read: 1,
+            next_read: first_read_context(),
+            read_deadlines: VecDeque::new(),
+            read_patience: parts.election_timeout * 2,
             applied,
             running,
             snapshots: Snapshots::new(parts.snapshots, snapshot_files),
@@ -529,6 +572,7 @@ impl Runtime {
                 }
                 _ = ticker.tick() => {
                     self.node.tick();
+                    self.expire_reads();
                     Ok(())
                 }
             };
@@ -588,18 +632,7 @@ impl Runtime {
                     let _ = reply.send(Err(self.not_leader(None)));
                 }
             },
-            Request::Read { reply } => {
-                let context = self.next_read;
-                self.next_read += 1;
-                match self.node.read_index(context) {
-                    Ok(()) => {
-                        self.reads.insert(context, reply);
-                    }
-                    Err(ReadIndexError::NotLeader { leader, .. }) => {
-                        let _ = reply.send(Err(self.not_leader(leader)));
-                    }
-                }
-            }
+            Request::Read { lease, reply } => self.on_read(lease, reply),
             Request::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -622,6 +655,58 @@ impl Runtime {
             Request::TransferLeadership { target, reply } => {
                 self.on_transfer_request(target, reply);
             }
+        }
+    }
+
+    /// Asks the core for a read: under the lease if `lease` and the core grants it, otherwise
+    /// through ReadIndex, at the leader or (on a follower) asked of the leader.
+    fn on_read(&mut self, lease: bool, reply: oneshot::Sender<Result<Index, ServiceError>>) {
+        let context = self.next_read;
+        self.next_read = self.next_read.wrapping_add(1);
+        let granted = lease && {
+            match self.node.lease_read(context) {
+                Ok(()) => true,
+                Err(LeaseReadError::NotLeader { .. }) => false,
+                Err(refused) => {
+                    tracing::debug!(%refused, "lease read refused; reading through ReadIndex");
+                    self.metrics.lease_reads_refused.inc();
+                    false
+                }
+            }
+        };
+        if granted {
+            self.metrics.lease_reads.inc();
+        } else if let Err(ReadIndexError::NotLeader { leader, .. }) =
+            self.node.forward_read_index(context)
+        {
+            let _ = reply.send(Err(self.not_leader(leader)));
+            return;
+        } else if self.node.role() != RoleKind::Leader {
+            self.metrics.follower_reads.inc();
+        }
+        self.reads.insert(context, reply);
+        self.read_deadlines.push_back((Instant::now() + self.read_patience, context));
+    }
+
+    /// Gives up the reads the core has not answered within their patience: a follower's
+    /// request or its leader's answer was lost, or leadership is in doubt. A follower's is
+    /// answered "not leader" (the HTTP layer forwards the read to the leader), a leader's
+    /// "timeout".
+    fn expire_reads(&mut self) {
+        let now = Instant::now();
+        while let Some(&(deadline, context)) = self.read_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.read_deadlines.pop_front();
+            let Some(reply) = self.reads.remove(&context) else { continue };
+            self.metrics.read_indexes_failed.inc();
+            let error = if self.node.role() == RoleKind::Leader {
+                ServiceError::Timeout
+            } else {
+                self.not_leader(self.node.leader())
+            };
+            let _ = reply.send(Err(error));
         }
     }
 

@@ -65,6 +65,14 @@ pub struct ServerConfig {
     /// it. Without it the node founds a cluster of `peers`. Either way, a configuration found
     /// in the log at restart takes precedence.
     pub join: bool,
+    /// Whether `consistency=lease` reads are served under the leader's lease (Raft thesis
+    /// §6.4.1) instead of through ReadIndex. Correct only while the nodes' clocks run at rates
+    /// that differ by less than `clock_drift_bound` per election timeout; every node of the
+    /// cluster must have the same setting. Off by default.
+    pub lease_reads: bool,
+    /// How much shorter than the election timeout the lease is, to absorb clock drift; rounded
+    /// up to whole heartbeat intervals (the core's ticks), below the election timeout.
+    pub clock_drift_bound: Duration,
 }
 
 impl ServerConfig {
@@ -78,6 +86,14 @@ impl ServerConfig {
         }
         if self.wal_segment_bytes < 4096 {
             bail!("the WAL segment size must be at least 4096 bytes");
+        }
+        if self.lease_reads && self.drift_ticks() >= self.election_ticks() {
+            bail!(
+                "the clock drift bound ({:?}) must be below the election timeout ({:?}), in whole \
+                 heartbeat intervals",
+                self.clock_drift_bound,
+                self.election_timeout
+            );
         }
         if self.election_timeout < self.heartbeat_interval * 2 {
             bail!(
@@ -93,6 +109,14 @@ impl ServerConfig {
     fn election_ticks(&self) -> u32 {
         let ticks = self.election_timeout.as_micros() / self.heartbeat_interval.as_micros();
         u32::try_from(ticks).unwrap_or(u32::MAX)
+    }
+
+    /// The clock drift bound in ticks, rounded up (a longer margin is the safe side), at
+    /// least one.
+    fn drift_ticks(&self) -> u32 {
+        let ticks =
+            self.clock_drift_bound.as_micros().div_ceil(self.heartbeat_interval.as_micros());
+        u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
     }
 }
 
@@ -150,6 +174,15 @@ impl Server {
         raft.election_timeout = config.election_ticks();
         raft.heartbeat_interval = 1;
         raft.seed = seed(config.id);
+        raft.lease_reads = config.lease_reads;
+        if config.lease_reads {
+            raft.clock_drift_bound = config.drift_ticks();
+            tracing::info!(
+                clock_drift_bound_ticks = raft.clock_drift_bound,
+                election_timeout_ticks = raft.election_timeout,
+                "lease reads are on: correct only while clocks drift less than the bound"
+            );
+        }
         // A short window of large appends: under load, entries proposed while a few appends are
         // in flight wait for the next and travel together, so a follower steps, writes and
         // answers once per batch rather than once per proposal (a third less CPU per write at
@@ -200,6 +233,7 @@ impl Server {
             info,
             peer_addrs: config.peers.clone(),
             snapshots: config.snapshots,
+            election_timeout: config.election_timeout,
         })?;
         let (stop, stopped) = watch::channel(false);
         let driver = tokio::spawn(runtime.run(wait_for(stopped.clone())));

@@ -83,8 +83,23 @@ pub enum Consistency {
     /// Confirmed by the leader with a quorum (ReadIndex, Raft thesis §6.4): sees every write
     /// that finished before the read began.
     Linearizable,
+    /// Under the leader's lease, without a heartbeat round, on nodes started with
+    /// `--lease-reads` (linearizable while clocks drift less than the bound; elsewhere the
+    /// same as linearizable).
+    Lease,
     /// Served from the answering node's own state: fast, possibly behind.
     Stale,
+}
+
+impl Consistency {
+    /// The query parameter that asks for it (the linearizable default needs none).
+    fn parameter(self) -> Option<&'static str> {
+        match self {
+            Consistency::Linearizable => None,
+            Consistency::Lease => Some("consistency=lease"),
+            Consistency::Stale => Some("consistency=stale"),
+        }
+    }
 }
 
 /// A value read with `get`.
@@ -283,8 +298,9 @@ impl Client {
     /// `GET /v1/kv/{key}`: reads a value.
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Value, ClientError> {
         let mut path = key_path(key, "")?;
-        if consistency == Consistency::Stale {
-            path.push_str("?consistency=stale");
+        if let Some(parameter) = consistency.parameter() {
+            path.push('?');
+            path.push_str(parameter);
         }
         let answer = self.send(&Call::read(Method::GET, path)).await?;
         if answer.status != StatusCode::OK {
@@ -339,8 +355,9 @@ impl Client {
         if let Some(limit) = limit {
             path.push_str(&format!("&limit={limit}"));
         }
-        if consistency == Consistency::Stale {
-            path.push_str("&consistency=stale");
+        if let Some(parameter) = consistency.parameter() {
+            path.push('&');
+            path.push_str(parameter);
         }
         let answer = self.send(&Call::read(Method::GET, path)).await?;
         expect_json(prefix, answer)

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! skiff kv put KEY VALUE                       # OK
-//! skiff kv get KEY [--consistency stale]       # KEY, then VALUE, on two lines
+//! skiff kv get KEY [--consistency lease|stale] # KEY, then VALUE, on two lines
 //! skiff kv del KEY                             # OK
 //! skiff kv cas KEY --expected OLD --value NEW  # OK, or "compare failed: KEY holds ..."
 //! skiff kv cas KEY --absent --value NEW        # create only if absent

@@ -113,6 +113,22 @@ pub struct NodeArgs {
         default_missing_value = "true"
     )]
     pub join: Option<bool>,
+    /// Serve `consistency=lease` reads at the leader under its lease (Raft thesis §6.4.1),
+    /// without a heartbeat round. Correct only while the nodes' clocks drift apart by less than
+    /// --clock-drift-bound per election timeout; set it on every node or none [default: false].
+    #[arg(
+        long,
+        env = "SKIFF_LEASE_READS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub lease_reads: Option<bool>,
+    /// With --lease-reads: how much shorter than the election timeout the lease is, in
+    /// milliseconds, to absorb clock drift between nodes; rounded up to whole heartbeat
+    /// intervals [default: a fifth of the election timeout].
+    #[arg(long, env = "SKIFF_CLOCK_DRIFT_BOUND")]
+    pub clock_drift_bound: Option<u64>,
     /// A TOML file with any of these settings (keys as the flags, without the dashes).
     #[arg(long, env = "SKIFF_CONFIG_FILE")]
     #[serde(skip)]
@@ -145,6 +161,8 @@ impl NodeArgs {
             worker_threads: self.worker_threads.or(file.worker_threads),
             allow_fault_injection: self.allow_fault_injection.or(file.allow_fault_injection),
             join: self.join.or(file.join),
+            lease_reads: self.lease_reads.or(file.lease_reads),
+            clock_drift_bound: self.clock_drift_bound.or(file.clock_drift_bound),
             config_file: self.config_file,
             print_config: self.print_config,
         }
@@ -179,6 +197,10 @@ impl NodeArgs {
             }),
             allow_fault_injection: self.allow_fault_injection.or(Some(false)),
             join: self.join.or(Some(false)),
+            lease_reads: self.lease_reads.or(Some(false)),
+            clock_drift_bound: self.clock_drift_bound.or_else(|| {
+                self.election_timeout.or(Some(DEFAULT_ELECTION_MS)).map(|ms| ms.div_ceil(5))
+            }),
             ..self
         })
     }
@@ -236,6 +258,10 @@ impl NodeArgs {
             wal_segment_bytes: self.wal_segment_bytes.unwrap_or(DEFAULT_WAL_SEGMENT_BYTES),
             allow_fault_injection: self.allow_fault_injection.unwrap_or(false),
             join: self.join.unwrap_or(false),
+            lease_reads: self.lease_reads.unwrap_or(false),
+            clock_drift_bound: Duration::from_millis(
+                self.clock_drift_bound.unwrap_or(DEFAULT_ELECTION_MS.div_ceil(5)),
+            ),
         })
     }
 }

@@ -343,3 +343,111 @@ fn sigterm_of_the_leader_hands_leadership_over_before_it_exits() {
     assert_eq!(term_of(&cluster, new_leader), term + 1, "{}", cluster.logs());
     assert_eq!(put(cluster.client(new_leader), "k", "after").status, 200);
 }
+
+/// The value of the counter `name` in a node's `/metrics`, 0 when absent.
+fn counter(addr: SocketAddr, name: &str) -> u64 {
+    let answer = http(addr, "GET", "/metrics", b"").expect("the node answers");
+    answer
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `GET /v1/kv/{key}` with `query` at `addr`: the value, and whether another node served it.
+fn get(addr: SocketAddr, key: &str, query: &str) -> (String, bool) {
+    let answer = http(addr, "GET", &format!("/v1/kv/{key}{query}"), b"").expect("an answer");
+    assert_eq!(answer.status, 200, "GET {key}{query}: {}", answer.body);
+    (answer.body.clone(), answer.header("skiff-forwarded-from").is_some())
+}
+
+#[test]
+fn lease_reads_and_follower_reads_return_the_latest_acknowledged_write() {
+    let mut cluster = Cluster::new(3, 1000);
+    cluster.extra = vec!["--lease-reads".to_string()];
+    let leader = cluster.start_three();
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    let leader_addr = cluster.client(leader);
+
+    for round in 0..20 {
+        let value = round.to_string();
+        assert_eq!(put(leader_addr, "k", &value).status, 200);
+        // Each read begins after the write was acknowledged, so it must see it.
+        assert_eq!(get(leader_addr, "k", "?consistency=lease"), (value.clone(), false));
+        // Followers serve linearizable and lease reads from their own stores (not forwarded),
+        // having asked the leader for a read index.
+        assert_eq!(get(cluster.client(followers[0]), "k", ""), (value.clone(), false));
+        let (read, forwarded) = get(cluster.client(followers[1]), "k", "?consistency=lease");
+        assert_eq!((read, forwarded), (value.clone(), false));
+        let scan =
+            http(cluster.client(followers[0]), "GET", "/v1/kv?prefix=k&consistency=lease", b"")
+                .expect("an answer");
+        let scanned = body(&scan);
+        assert_eq!(scanned["kvs"][0]["value"], value.as_str(), "{scanned}");
+    }
+    assert!(counter(leader_addr, "skiff_server_lease_reads_total") > 0, "no read used the lease");
+    for follower in &followers {
+        assert!(counter(cluster.client(*follower), "skiff_server_follower_reads_total") >= 20);
+    }
+    let bad = http(leader_addr, "GET", "/v1/kv/k?consistency=eventual", b"").expect("an answer");
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}
+
+#[test]
+fn lease_reads_without_the_flag_are_served_through_read_index() {
+    let mut cluster = Cluster::new(3, 300);
+    let leader = cluster.start_three();
+    assert_eq!(put(cluster.client(leader), "k", "v").status, 200);
+    assert_eq!(get(cluster.client(leader), "k", "?consistency=lease"), ("v".to_string(), false));
+    assert_eq!(counter(cluster.client(leader), "skiff_server_lease_reads_total"), 0);
+    assert!(counter(cluster.client(leader), "skiff_server_lease_reads_refused_total") >= 1);
+}
+
+#[test]
+fn two_voters_are_replaced_at_once_and_the_cluster_serves_on_without_them() {
+    let mut cluster = Cluster::new(5, 300);
+    let leader = cluster.start_three();
+    let removed: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    assert_eq!(put(cluster.client(leader), "before", "3 voters").status, 200);
+    cluster.start(4, &[1, 2, 3, 4], true);
+    cluster.start(5, &[1, 2, 3, 5], true);
+
+    // One request: two voters in, two out, through joint consensus.
+    let change = format!(
+        r#"{{"changes": [
+            {{"action": "add_voter", "id": 4, "peer_addr": "{}"}},
+            {{"action": "add_voter", "id": 5, "peer_addr": "{}"}},
+            {{"action": "remove", "id": {}}},
+            {{"action": "remove", "id": {}}}]}}"#,
+        cluster.peer_addrs[3], cluster.peer_addrs[4], removed[0], removed[1]
+    );
+    let answer = http(cluster.client(removed[0]), "POST", "/v1/members", change.as_bytes())
+        .expect("an answer");
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, cluster.logs());
+    let view = body(&answer);
+    let mut voters = vec![leader, 4, 5];
+    voters.sort_unstable();
+    assert_eq!(view["voters"], serde_json::json!(voters), "{view}");
+    assert_eq!(view["joint"], false, "{view}");
+
+    // The removed nodes, still running, do not disturb the new configuration: the leader
+    // keeps its term while writes commit.
+    let term = term_of(&cluster, leader);
+    for round in 0..10 {
+        assert_eq!(put(cluster.client(leader), "during", &round.to_string()).status, 200);
+    }
+    assert_eq!(term_of(&cluster, leader), term, "{}", cluster.logs());
+    // They are no longer needed: with both gone the new voters commit.
+    cluster.kill(removed[0]);
+    cluster.kill(removed[1]);
+    assert_eq!(put(cluster.client(leader), "after", "new voters").status, 200);
+    for id in [4, 5] {
+        assert_eq!(get(cluster.client(id), "before", ""), ("3 voters".to_string(), false));
+        assert_eq!(get(cluster.client(id), "after", ""), ("new voters".to_string(), false));
+    }
+    // And the new configuration elects without them: leadership moves to a new voter.
+    let answer = transfer(cluster.client(leader), r#"{"to": 4}"#);
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, cluster.logs());
+    assert_eq!(cluster.leader_among(&voters), 4);
+    assert_eq!(put(cluster.client(5), "last", "through a follower").status, 200);
+}
