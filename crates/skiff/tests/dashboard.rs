@@ -11,8 +11,9 @@
 //!   shows three nodes and one leader; a key put from the page commits and shows in every
 //!   node's commit index; a snapshot asked for from the page is taken and shown; a link cut
 //!   from the page shows as cut at both ends, then healed; the leader stopped from the page is
-//!   replaced on the page; restarted from the page, it rejoins. A node's own page shows the
-//!   same cluster.
+//!   replaced on the page; restarted from the page, it rejoins, and leadership handed back to it
+//!   from the page shows on the page; a membership change the leader refuses shows its error.
+//!   A node's own page shows the same cluster.
 //!
 //! The browser test needs `chromium` and `chromium-driver` (`.ci/setup-browser` installs them
 //! on Debian). Without them it is skipped with a message, except when `SKIFF_REQUIRE_BROWSER`
@@ -484,13 +485,43 @@ fn the_demo_dashboard_in_a_real_browser() {
         rows.iter().any(|(id, role, _)| *id == leader && role == "follower").then_some(())
     });
 
+    // Leadership handed back to the restarted node from the page: the page shows it leading.
+    let option = format!("#transfer-to option[value='{leader}']");
+    browser.wait_for("the restarted node offered as a transfer target", PATIENCE, |page| {
+        page.run(&format!("return document.querySelector(\"{option}\") !== null;"))
+            .as_bool()
+            .filter(|offered| *offered)
+    });
+    browser.click(&option);
+    browser.click("#transfer");
+    browser.wait_for("the transfer to complete", PATIENCE, |page| {
+        let result = page.text("#transfer-result");
+        result.contains(&format!("from node {successor} to node {leader}")).then_some(()).or_else(
+            || {
+                assert!(!result.contains("failed"), "{result}");
+                None
+            },
+        )
+    });
+    browser.wait_for("the page to show the new leader", PATIENCE, |page| {
+        (one_leader(&table(page)) == Some(leader)).then_some(())
+    });
+
+    // A membership change the leader refuses comes back as its error, in words.
+    browser.click("#members-action option[value=promote]");
+    browser.type_into("#members-id", &successor.to_string());
+    browser.click("#members-apply");
+    browser.wait_for("the refused promotion", PATIENCE, |page| {
+        page.text("#members-result").contains("409 not_a_learner").then_some(())
+    });
+
     // A node's own page shows the same cluster, served by that node.
     let node_url = format!("{}/", demo.nodes[(successor as usize) - 1]);
     browser.open(&node_url);
     let shown = browser.wait_for("a node's own page to show the cluster", PATIENCE, |page| {
         one_leader(&table(page))
     });
-    assert_eq!(shown, successor, "the same leader on the node's own page");
+    assert_eq!(shown, leader, "the same leader on the node's own page");
     let title = browser.text("#title");
     assert_eq!(title, format!("dashboard, served by node {successor}"));
 }

@@ -32,16 +32,17 @@
 //! node is stopped; it relays key reads and writes to a live node.
 //!
 //! On every page, a snapshot of any member can be asked for (relayed to its
-//! `POST /v1/snapshot`), and the links each node reports cut (`cut_links` in its status) are
-//! shown.
+//! `POST /v1/snapshot`), leadership handed to a chosen voter (`POST /v1/leader/transfer`), and
+//! the membership changed (`POST /v1/members`: add a voter or learner started with `--join`,
+//! promote, remove); the links each node reports cut (`cut_links` in its status) are shown.
 //!
 //! Messages per second between nodes are each sender's own count: the sampler reads this
 //! node's `skiff_network_peer_sent_messages_total` from its metrics registry (the same text
 //! `/metrics` serves), so the transport needs no hook for the dashboard.
 //!
 //! ## What is left out
-//! Leadership transfer and membership changes appear on the page, disabled, until the API has
-//! endpoints for them.
+//! The demo cannot start a new node process for the page to add: a member is added once it is
+//! running (`skiff node --join`), and the demo's table keeps showing the three nodes it started.
 //!
 //! ## Cost to the server
 //! Nothing on the write path but one lock-free histogram observation per client write

@@ -1,6 +1,7 @@
 //! The dashboard's HTTP routes: the page and its assets (embedded in the binary), the event
 //! stream, a node's report, the snapshot relay (`operator.rs`), and in `skiff demo` the
-//! process controls, the link controls and the key relay.
+//! process controls, the link controls and the relay of keys, leadership transfers and
+//! membership changes (a node's own page calls its own API for those).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         Source::Node { .. } => router.route("/v1/dashboard/node", get(node_report)),
         Source::Members(_) => router
             .route("/v1/kv/{*key}", get(relay).put(relay))
+            .route("/v1/leader/transfer", post(relay))
+            .route("/v1/members", get(relay).post(relay))
             .route("/v1/demo/nodes/{id}/{action}", post(act))
             .route("/v1/demo/links/{a}/{b}/{action}", post(operator::link)),
     };
@@ -182,9 +185,11 @@ async fn act(
     }
 }
 
-/// `GET` and `PUT /v1/kv/{key}` in the demo: relayed to a live node, the leader first. A read
-/// moves on to the next node on any failure; a write only when it could not connect, since a
-/// write that reached a node may have taken effect.
+/// `GET` and `PUT /v1/kv/{key}`, `POST /v1/leader/transfer` and `GET`/`POST /v1/members` in
+/// the demo: relayed to a live node, the leader first (any node forwards what only the leader
+/// can do). A read moves on to the next node on any failure; a write, transfer or membership
+/// change only when it could not connect, since a request that reached a node may have taken
+/// effect.
 async fn relay(
     State(shared): State<Arc<Shared>>,
     method: Method,

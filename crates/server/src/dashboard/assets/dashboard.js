@@ -135,6 +135,7 @@ function render() {
   renderMessages(latest);
   renderLinks(latest);
   renderSnapshotChoices(latest);
+  renderTransferChoices(latest);
   renderCharts();
 }
 
@@ -142,7 +143,19 @@ function renderSummary(sample) {
   const answering = sample.nodes.filter((node) => node.status).length;
   const leader = leaderOf(sample);
   const leading = leader ? `Leader: node ${leader.id}, term ${leader.term}.` : 'No node reports itself leader.';
-  $('summary').textContent = `${leading} ${answering} of ${sample.nodes.length} nodes answer.`;
+  const transfer = leader && leader.node.status.transfer_target
+    ? ` Handing leadership to node ${leader.node.status.transfer_target}.`
+    : '';
+  $('summary').textContent = `${leading}${transfer} ${answering} of ${sample.nodes.length} nodes answer.${membershipText(leader)}`;
+}
+
+/** The configuration as the leader reports it, in words. */
+function membershipText(leader) {
+  const membership = leader && leader.node.status.membership;
+  if (!membership) return '';
+  const list = (ids) => (ids.length ? ids.join(', ') : 'none');
+  const joint = membership.joint ? ` (joint with the outgoing voters ${list(membership.outgoing)})` : '';
+  return ` Voters: ${list(membership.voters)}${joint}; learners: ${list(membership.learners)}.`;
 }
 
 const COLUMNS = ['node', 'role', 'term', 'leader', 'commit', 'applied', 'last-index', 'snapshot', 'match', 'writes', 'process', 'address', 'actions'];
@@ -335,6 +348,20 @@ function renderSnapshotChoices(sample) {
   if (ids.includes(chosen)) select.value = chosen;
 }
 
+/** The voters the transfer form offers: the leader's voters but itself, the choice kept. */
+function renderTransferChoices(sample) {
+  const select = $('transfer-to');
+  const leader = leaderOf(sample);
+  const voters = leader && leader.node.status.membership ? leader.node.status.membership.voters : [];
+  const ids = ['', ...voters.filter((id) => id !== leader.id).map(String)];
+  const offered = [...select.options].map((option) => option.value);
+  if (ids.join(',') === offered.join(',')) return;
+  const chosen = select.value;
+  select.replaceChildren(...ids.map((id) =>
+    new Option(id ? `node ${id}` : 'the most up-to-date voter', id)));
+  if (ids.includes(chosen)) select.value = chosen;
+}
+
 function renderCharts() {
   const now = state.samples[state.samples.length - 1].unix_ms;
   const from = now - CHART_WINDOW_MS;
@@ -508,9 +535,64 @@ async function snapshot(event) {
   }
 }
 
+async function transfer(event) {
+  event.preventDefault();
+  const to = $('transfer-to').value;
+  const result = $('transfer-result');
+  const target = to ? `node ${to}` : 'the most up-to-date voter';
+  result.textContent = `handing leadership to ${target}…`;
+  try {
+    const body = to ? JSON.stringify({ to: Number(to) }) : '';
+    const response = await fetch('/v1/leader/transfer', {
+      method: 'POST', body, headers: { 'content-type': 'application/json' },
+    });
+    const text = await answerText(response);
+    if (response.ok) {
+      const done = JSON.parse(text);
+      result.textContent = done.leader === done.previous_leader
+        ? `node ${done.leader} already leads (term ${done.term})`
+        : `leadership transferred from node ${done.previous_leader} to node ${done.leader} (term ${done.term})`;
+    } else {
+      result.textContent = `transfer to ${target} failed: ${text}`;
+    }
+  } catch (error) {
+    result.textContent = `transfer to ${target} failed: ${error}`;
+  }
+}
+
+async function changeMembers(event) {
+  event.preventDefault();
+  const action = $('members-action').value;
+  const id = Number($('members-id').value);
+  const peer = $('members-peer').value.trim();
+  const result = $('members-result');
+  const change = { action, id };
+  if (action === 'add_voter' || action === 'add_learner') change.peer_addr = peer;
+  const what = `${$('members-action').selectedOptions[0].textContent} (node ${id})`;
+  result.textContent = `${what}…`;
+  try {
+    const response = await fetch('/v1/members', {
+      method: 'POST',
+      body: JSON.stringify({ changes: [change] }),
+      headers: { 'content-type': 'application/json' },
+    });
+    const text = await answerText(response);
+    if (response.ok) {
+      const reached = JSON.parse(text);
+      result.textContent = `${what}: done; voters ${reached.voters.join(', ')}, learners ${reached.learners.length ? reached.learners.join(', ') : 'none'}`;
+    } else {
+      result.textContent = `${what} failed: ${text}`;
+    }
+  } catch (error) {
+    result.textContent = `${what} failed: ${error}`;
+  }
+}
+
 document.addEventListener('DOMContentLoaded', () => {
   $('kv-form').addEventListener('submit', put);
   $('snapshot-form').addEventListener('submit', snapshot);
+  $('transfer-form').addEventListener('submit', transfer);
+  $('members-form').addEventListener('submit', changeMembers);
   $('kv-get').addEventListener('click', get);
   connect();
 });
