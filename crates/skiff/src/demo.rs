@@ -15,6 +15,12 @@
 //! directory and addresses. Signals are sent with the shell's `kill`, so no libc binding is
 //! needed.
 //!
+//! A node's stop stays a crash on purpose: it is how one watches an election happen. The
+//! graceful way to move leadership off a node is the page's "Transfer leadership" (or SIGTERM
+//! to a `skiff node`, which hands leadership over before it exits). Ctrl-C of the demo sends
+//! every node SIGTERM at once, so its leader tries to hand over to followers that are stopping
+//! too; the core gives that up after an election timeout, well within the demo's wait.
+//!
 //! The nodes run with `--allow-fault-injection`, so that the page can also cut and heal the
 //! link between two nodes (both ends drop each other's messages and refuse each other's
 //! connections, as across a network partition; `skiff_server::faults`). A restarted node
