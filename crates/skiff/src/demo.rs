@@ -389,7 +389,7 @@ fn print_welcome(
     }
     println!(
         "  dashboard      {dashboard_url}   (open it in a browser: stop, pause, restart nodes, \
-         cut links)"
+         cut links, transfer leadership)"
     );
     println!();
     println!("Try:");
