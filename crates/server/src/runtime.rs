@@ -691,11 +691,12 @@ impl Runtime {
     /// Gives up the reads the core has not answered within their patience: a follower's
     /// request or its leader's answer was lost, or leadership is in doubt. A follower's is
     /// answered "not leader" (the HTTP layer forwards the read to the leader), a leader's
-    /// "timeout".
+    /// "timeout". Deadlines of reads already answered are dropped from the front as well, so
+    /// the queue holds little more than the reads still waiting.
     fn expire_reads(&mut self) {
         let now = Instant::now();
         while let Some(&(deadline, context)) = self.read_deadlines.front() {
-            if deadline > now {
+            if deadline > now && self.reads.contains_key(&context) {
                 break;
             }
             self.read_deadlines.pop_front();

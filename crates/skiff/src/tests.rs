@@ -99,6 +99,14 @@ fn get_and_scan_take_a_consistency() {
             consistency: Consistency::Linearizable
         }
     );
+    assert_eq!(
+        kv("skiff kv get k --consistency lease").command,
+        KvCommand::Get {
+            key: "k".to_string(),
+            consistency: Consistency::Lease,
+            print_value_only: false
+        }
+    );
     assert!(reject("skiff kv get k --consistency eventual").contains("eventual"));
 }
 
