@@ -225,7 +225,7 @@ fn term_of(cluster: &Cluster, id: u64) -> u64 {
 
 #[test]
 fn transfers_through_http_and_the_cli_move_leadership_to_the_target() {
-    let mut cluster = Cluster::new(3, 300);
+    let mut cluster = Cluster::new(3, 600);
     let first = cluster.start_three();
     let others: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != first).collect();
     assert_eq!(put(cluster.client(first), "k", "1").status, 200);
@@ -395,7 +395,7 @@ fn lease_reads_and_follower_reads_return_the_latest_acknowledged_write() {
 
 #[test]
 fn lease_reads_without_the_flag_are_served_through_read_index() {
-    let mut cluster = Cluster::new(3, 300);
+    let mut cluster = Cluster::new(3, 600);
     let leader = cluster.start_three();
     assert_eq!(put(cluster.client(leader), "k", "v").status, 200);
     assert_eq!(get(cluster.client(leader), "k", "?consistency=lease"), ("v".to_string(), false));
@@ -405,7 +405,7 @@ fn lease_reads_without_the_flag_are_served_through_read_index() {
 
 #[test]
 fn two_voters_are_replaced_at_once_and_the_cluster_serves_on_without_them() {
-    let mut cluster = Cluster::new(5, 300);
+    let mut cluster = Cluster::new(5, 600);
     let leader = cluster.start_three();
     let removed: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
     assert_eq!(put(cluster.client(leader), "before", "3 voters").status, 200);
