@@ -65,6 +65,7 @@ use crate::random::Random;
 use report::{
     ErrorTally, JsonReport, Operation, Summary, new_histogram, render_table, render_text,
 };
+pub use wire::Protocol;
 use wire::WireClient;
 
 /// The largest value the API accepts (docs/http-api.md: values up to 1 MiB).
@@ -109,6 +110,11 @@ pub struct BenchArgs {
     /// What every bench key starts with.
     #[arg(long, default_value = "bench/")]
     pub key_prefix: String,
+    /// The API the endpoints speak: skiff, or etcd (v3's JSON gateway; a baseline measured with
+    /// the same load generator). etcd's leader is not looked up: with `--target leader`, give
+    /// it as the first endpoint.
+    #[arg(long, value_enum, default_value_t = Protocol::Skiff)]
+    pub protocol: Protocol,
 }
 
 /// The `--op` choices.
@@ -208,7 +214,13 @@ pub async fn execute(args: &BenchArgs, out: &mut dyn Write) -> anyhow::Result<Ve
         BenchOp::Reads => &[Operation::Get, Operation::StaleGet],
     };
     let options = args.connection.client_options();
-    let routing = route(&options, args.target).await?;
+    let routing = match args.protocol {
+        Protocol::Skiff => route(&options, args.target).await?,
+        Protocol::Etcd => Routing {
+            endpoints: Client::new(options.clone())?.endpoints().to_vec(),
+            leader: (args.target == Target::Leader).then_some(0),
+        },
+    };
     if operations.iter().any(|operation| *operation != Operation::Put) {
         populate(args, &options, &routing).await?;
     }
@@ -257,11 +269,6 @@ async fn route(options: &ClientOptions, target: Target) -> anyhow::Result<Routin
     Ok(Routing { endpoints, leader: None })
 }
 
-/// The options of client `number`.
-fn options_for(options: &ClientOptions, routing: &Routing, number: u64) -> ClientOptions {
-    ClientOptions { endpoints: routing.order_for(number), ..options.clone() }
-}
-
 /// A progress bar on stderr (drawn only when stderr is a terminal).
 fn progress_bar(length: u64, prefix: String) -> ProgressBar {
     let bar = ProgressBar::new(length);
@@ -273,6 +280,14 @@ fn progress_bar(length: u64, prefix: String) -> ProgressBar {
     bar
 }
 
+/// A client writing the keys before a run of gets.
+enum PopulatingClient {
+    /// skiff's general client.
+    Skiff(Client),
+    /// The bench's own connection, speaking etcd's gateway.
+    Etcd(WireClient),
+}
+
 /// Writes every key once, so that gets find them.
 async fn populate(
     args: &BenchArgs,
@@ -282,8 +297,23 @@ async fn populate(
     let next = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(args.keys, format!("writing {} keys", args.keys));
     let mut tasks = JoinSet::new();
+    let mut ids = Random::from_entropy();
     for number in 0..POPULATE_CLIENTS.min(args.keys) {
-        let mut client = Client::new(options_for(options, routing, number))?;
+        let endpoints = routing.order_for(number);
+        // skiff's general client waits out elections and follows redirects; etcd's gateway is
+        // spoken by the bench's connection only.
+        let mut client = match args.protocol {
+            Protocol::Skiff => PopulatingClient::Skiff(Client::new(ClientOptions {
+                endpoints,
+                ..options.clone()
+            })?),
+            Protocol::Etcd => PopulatingClient::Etcd(WireClient::new(
+                args.protocol,
+                endpoints,
+                options.command_timeout,
+                ids.next_u64(),
+            )),
+        };
         let (next, bar, prefix) = (next.clone(), bar.clone(), args.key_prefix.clone());
         let (keys, value_size) = (args.keys, args.value_size);
         tasks.spawn(async move {
@@ -297,8 +327,18 @@ async fn populate(
                 }
                 random.fill_alphanumeric(&mut value);
                 let key = bench_key(&prefix, number);
-                if let Err(error) = client.put(&key, Bytes::copy_from_slice(&value)).await {
-                    errors.record(error.to_string(), 1);
+                let written = match &mut client {
+                    PopulatingClient::Skiff(client) => client
+                        .put(&key, Bytes::copy_from_slice(&value))
+                        .await
+                        .map(drop)
+                        .map_err(|error| error.to_string()),
+                    PopulatingClient::Etcd(client) => {
+                        client.put(&key, &value).await.map_err(|error| error.to_string())
+                    }
+                };
+                if let Err(error) = written {
+                    errors.record(error, 1);
                 }
                 bar.inc(1);
             }
@@ -334,8 +374,13 @@ async fn run(
     let mut made = Vec::new();
     let mut ids = Random::from_entropy();
     for number in 0..clients {
-        let endpoints = options_for(options, routing, number).endpoints;
-        made.push(WireClient::new(endpoints, options.command_timeout, ids.next_u64()));
+        let endpoints = routing.order_for(number);
+        made.push(WireClient::new(
+            args.protocol,
+            endpoints,
+            options.command_timeout,
+            ids.next_u64(),
+        ));
     }
     let started = Instant::now();
     let workload = Arc::new(Workload {

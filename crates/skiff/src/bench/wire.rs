@@ -12,6 +12,12 @@
 //! (client id and a rising sequence per write, so the server does the same exactly-once work) —
 //! and any answer but a 2xx is an error with its status and body. A connection that fails is
 //! dropped; the next request connects again, trying the endpoints in the client's order.
+//!
+//! With [`Protocol::Etcd`] the same connection speaks etcd v3's JSON gateway instead
+//! (`POST /v3/kv/put` and `POST /v3/kv/range`, keys and values in base64), so that one load
+//! generator measures skiff and etcd on the same machine in the same run. etcd's native clients
+//! speak gRPC; the gateway costs etcd a JSON translation per request, as skiff's HTTP API costs
+//! skiff — both are measured through their HTTP front door.
 
 use std::io;
 use std::time::Duration;
@@ -28,8 +34,19 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// The most header lines of an answer parsed.
 const MAX_HEADERS: usize = 32;
 
+/// Which API the requests are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// skiff's `/v1/kv` API.
+    Skiff,
+    /// etcd v3's JSON gateway (`/v3/kv/put`, `/v3/kv/range`): a baseline on the same machine.
+    Etcd,
+}
+
 /// One bench client's connection to the cluster.
 pub(crate) struct WireClient {
+    /// The API spoken.
+    protocol: Protocol,
     /// The endpoints (host:port) in the order to try them.
     endpoints: Vec<String>,
     /// The open connection and the endpoint it goes to, if any.
@@ -66,9 +83,15 @@ pub(crate) enum WireError {
 }
 
 impl WireClient {
-    /// A client trying `endpoints` in order, with session id `client_id`.
-    pub(crate) fn new(endpoints: Vec<String>, timeout: Duration, client_id: u64) -> WireClient {
+    /// A client speaking `protocol`, trying `endpoints` in order, with session id `client_id`.
+    pub(crate) fn new(
+        protocol: Protocol,
+        endpoints: Vec<String>,
+        timeout: Duration,
+        client_id: u64,
+    ) -> WireClient {
         WireClient {
+            protocol,
             endpoints,
             stream: None,
             timeout,
@@ -79,8 +102,13 @@ impl WireClient {
         }
     }
 
-    /// `PUT /v1/kv/{key}` with `value`, in this client's session.
+    /// `PUT /v1/kv/{key}` with `value`, in this client's session (etcd: `POST /v3/kv/put`).
     pub(crate) async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), WireError> {
+        if self.protocol == Protocol::Etcd {
+            let body =
+                format!(r#"{{"key":"{}","value":"{}"}}"#, base64(key.as_bytes()), base64(value));
+            return self.etcd("put", &body).await;
+        }
         self.sequence += 1;
         let (client, sequence) = (self.client_id, self.sequence);
         self.request.clear();
@@ -96,13 +124,32 @@ impl WireClient {
         self.exchange().await
     }
 
-    /// `GET /v1/kv/{key}`: linearizable, or `stale` (`?consistency=stale`).
+    /// `GET /v1/kv/{key}`: linearizable, or `stale` (`?consistency=stale`). etcd: `POST
+    /// /v3/kv/range`, linearizable, or `serializable` (etcd's name for a local read).
     pub(crate) async fn get(&mut self, key: &str, stale: bool) -> Result<(), WireError> {
+        if self.protocol == Protocol::Etcd {
+            let key = base64(key.as_bytes());
+            let body = format!(r#"{{"key":"{key}","serializable":{stale}}}"#);
+            return self.etcd("range", &body).await;
+        }
         self.request.clear();
         let query = if stale { "?consistency=stale" } else { "" };
         let key = percent_encode(key);
         let head = format!("GET /v1/kv/{key}{query} HTTP/1.1\r\nhost: skiff\r\n\r\n");
         self.request.extend_from_slice(head.as_bytes());
+        self.exchange().await
+    }
+
+    /// `POST /v3/kv/{call}` with the JSON `body`, to etcd's gateway.
+    async fn etcd(&mut self, call: &str, body: &str) -> Result<(), WireError> {
+        self.request.clear();
+        let head = format!(
+            "POST /v3/kv/{call} HTTP/1.1\r\nhost: etcd\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        );
+        self.request.extend_from_slice(head.as_bytes());
+        self.request.extend_from_slice(body.as_bytes());
         self.exchange().await
     }
 
@@ -169,6 +216,26 @@ impl WireClient {
     }
 }
 
+/// `bytes` in standard base64 with padding (RFC 4648 §4), as etcd's JSON gateway wants bytes.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let word = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |word, (at, &byte)| word | u32::from(byte) << (16 - 8 * at));
+        for sextet in 0..4 {
+            if sextet <= group.len() {
+                text.push(char::from(ALPHABET[(word >> (18 - 6 * sextet) & 63) as usize]));
+            } else {
+                text.push('=');
+            }
+        }
+    }
+    text
+}
+
 /// A whole answer: its status and where its body is in the buffer.
 #[derive(Debug, PartialEq, Eq)]
 struct Answer {
@@ -221,6 +288,23 @@ mod tests {
             parse_answer(answer).expect("a valid answer"),
             Some(Answer { status: 200, body: head..answer.len() })
         );
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_test_vectors() {
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in vectors {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
     }
 
     #[test]
