@@ -13,19 +13,25 @@
 //! 5. `Apply` entries go to the node's skiff-kv store, in order (`state_machine.rs`); the node
 //!    that proposed a client's write answers the client when it applies it (or tells it
 //!    another entry took its index).
-//! 6. `ReadReady` confirms gets asked for with `read_index`: each is served from the store once
-//!    it has applied up to the read index, which may be at once or after later `Apply`s.
-//!    `ReadFailed` tells their clients to retry (contract item 6).
+//! 6. `ReadReady` confirms gets asked for with `read_index`, `forward_read_index` or
+//!    `lease_read`: each is served from the store once it has applied up to the read index,
+//!    which may be at once or after later `Apply`s. `ReadFailed` tells their clients to retry
+//!    (contract item 6).
 //! 7. `Event`s go to the trace; a node elected leader may fire an armed fault trigger.
 //! 8. Snapshots, compaction, `FetchSnapshot` and restarts from a snapshot (items 9 to 12) are
 //!    in `snapshot.rs`.
 //!
-//! Gets never enter the log. The node a get reaches asks its core for a read index; a node that
-//! does not lead forwards the get to the leader it knows of, or refuses it, as it does a write.
-//! When a read is served, the checker holds it to ReadIndex's promise: the store has applied
-//! every entry that was committed anywhere in the cluster when the read reached the node
-//! (`Invariant::StaleRead`). A deposed leader that still believes it leads breaks that promise
-//! as soon as the new leader commits something, whether or not a client's history shows it.
+//! Gets never enter the log. The node a get reaches serves it by the get's kind
+//! (`ReadKind`): a ReadIndex get or a lease get asks its core for a read index
+//! (`read_index`), or a lease (`lease_read`, falling back on `read_index` when the leader holds
+//! none, as a server does), and a node that does not lead forwards it to the leader it knows of,
+//! or refuses it, as it does a write; a follower get asks the node's own core
+//! (`forward_read_index`), which asks its leader; a stale get is answered at once from the
+//! store. When a read of the first three kinds is served, the checker holds it to ReadIndex's
+//! promise: the store has applied every entry that was committed anywhere in the cluster when
+//! the read reached the node (`Invariant::StaleRead`). A deposed leader that still believes it
+//! leads (or holds a lease) breaks that promise as soon as the new leader commits something,
+//! whether or not a client's history shows it.
 //!
 //! A crash loses the core, the state machine, the pending writes, the held messages, the
 //! snapshot work under way and the reads in progress (their clients are told the read failed,
@@ -45,8 +51,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
 use skiff_raft::{
-    Action, Body, Config, Entry, Event as CoreEvent, HardState, Index, Message, Node, NodeId,
-    Payload, ProposeError, ReadIndexError, ReadRequest, Restored, RoleKind,
+    Action, Body, Config, Entry, Event as CoreEvent, HardState, Index, LeaseReadError, Membership,
+    Message, Node, NodeId, Payload, ProposeError, ReadIndexError, ReadRequest, Restored, RoleKind,
+    Term,
 };
 
 use crate::history::{Operation, OperationResult};
@@ -61,7 +68,7 @@ use crate::state_machine::{self, Applied, StateMachine};
 use crate::storage::{Disk, Durable, LogCopy, Unrecoverable, Write, WriteFailure};
 use crate::time::Time;
 use crate::trace::{show_entries, show_message, trace};
-use crate::workload::{Answer, Reply, Request};
+use crate::workload::{Answer, ReadKind, Reply, Request};
 
 /// An input to a node's process: what a paused node keeps for later.
 #[derive(Clone, Debug)]
@@ -161,18 +168,31 @@ pub(crate) struct SimNode {
     /// The newest snapshot this node's disk made durable (saved or installed): a restart must
     /// come back with it or a newer one.
     pub(crate) snapshot_floor: Index,
+    /// A spare not started yet: it has never run, and runs once an operator adds it.
+    pub(crate) dormant: bool,
+    /// Removed from the cluster and stopped for good: it never runs again.
+    pub(crate) retired: bool,
+    /// The configuration the core last reported in force (to see what a leader's change
+    /// removed).
+    pub(crate) membership: Membership,
 }
 
 impl SimNode {
-    /// A new node of the cluster `ids`, with an empty disk, started.
+    /// A new node with an empty disk: a founder of the cluster `founders`, started, or a spare
+    /// (not among them), dormant until an operator adds it, with no configuration (it joins).
     pub(crate) fn new(
         id: NodeId,
-        ids: &[NodeId],
+        founders: &[NodeId],
         parameters: &Parameters,
         defect: Option<Defect>,
         mut random: Random,
     ) -> SimNode {
-        let mut config = Config::new(id, ids.iter().copied());
+        let founder = founders.contains(&id);
+        let voters = if founder { founders.to_vec() } else { Vec::new() };
+        let mut config = Config::new(id, voters.iter().copied());
+        config.max_learner_lag = parameters.max_learner_lag;
+        config.lease_reads = parameters.lease_reads;
+        config.clock_drift_bound = parameters.clock_drift_bound;
         config.election_timeout = parameters.election_timeout;
         config.heartbeat_interval = parameters.heartbeat_interval;
         config.pre_vote = parameters.pre_vote;
@@ -188,17 +208,20 @@ impl SimNode {
         }
         config.seed = random.next_u64();
         // The file system's seed is a function of the core's, so that no stream draws more.
-        let disk =
-            Disk::new(id, config.seed ^ 0xD15C_D15C_D15C_D15C, parameters.snapshots.segment_bytes);
-        let core = Node::new(config.clone(), Restored::default())
-            .expect("the drawn configuration is valid");
+        let bootstrap = Membership::new(voters);
+        let seed = config.seed ^ 0xD15C_D15C_D15C_D15C;
+        let disk = Disk::new(id, seed, parameters.snapshots.segment_bytes, bootstrap.clone());
+        let core = founder.then(|| {
+            Node::new(config.clone(), Restored::default())
+                .expect("the drawn configuration is valid")
+        });
         SimNode {
             id,
             config,
-            core: Some(core),
+            core,
             incarnation: 0,
             disk,
-            log: LogCopy::default(),
+            log: LogCopy::new(bootstrap.clone()),
             held: VecDeque::new(),
             paused: false,
             struck_by: None,
@@ -217,8 +240,36 @@ impl SimNode {
             next_fetch: 1,
             compacted: Index(0),
             snapshot_floor: Index(0),
+            dormant: !founder,
+            retired: false,
+            membership: bootstrap,
         }
     }
+}
+
+/// Why a node would not take a linearizable read: it leads nothing, and knows this leader.
+struct ReadRefusal(Option<NodeId>);
+
+impl From<ReadIndexError> for ReadRefusal {
+    fn from(error: ReadIndexError) -> ReadRefusal {
+        let ReadIndexError::NotLeader { leader, .. } = error;
+        ReadRefusal(leader)
+    }
+}
+
+/// How a linearizable get is being confirmed (for the stats: each is checked the same way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadPath {
+    /// ReadIndex at the leader (asked for ReadIndex, or a follower read that reached the
+    /// leader).
+    Leader,
+    /// A read index asked of the leader by a follower (or a learner), served from the
+    /// follower's store.
+    Follower,
+    /// Under the leader's lease, with no round trip.
+    Lease,
+    /// Asked for under a lease the leader did not hold: served by ReadIndex instead.
+    LeaseFallback,
 }
 
 /// A get on its way through ReadIndex.
@@ -226,6 +277,8 @@ impl SimNode {
 pub(crate) struct PendingRead {
     /// The client's request.
     request: Request,
+    /// How it is confirmed.
+    path: ReadPath,
     /// The highest index committed anywhere in the cluster when the get reached the node: the
     /// store must have applied it before serving the get.
     committed: Index,
@@ -252,7 +305,7 @@ fn install_quiet_hook() {
 }
 
 /// Runs `work` on the core, turning a panic into a violation.
-fn guarded<T>(id: NodeId, work: impl FnOnce() -> T) -> Result<T, Violation> {
+pub(crate) fn guarded<T>(id: NodeId, work: impl FnOnce() -> T) -> Result<T, Violation> {
     install_quiet_hook();
     QUIET.with(|quiet| quiet.set(true));
     let result = catch_unwind(AssertUnwindSafe(work));
@@ -346,7 +399,7 @@ impl Simulation {
     }
 
     /// Takes the core's action batch and performs it; then takes a snapshot if one is due.
-    fn take_and_perform(&mut self, id: NodeId) {
+    pub(crate) fn take_and_perform(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let Some(core) = node.core.as_mut() else { return };
         match guarded(id, || core.take_actions()) {
@@ -416,6 +469,9 @@ impl Simulation {
                 trace!(self.trace, self.now, "{id} {event}");
                 if let CoreEvent::TransferAborted { .. } = event {
                     self.stats.transfers_aborted += 1;
+                }
+                if let CoreEvent::MembershipChanged { index, membership } = &event {
+                    self.membership_changed(id, *index, membership.clone());
                 }
                 if let CoreEvent::RoleChanged { role: RoleKind::Leader, .. } = event
                     && let Some((fault, after, elections)) = self.armed_elected.take()
@@ -630,23 +686,60 @@ impl Simulation {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let core = node.core.as_mut().expect("only running nodes get inputs");
         let context = node.next_read;
-        match guarded(id, || core.read_index(context)) {
-            Ok(Ok(())) => {
+        let leading = core.role() == RoleKind::Leader;
+        let asked = guarded(id, || match request.read {
+            ReadKind::ReadIndex => {
+                core.read_index(context).map(|()| ReadPath::Leader).map_err(ReadRefusal::from)
+            }
+            ReadKind::Follower => core
+                .forward_read_index(context)
+                .map(|()| if leading { ReadPath::Leader } else { ReadPath::Follower })
+                .map_err(ReadRefusal::from),
+            // Without a lease (or with lease reads off), ReadIndex serves it: what a server
+            // asked for a lease read does.
+            ReadKind::Lease => match core.lease_read(context) {
+                Ok(()) => Ok(ReadPath::Lease),
+                Err(LeaseReadError::NotLeader { leader, .. }) => Err(ReadRefusal(leader)),
+                Err(_) => core
+                    .read_index(context)
+                    .map(|()| ReadPath::LeaseFallback)
+                    .map_err(ReadRefusal::from),
+            },
+            // Not asked of the core at all.
+            ReadKind::Stale => Ok(ReadPath::Leader),
+        });
+        match asked {
+            Ok(Ok(_)) if request.read == ReadKind::Stale => {
+                let Operation::Get { key } = request.operation else {
+                    unreachable!("only gets take the read path");
+                };
+                let value = node.machine.get(key);
+                let applied = node.machine.applied();
                 trace!(
                     self.trace,
                     self.now,
-                    "{id} read index #{context} c{}.{} {}",
+                    "{id} stale read at applied index {applied} c{}.{} {}",
+                    request.client,
+                    request.sequence,
+                    request.operation
+                );
+                self.stats.stale_reads += 1;
+                self.answer(id, request, Answer::Done(OperationResult::Get(value)));
+            }
+            Ok(Ok(path)) => {
+                trace!(
+                    self.trace,
+                    self.now,
+                    "{id} {path:?} read #{context} c{}.{} {}",
                     request.client,
                     request.sequence,
                     request.operation
                 );
                 node.next_read += 1;
-                node.reads.insert(context, PendingRead { request, committed });
+                node.reads.insert(context, PendingRead { request, path, committed });
                 self.take_and_perform(id);
             }
-            Ok(Err(ReadIndexError::NotLeader { leader, .. })) => {
-                self.not_leader(id, request, leader);
-            }
+            Ok(Err(ReadRefusal(leader))) => self.not_leader(id, request, leader),
             Err(violation) => self.fail(violation),
         }
     }
@@ -721,7 +814,7 @@ impl Simulation {
             node.ready_reads.drain(..).partition(|&(index, _)| index <= applied);
         node.ready_reads = waiting;
         let mut answers = Vec::with_capacity(due.len());
-        for (index, PendingRead { request, committed }) in due {
+        for (index, PendingRead { request, path, committed }) in due {
             if applied < committed {
                 let detail = format!(
                     "{id} served c{}.{} {} at applied index {applied} (read index {index}), but \
@@ -735,6 +828,12 @@ impl Simulation {
             };
             let value = node.machine.get(key);
             answers.push((request, Answer::Done(OperationResult::Get(value))));
+            match path {
+                ReadPath::Leader => self.stats.leader_reads += 1,
+                ReadPath::Follower => self.stats.follower_reads += 1,
+                ReadPath::Lease => self.stats.lease_reads += 1,
+                ReadPath::LeaseFallback => self.stats.lease_fallbacks += 1,
+            }
         }
         self.stats.reads += answers.len() as u64;
         for (request, answer) in answers {
@@ -872,6 +971,18 @@ impl Simulation {
                 return self.fail(Violation::new(Invariant::Recovery, detail));
             }
         };
+        // Entries of a term whose hard state did not survive never left the node: every message
+        // of that term waited for it (contract item 1). The node may lead that term again after
+        // its restart, writing other entries at those indexes; that is no second history (a
+        // node alone in its configuration wins its election without sending anything, so it
+        // can lead before its vote is durable).
+        let durable_term = recovery.hard_state.term;
+        let unsent: Vec<(Index, Term)> = (node.log.base().0 + 1..=node.log.last_index().0)
+            .filter_map(|index| node.log.entry(Index(index)))
+            .filter(|entry| entry.term > durable_term)
+            .map(|entry| (entry.index, entry.term))
+            .collect();
+        self.checker.forget_unsent(id, &unsent);
         node.log = node.disk.log.clone();
         node.held.clear();
         node.stash.clear();
@@ -905,7 +1016,7 @@ impl Simulation {
     pub(crate) fn restart(&mut self, id: NodeId) {
         let forget_vote = self.defect == Some(Defect::ForgetVote);
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-        if node.core.is_some() {
+        if node.core.is_some() || node.dormant || node.retired {
             return;
         }
         let mut restored = node.disk.restored();
@@ -919,6 +1030,7 @@ impl Simulation {
         let snapshot = restored.snapshot.clone();
         match Node::new(config, restored) {
             Ok(core) => {
+                node.membership = core.membership().clone();
                 node.core = Some(core);
                 trace!(
                     self.trace,

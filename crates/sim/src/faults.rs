@@ -17,6 +17,11 @@
 //! up behind it, which is how a follower comes to have several overlapping writes pending
 //! across leader changes.
 //!
+//! Some entries are not failures but what operators do, at moments no failure would choose:
+//! leadership transfers, and membership changes (carried out by `operator.rs`). In seeds with
+//! lease reads, a lease race drifts the clocks apart as far as the drift bound covers and cuts
+//! the leader off (see `FaultKind::LeaseRace`).
+//!
 //! The partition shapes: a minority cut from the majority; the leader isolated; a bridge (two
 //! halves that cannot talk, and one node that talks to both); one-way links (a node that can
 //! send but not receive, or the reverse); random link failures. Message loss, duplication and
@@ -79,6 +84,60 @@ impl fmt::Display for SnapshotStep {
             SnapshotStep::Compact => "compaction",
             SnapshotStep::Receive => "chunk receipt",
             SnapshotStep::Install => "snapshot install",
+        })
+    }
+}
+
+/// A membership change an operator plans, resolved against the configuration in force when it
+/// is carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipIntent {
+    /// Start a spare and add it as a learner.
+    AddLearner,
+    /// Start a spare and add it as a voter at once.
+    AddVoter,
+    /// Promote a learner to voter (refused while it is far behind: retried).
+    Promote,
+    /// Remove the leader itself (it hands over once the removal commits).
+    RemoveLeader,
+    /// Remove a voter that does not lead.
+    RemoveFollower,
+    /// Remove a learner.
+    RemoveLearner,
+    /// Replace a voter, one node at a time: start a spare, add it as a learner, promote it,
+    /// then remove an old voter. Repeated, these replace a majority.
+    Replace,
+    /// Add two spares as voters and remove two voters in one change: joint consensus.
+    JointReplace,
+}
+
+impl MembershipIntent {
+    /// Every intent, in the order drawn from (replacements weigh double).
+    pub const ALL: [MembershipIntent; 10] = [
+        MembershipIntent::AddLearner,
+        MembershipIntent::AddVoter,
+        MembershipIntent::Promote,
+        MembershipIntent::RemoveLeader,
+        MembershipIntent::RemoveFollower,
+        MembershipIntent::RemoveLearner,
+        MembershipIntent::Replace,
+        MembershipIntent::Replace,
+        MembershipIntent::JointReplace,
+        MembershipIntent::JointReplace,
+    ];
+}
+
+impl fmt::Display for MembershipIntent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MembershipIntent::AddLearner => "add a spare as a learner",
+            MembershipIntent::AddVoter => "add a spare as a voter",
+            MembershipIntent::Promote => "promote a learner",
+            MembershipIntent::RemoveLeader => "remove the leader",
+            MembershipIntent::RemoveFollower => "remove a follower",
+            MembershipIntent::RemoveLearner => "remove a learner",
+            MembershipIntent::Replace => "replace a voter (learner, promotion, removal)",
+            MembershipIntent::JointReplace => "replace two voters at once (joint consensus)",
         })
     }
 }
@@ -175,6 +234,18 @@ pub enum FaultKind {
         /// How long it is cut off.
         lasts: Time,
     },
+    /// An operator plans a membership change, carried out when the leader accepts it (see
+    /// `operator.rs`).
+    Membership(MembershipIntent),
+    /// Only in seeds with lease reads: the clocks drift apart as far as the seed's drift bound
+    /// covers (the leader's ticks `Parameters::lease_skew_per_mille` slower than nominal,
+    /// everyone else's as much faster), and the leader is cut off from every other node for
+    /// `lasts`. The others elect a new leader as early as their clocks let them, while clients
+    /// still reading at the old leader find out whether its lease ended first (thesis §6.4.1).
+    LeaseRace {
+        /// How long the leader is cut off.
+        lasts: Time,
+    },
     /// An operator asks the leader to hand leadership over (thesis §3.10): to `target`, or with
     /// `None` to the most up-to-date voter. Not a fault, but it moves leadership at moments no
     /// failure would, while proposals are refused for its duration.
@@ -207,9 +278,20 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// The kinds in the order of `FaultParameters::weights`.
-    pub const WEIGHT_ORDER: [&'static str; 11] = [
-        "crash", "pause", "minority", "isolate", "bridge", "one-way", "skew", "trigger", "disk",
-        "snapshot", "transfer",
+    pub const WEIGHT_ORDER: [&'static str; 13] = [
+        "crash",
+        "pause",
+        "minority",
+        "isolate",
+        "bridge",
+        "one-way",
+        "skew",
+        "trigger",
+        "disk",
+        "snapshot",
+        "transfer",
+        "membership",
+        "lease-race",
     ];
 }
 
@@ -232,7 +314,7 @@ pub struct FaultSchedule {
 impl FaultSchedule {
     /// The schedule of a run with `parameters`, drawn from `random`.
     pub fn generate(parameters: &Parameters, random: &mut Random) -> FaultSchedule {
-        let nodes: Vec<NodeId> = (1..=parameters.nodes).map(NodeId).collect();
+        let nodes: Vec<NodeId> = (1..=parameters.universe()).map(NodeId).collect();
         let rates = &parameters.faults;
         let mut faults = Vec::new();
         if rates.weights.iter().all(|&weight| weight == 0) {
@@ -273,6 +355,12 @@ impl FaultSchedule {
                     } else if kind == 10 {
                         let target = random.chance(0.7).then(|| random.pick(&nodes));
                         FaultKind::Transfer { target }
+                    } else if kind == 11 {
+                        FaultKind::Membership(random.pick(&MembershipIntent::ALL))
+                    } else if kind == 12 {
+                        let election = parameters.election_duration().0.max(1_000);
+                        let lasts = Time(random.log_uniform(election * 2, election * 10));
+                        FaultKind::LeaseRace { lasts }
                     } else {
                         let shape = Self::shape(random, &nodes, kind);
                         let lasts =
@@ -472,6 +560,13 @@ impl fmt::Display for FaultKind {
             }
             FaultKind::Lag { fallback, lasts } => {
                 write!(f, "lag: cut off follower {fallback} (or the next, if it leads) for {lasts}")
+            }
+            FaultKind::Membership(intent) => write!(f, "membership: {intent}"),
+            FaultKind::LeaseRace { lasts } => {
+                write!(
+                    f,
+                    "lease race: skew the leader slow and the others fast, cut it off for {lasts}"
+                )
             }
             FaultKind::Transfer { target: Some(target) } => {
                 write!(f, "transfer leadership to {target}")

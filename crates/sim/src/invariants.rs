@@ -50,7 +50,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use skiff_raft::{Entry, Index, NodeId, Payload, RoleKind, Term};
+use skiff_raft::{Entry, Index, Membership, NodeId, Payload, RoleKind, Term};
 
 use crate::storage::{LogCopy, fnv1a};
 
@@ -73,6 +73,9 @@ pub enum Invariant {
     MonotonicCommit,
     /// Nothing is applied beyond the commit index.
     AppliedBeforeCommitted,
+    /// A node uses the configuration of the latest configuration entry in its log, committed
+    /// or not (Raft thesis §4.1), else the one its snapshot or its start gave it.
+    ConfigurationInForce,
     /// With faults removed, a leader is elected and commits a fresh entry in bounded time.
     Liveness,
     /// The cluster's work stays proportional to its load: no message storm, no livelock.
@@ -104,6 +107,7 @@ impl Invariant {
             Invariant::MonotonicTerm => "monotonic term",
             Invariant::MonotonicCommit => "monotonic commit",
             Invariant::AppliedBeforeCommitted => "applied before committed",
+            Invariant::ConfigurationInForce => "configuration in force",
             Invariant::Liveness => "liveness",
             Invariant::BoundedWork => "bounded work",
             Invariant::Linearizability => "linearizability",
@@ -158,6 +162,8 @@ pub struct Observation<'a> {
     pub commit: Index,
     /// Its log as the core sees it.
     pub log: &'a LogCopy,
+    /// The configuration the core uses.
+    pub membership: &'a Membership,
 }
 
 /// A node as a potential candidate and voter: its current log and its durable log.
@@ -294,6 +300,22 @@ impl Checker {
             ));
         }
         watch.term = node.term;
+        // Thesis §4.1: a configuration is in force from the moment its entry is in the log,
+        // committed or not; one in force only at commit lets two configurations whose
+        // majorities do not overlap each elect a leader.
+        let logged = node.log.membership();
+        if node.membership != logged {
+            return Err(Violation::new(
+                Invariant::ConfigurationInForce,
+                format!(
+                    "{} uses configuration {}, but the latest in its log (last index {}) is {}",
+                    node.id,
+                    node.membership,
+                    node.log.last_index(),
+                    logged
+                ),
+            ));
+        }
         if node.commit < watch.commit {
             return Err(Violation::new(
                 Invariant::MonotonicCommit,
@@ -425,32 +447,50 @@ impl Checker {
     }
 
     /// Leader completeness before the fact: no node lacking a committed entry can collect a
-    /// majority of votes (see the module documentation). `nodes` is the whole cluster, gone
-    /// through once per candidate (hence `Clone`).
+    /// majority of votes (see the module documentation). `nodes` is every node that may still
+    /// run (retired ones left out), gone through once per candidate (hence `Clone`). A candidate
+    /// needs a majority of the voters of the configuration its own log puts in force (of both
+    /// voter sets, while joint); any node of those sets whose log it is at least as up-to-date
+    /// as is counted as a vote.
     pub fn check_electable<'a, I>(&self, nodes: I) -> Result<(), Violation>
     where
         I: IntoIterator<Item = Electable<'a>>,
-        I::IntoIter: Clone + ExactSizeIterator,
+        I::IntoIter: Clone,
     {
         let nodes = nodes.into_iter();
         let Some(record) = self.committed.last() else { return Ok(()) };
         let committed = self.committed_index();
         let last =
             |log: &LogCopy| (log.term(log.last_index()).unwrap_or_default(), log.last_index());
-        let majority = nodes.len() / 2 + 1;
         for candidate in nodes.clone() {
             for log in [candidate.log, candidate.durable] {
                 if log.chain(committed) == Some(record.chain) {
                     continue;
                 }
+                let membership = log.membership();
                 let offer = last(log);
                 let would_vote = |voter: &Electable<'_>| {
                     last(voter.log) <= offer || last(voter.durable) <= offer
                 };
                 // Counted without collecting: this runs after every step, and the names are
                 // only wanted for a report.
-                if nodes.clone().filter(would_vote).count() >= majority {
-                    let voters = nodes.clone().filter(would_vote).map(|voter| voter.id);
+                let wins = |set: &std::collections::BTreeSet<NodeId>| {
+                    let votes =
+                        nodes.clone().filter(|voter| set.contains(&voter.id) && would_vote(voter));
+                    votes.count() > set.len() / 2
+                };
+                let electable = !membership.voters.is_empty()
+                    && wins(&membership.voters)
+                    && (membership.outgoing.is_empty() || wins(&membership.outgoing));
+                if electable {
+                    let voters = nodes
+                        .clone()
+                        .filter(|voter| {
+                            membership.voters.contains(&voter.id)
+                                || membership.outgoing.contains(&voter.id)
+                        })
+                        .filter(would_vote)
+                        .map(|voter| voter.id);
                     let missing = (log.base().0.max(1)..=committed.0)
                         .map(Index)
                         .find(|&at| log.chain(at) != Some(self.committed[at.0 as usize - 1].chain))
@@ -462,7 +502,7 @@ impl Checker {
                         format!(
                             "{} could be elected without committed entry {missing}@{} (committed by {}): its \
                              log ending at {}@{} is at least as up-to-date as a log of each of \
-                             {}, a majority",
+                             {}, a majority of its configuration {membership}",
                             candidate.id,
                             self.committed[position].term,
                             self.committed_by[position],
@@ -475,6 +515,17 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// Forgets the entries `unsent` that node `id` wrote and no other node can hold: it crashed
+    /// before the hard state of their terms was durable, so no message carried them (see
+    /// `driver.rs`). Only entries it was the first to write are forgotten.
+    pub fn forget_unsent(&mut self, id: NodeId, unsent: &[(Index, Term)]) {
+        for key in unsent {
+            if self.written.get(key).is_some_and(|&(_, first)| first == id) {
+                self.written.remove(key);
+            }
+        }
     }
 
     /// Log matching for entries a node just handed to its disk: `log` from `from` on.
@@ -675,7 +726,7 @@ mod tests {
     }
 
     fn log(entries: &[Entry]) -> LogCopy {
-        let mut log = LogCopy::default();
+        let mut log = LogCopy::new(skiff_raft::Membership::new((1..=5).map(NodeId)));
         log.write(entries);
         log
     }
@@ -694,7 +745,29 @@ mod tests {
             term: Term(term),
             commit: Index(commit),
             log,
+            membership: log.membership(),
         }
+    }
+
+    #[test]
+    fn a_configuration_in_force_only_at_commit_is_caught() {
+        let founders = Membership::new((1..=3).map(NodeId));
+        let grown = Membership::new((1..=4).map(NodeId));
+        let mut log = LogCopy::new(founders.clone());
+        log.write(&[Entry {
+            index: Index(1),
+            term: Term(1),
+            payload: Payload::Membership(grown.clone()),
+        }]);
+        let mut checker = Checker::new();
+        // Appended, not committed: already in force.
+        let correct =
+            Observation { membership: &grown, ..observe(1, RoleKind::Leader, 1, 0, &log) };
+        checker.after_step([correct]).expect("the latest configuration of the log is in force");
+        let late =
+            Observation { membership: &founders, ..observe(2, RoleKind::Follower, 1, 0, &log) };
+        let error = checker.after_step([late]).expect_err("still the committed configuration");
+        assert_eq!(error.invariant, Invariant::ConfigurationInForce);
     }
 
     #[test]

@@ -20,12 +20,37 @@
 //! skiff node runs, so its encoding, its client sessions and its apply are under test too.
 //! Writes (put, compare-and-swap, delete) travel as `skiff_kv::Command`s under the client's
 //! session; a retry after a timeout reuses the sequence number, so a write whose attempts commit
-//! twice is applied once, and the history holds it as one operation. Gets never enter the log:
-//! the node asked calls the core's `read_index` and serves the get from its store once the store
-//! has applied the read index (ReadIndex, Raft thesis §6.4). Reads answer to two checks: each
-//! must reflect every entry committed anywhere when it reached the node (no stale read), and the
-//! whole history must be linearizable.
+//! twice is applied once, and the history holds it as one operation. Gets never enter the log;
+//! each is one of four kinds, in proportions drawn per seed (`workload.rs`, `driver.rs`):
+//! - **ReadIndex** (Raft thesis §6.4): the leader confirms it still leads by a heartbeat round
+//!   and serves the get once its store has applied the read index;
+//! - **through a follower**: the node the client reached asks its leader for a read index and
+//!   serves the get from its own store once that has applied it;
+//! - **lease** (§6.4.1): the leader serves at once while it holds a lease, else by ReadIndex.
+//!   Only in seeds whose tick-rate skews (drawn, and set by skew faults) stay within what the
+//!   seed's `clock_drift_bound` covers, with check-quorum on and no process pauses; there,
+//!   *lease races* skew the leader as slow and the rest as fast as the bound allows, cut the
+//!   leader off, and probe it with lease reads while the others elect a successor;
+//! - **stale**: served at once from the store of whichever node the client reached. Stale
+//!   reads promise nothing the history could hold them to, so they are **not checked** and
+//!   left out of the history; what they return is a store at some applied index, which state
+//!   machine safety already covers.
 //!
+//! The first three answer to two checks: each read must reflect every entry committed anywhere
+//! when it reached the node (no stale read), and the whole history must be linearizable.
+//!
+//! ## Membership changes
+//! An operator (`operator.rs`) changes the membership while faults strike, as a person with
+//! `skiff cluster add|promote|remove` would: spares (nodes after the founders, started empty)
+//! are added as learners or as voters, learners promoted (refused while far behind, and asked
+//! again), voters and learners removed, the leader among them, two voters replaced at once
+//! through a joint configuration, and voters replaced one node at a time (a spare in as a
+//! learner, promoted, then an old voter out), which repeated replaces a majority of the
+//! founders. A removed node is stopped for good once its removal is known committed. Every
+//! node must use the configuration of the latest configuration entry in its log, committed or
+//! not (`Invariant::ConfigurationInForce`), and the election checks count votes in the
+//! configuration a candidate's log puts in force (both halves of a joint one).
+
 //! ## Snapshots
 //! Nodes take snapshots of their stores at random points (every K applied entries, K drawn per
 //! seed, and on demand), write them through skiff-wal's snapshot files, and compact their logs
@@ -48,10 +73,12 @@
 //!   leader's snapshot chunk by chunk, verifying and installing it; restoring at a restart.
 //! - `state_machine.rs`: the workload's operations as skiff-kv commands, each node's store, and
 //!   a hash of the store's contents that nodes at the same applied index must agree on.
-//! - `workload.rs`: clients doing put, get, compare-and-swap and delete with retries,
-//!   forwarding and timeouts, recording a history (`history.rs`).
-//! - `faults.rs` and `nemesis.rs`: the schedule of crashes, pauses, partitions, skews, lags and
-//!   triggers, and its execution.
+//! - `workload.rs`: clients doing put, get (of the four kinds), compare-and-swap and delete
+//!   with retries, forwarding and timeouts, recording a history (`history.rs`).
+//! - `faults.rs` and `nemesis.rs`: the schedule of crashes, pauses, partitions, skews, lags,
+//!   triggers, leadership transfers, membership changes and lease races, and its execution.
+//! - `operator.rs`: membership changes carried out on the running cluster, and the retirement
+//!   of removed nodes.
 //! - `invariants.rs`: the safety checks, after every step (and a served read's, as it is
 //!   served).
 //! - `linearizability.rs`: the history check at the end of a run.
@@ -64,8 +91,9 @@
 //!
 //! ## Left out for now
 //! Bit flips and I/O errors from the file system (crates/wal's `MemFs` can inject both; a node
-//! would stop on them, which the simulator does not model yet), membership changes (not in the
-//! core yet), clients behind partitions, batching several inputs per `take_actions`, scans,
+//! would stop on them, which the simulator does not model yet), lease reads under process
+//! pauses (no drift bound covers a stopped clock: seeds with leases pause nothing), a check of
+//! stale reads (see above), clients behind partitions, batching several inputs per `take_actions`, scans,
 //! and whether a delete found its key (the store answers it; the history leaves it out). The
 //! leader serves snapshot chunks through skiff-wal's `SnapshotFiles::read_chunk`, which closes
 //! a file kept open for a transfer after a minute of *wall-clock* time without a read: no
@@ -79,6 +107,7 @@ pub mod invariants;
 pub mod linearizability;
 pub mod nemesis;
 pub mod network;
+pub mod operator;
 pub mod parameters;
 pub mod queue;
 pub mod random;

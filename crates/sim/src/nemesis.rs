@@ -11,9 +11,11 @@
 use skiff_raft::NodeId;
 
 use crate::faults::{FaultKind, Shape, Target};
+use crate::history::Operation;
 use crate::simulation::{Event, Simulation};
 use crate::time::Time;
 use crate::trace::trace;
+use crate::workload::{LEASE_PROBER, ReadKind, Request};
 
 impl Simulation {
     /// Fault number `number` strikes.
@@ -67,6 +69,24 @@ impl Simulation {
             FaultKind::CrashInSnapshot { step, down_for } => {
                 self.armed_snapshot = Some((number, step, down_for));
             }
+            FaultKind::Membership(intent) => self.plan_membership(intent),
+            FaultKind::LeaseRace { lasts } => {
+                let Some(leader) = leader else { return };
+                let skew = self.parameters.lease_skew_per_mille;
+                for node in self.nodes.values_mut() {
+                    node.skew = if node.id == leader { skew } else { -skew };
+                }
+                trace!(
+                    self.trace,
+                    self.now,
+                    "fault {number}: {leader} ticks {skew}‰ slow, the others fast; cut off for {lasts}"
+                );
+                self.stats.lease_races += 1;
+                let links = Shape::Isolate(Target::Node(leader)).links(&self.ids, None);
+                self.partition(links, lasts);
+                let until = self.now + lasts;
+                self.queue.push(self.now, Event::LeaseProbe { node: leader, until, sequence: 1 });
+            }
             FaultKind::Transfer { target } => {
                 if let Some(leader) = leader {
                     self.transfer(leader, target);
@@ -78,6 +98,30 @@ impl Simulation {
                 self.armed_elected = Some((number, after, elections));
             }
         }
+    }
+
+    /// A lease read of the lease prober reaches the old leader of a lease race, cut off from
+    /// the others (see `FaultKind::LeaseRace`): every tick of the race, so that some arrive
+    /// after the others elected a new leader and committed. The clients cannot be relied on
+    /// for that: most are stuck in a write the old leader will never commit. Like every read,
+    /// it is held to the commit index of the whole cluster when it arrived
+    /// (`Invariant::StaleRead`); its answer goes nowhere, and it stays out of the history.
+    pub(crate) fn lease_probe(&mut self, node: NodeId, until: Time, sequence: u64) {
+        if self.healed || self.now >= until {
+            return;
+        }
+        let request = Request {
+            client: LEASE_PROBER,
+            sequence,
+            attempt: 1,
+            operation: Operation::Get { key: 0 },
+            forwarded_by: None,
+            read: ReadKind::Lease,
+        };
+        self.stats.lease_probes += 1;
+        self.client_request(node, request);
+        let next = self.now + self.parameters.tick;
+        self.queue.push(next, Event::LeaseProbe { node, until, sequence: sequence + 1 });
     }
 
     /// Crashes `id` on behalf of fault `number`, to restart after `down_for`.

@@ -62,6 +62,9 @@ pub struct WorkloadParameters {
     pub operation_deadline: Time,
     /// Relative weights of put, get, compare-and-swap and delete.
     pub mix: [u64; 4],
+    /// Relative weights of the kinds of get, in the order of `ReadKind::ALL`: by ReadIndex at
+    /// the leader, through a follower, under the leader's lease, stale.
+    pub reads: [u64; 4],
 }
 
 /// When nodes take snapshots, how they move them, and how their logs are cut into files.
@@ -94,7 +97,7 @@ pub struct FaultParameters {
     /// The mean time between two faults.
     pub mean_interval: Time,
     /// Relative weights of the fault kinds, in the order of `FaultKind::WEIGHT_ORDER`.
-    pub weights: [u64; 11],
+    pub weights: [u64; 13],
     /// The longest time a crashed node stays down.
     pub down_max: Time,
     /// The longest time a paused node stays paused.
@@ -113,11 +116,29 @@ pub struct FaultParameters {
 pub struct Parameters {
     /// The seed everything was drawn from.
     pub seed: u64,
-    /// The number of nodes: 3, 5 or 7.
+    /// The number of nodes the cluster is founded with (its first voters): 3, 5 or 7.
     pub nodes: u64,
+    /// The number of spare nodes, with ids after the founders', that membership changes may
+    /// add (each starts empty and joins); a node removed is retired for good, so spares are also
+    /// what replaces it.
+    pub spares: u64,
+    /// The core's bound on how far behind a learner may be and still be promoted.
+    pub max_learner_lag: u64,
+    /// Whether leaders serve lease reads (thesis §6.4.1). Seeds with leases have no pauses
+    /// (a paused leader's clock stops while its lease runs out) and a drift bound that covers
+    /// every tick-rate skew the seed can have.
+    pub lease_reads: bool,
+    /// The core's `clock_drift_bound`, in ticks: how much shorter than an election timeout a
+    /// lease is.
+    pub clock_drift_bound: u32,
+    /// With lease reads, the largest tick-rate skew (in thousandths, either way) the drift
+    /// bound covers: every skew the seed draws or a skew fault sets is within it, and a lease
+    /// race skews the nodes by exactly as much. 0 without lease reads.
+    pub lease_skew_per_mille: i64,
     /// The nominal time between two ticks of a node.
     pub tick: Time,
-    /// Each node's tick-rate skew, in thousandths (+50: its ticks are 5% further apart).
+    /// Each node's tick-rate skew, in thousandths (+50: its ticks are 5% further apart), the
+    /// spares' after the founders'.
     pub skew_per_mille: Vec<i64>,
     /// The core's minimum election timeout, in ticks.
     pub election_timeout: u32,
@@ -184,11 +205,18 @@ impl Parameters {
             operation_deadline: attempt_timeout.times(random.between(2, 6)),
             // The weight of deletes is drawn last, below.
             mix: [random.between(1, 5), random.between(1, 5), random.between(1, 5), 0],
+            // Drawn at the very end, below.
+            reads: [1, 0, 0, 0],
         };
         let faults = Self::draw_faults(&mut random, election_duration);
         let mut parameters = Parameters {
             seed,
             nodes,
+            spares: 0,
+            max_learner_lag: 1000,
+            lease_reads: false,
+            clock_drift_bound: 2,
+            lease_skew_per_mille: 0,
             tick,
             skew_per_mille,
             election_timeout,
@@ -232,7 +260,56 @@ impl Parameters {
             parameters.faults.weights[10] = random.pick(&[0, 1, 1, 2]);
         }
         parameters.faults.lag_max = Time(random.log_uniform(1_000_000, 4_000_000));
+        // Membership changes came after transfers, and are drawn after them. Seeds without
+        // spares still remove nodes (and so shrink the cluster) when they change membership.
+        parameters.spares = random.pick(&[0, 1, 2, 3, 4]);
+        let skewed = parameters.skew_per_mille.iter().any(|&skew| skew != 0);
+        for _ in 0..parameters.spares {
+            let skew = if skewed { random.between(0, 301) as i64 - 150 } else { 0 };
+            parameters.skew_per_mille.push(skew);
+        }
+        parameters.max_learner_lag = random.pick(&[0, 4, 64, 1000]);
+        if parameters.faults.weights.iter().any(|&weight| weight > 0) {
+            parameters.faults.weights[11] = random.pick(&[0, 1, 1, 2]);
+        }
+        // Reads of every kind came last.
+        parameters.workload.reads = [
+            random.between(1, 4),
+            random.between(0, 3),
+            random.between(0, 3),
+            random.between(0, 2),
+        ];
+        // Leases need leader stickiness (check-quorum), no pauses (a paused process's clock
+        // stops, which no drift bound covers) and a drift bound that covers the seed's skews:
+        // those it drew, skew faults' (up to 500‰), or more, drawn here, for lease races.
+        if parameters.check_quorum && random.chance(0.6) {
+            let drawn = parameters.skew_per_mille.iter().map(|skew| skew.abs()).max().unwrap_or(0);
+            let skew = if parameters.faults.weights[6] > 0 {
+                500
+            } else {
+                random.pick(&[drawn, 300, 500]).max(drawn)
+            };
+            if let Some(bound) = drift_bound(parameters.election_timeout, skew) {
+                parameters.lease_reads = true;
+                parameters.clock_drift_bound = bound;
+                parameters.lease_skew_per_mille = skew;
+                parameters.faults.weights[1] = 0;
+                // Gets, and lease reads among them, weigh enough that clients are reading at
+                // the old leader when a race ends its lease.
+                let workload = &mut parameters.workload;
+                workload.reads[2] = workload.reads[2].max(workload.reads[0]);
+                workload.mix[1] = workload.mix[1].max(workload.mix[0] + workload.mix[2]);
+                if parameters.faults.weights.iter().any(|&weight| weight > 0) {
+                    parameters.faults.weights[12] = random.pick(&[1, 1, 2]);
+                }
+            }
+        }
         parameters
+    }
+
+    /// Every node id a run may use: the founders, then the spares.
+    pub fn universe(&self) -> u64 {
+        self.nodes + self.spares
     }
 
     /// The snapshot policy and transfers: from a snapshot every few entries with nothing kept
@@ -286,7 +363,7 @@ impl Parameters {
 
     /// Fault rates and the mix of kinds: a few seeds are fault-free, most favour some kinds.
     fn draw_faults(random: &mut Random, election_duration: Time) -> FaultParameters {
-        let mut weights = [0; 11];
+        let mut weights = [0; 13];
         if !random.chance(0.05) {
             // The last ones (crashes in snapshots, leadership transfers) are drawn at the very
             // end of the seed.
@@ -322,15 +399,26 @@ impl Parameters {
         let faults = &self.faults;
         let _ = writeln!(
             text,
-            "cluster: {} nodes, tick {}, skew {:?}‰, election timeout {} ticks, heartbeat {} \
-             ticks, pre-vote {}, check-quorum {}",
+            "cluster: {} nodes and {} spares (learners promoted within {} entries), tick {}, skew \
+             {:?}‰, election timeout {} ticks, heartbeat {} ticks, pre-vote {}, check-quorum {}",
             self.nodes,
+            self.spares,
+            self.max_learner_lag,
             self.tick,
             self.skew_per_mille,
             self.election_timeout,
             self.heartbeat_interval,
             self.pre_vote,
             self.check_quorum
+        );
+        let _ = writeln!(
+            text,
+            "reads: lease reads {} (drift bound {} ticks, covering skews up to {}‰), kinds \
+             read-index/follower/lease/stale {:?}",
+            self.lease_reads,
+            self.clock_drift_bound,
+            self.lease_skew_per_mille,
+            self.workload.reads
         );
         let _ = writeln!(
             text,
@@ -398,6 +486,22 @@ impl Parameters {
     }
 }
 
+/// The smallest drift bound that keeps leases safe with tick rates up to `skew` thousandths
+/// off nominal either way, for an election timeout of `timeout` ticks, if one shorter than the
+/// timeout does. A lease lasts `timeout - bound` of the leader's ticks from the send of a
+/// heartbeat round (a round sent between two ticks counts from the earlier one: up to one tick
+/// more); a follower that answered it ignores vote requests until `timeout` of its own ticks
+/// have passed since its receipt, the first of which may come at once: `timeout - 1` whole
+/// ticks. The lease must end first even with the leader's ticks slowest and the follower's
+/// fastest: `(timeout - bound + 1) (1 + s) <= (timeout - 1) (1 - s)`.
+fn drift_bound(timeout: u32, skew: i64) -> Option<u32> {
+    let skew = skew.unsigned_abs().min(999);
+    let timeout = u64::from(timeout);
+    let protected = (timeout - 1) * (1000 - skew) / (1000 + skew);
+    let bound = (timeout + 1).checked_sub(protected)?;
+    (bound < timeout).then_some(bound as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,5 +521,23 @@ mod tests {
         let sizes: std::collections::BTreeSet<u64> =
             (0..100).map(|seed| Parameters::from_seed(seed, None, Time::ZERO).nodes).collect();
         assert_eq!(sizes.into_iter().collect::<Vec<_>>(), vec![3, 5, 7]);
+    }
+
+    #[test]
+    fn the_drift_bound_ends_every_lease_before_a_follower_may_vote() {
+        // No skew: the lease ends a tick before the slowest follower's stickiness can.
+        assert_eq!(drift_bound(10, 0), Some(2));
+        // Too much skew for so short a timeout: no lease at all.
+        assert_eq!(drift_bound(6, 500), None);
+        for timeout in 4..=20 {
+            for skew in [0, 1, 50, 150, 300, 500] {
+                let Some(bound) = drift_bound(timeout, skew) else { continue };
+                assert!(bound < timeout, "timeout {timeout}, skew {skew}: bound {bound}");
+                let (timeout, bound, skew) = (u64::from(timeout), u64::from(bound), skew as u64);
+                let lease_at_slowest = (timeout - bound + 1) * (1000 + skew);
+                let sticky_at_fastest = (timeout - 1) * (1000 - skew);
+                assert!(lease_at_slowest <= sticky_at_fastest, "timeout {timeout}, skew {skew}");
+            }
+        }
     }
 }

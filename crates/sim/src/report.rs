@@ -49,8 +49,17 @@ pub struct Stats {
     pub inconclusive: bool,
     /// Empty `Append`s sent during the final quiet period.
     pub quiet_probes: u64,
-    /// Gets served by ReadIndex.
+    /// Linearizable gets served (every kind but stale), each checked against the cluster's
+    /// commit index when it arrived.
     pub reads: u64,
+    /// Of those, by ReadIndex at the leader.
+    pub leader_reads: u64,
+    /// Of those, through a follower or learner, with a read index its leader confirmed.
+    pub follower_reads: u64,
+    /// Of those, under the leader's lease.
+    pub lease_reads: u64,
+    /// Of those, asked for under a lease the leader did not hold, served by ReadIndex.
+    pub lease_fallbacks: u64,
     /// Retried writes that committed again and were answered from the store's session, with
     /// the first attempt's result, instead of being applied twice.
     pub deduplicated: u64,
@@ -78,6 +87,35 @@ pub struct Stats {
     pub transfers: u64,
     /// Leadership transfers given up after an election timeout.
     pub transfers_aborted: u64,
+    /// Membership changes a leader accepted.
+    pub membership_changes: u64,
+    /// Nodes removed from the cluster and stopped for good.
+    pub retired: u64,
+    /// Stale gets served (left out of the history: see `workload.rs`).
+    pub stale_reads: u64,
+    /// Learners added (spares started and added).
+    pub learners_added: u64,
+    /// Spares added as voters at once, empty.
+    pub voters_added: u64,
+    /// Promotions the leader refused because the learner was too far behind (asked again).
+    pub promotions_refused: u64,
+    /// Learners promoted to voters.
+    pub promotions: u64,
+    /// Single removals of a voter or learner.
+    pub removals: u64,
+    /// Removals of the leader by itself (the leader of the change was its target).
+    pub leader_removals: u64,
+    /// Changes of several voters at once, through a joint configuration.
+    pub joint_changes: u64,
+    /// Rolling replacements completed: a spare in as a voter, then an old voter out.
+    pub replacements: u64,
+    /// Runs (1 for a run, summed in a sweep) that removed and retired a majority of the
+    /// founders, one change at a time, the cluster living on in the rest and the spares.
+    pub runs_retiring_majority: u64,
+    /// Lease races struck (see `FaultKind::LeaseRace`).
+    pub lease_races: u64,
+    /// Lease reads the lease prober asked of old leaders during lease races.
+    pub lease_probes: u64,
 }
 
 impl Stats {
@@ -101,6 +139,7 @@ impl Stats {
         mine.failed += theirs.failed;
         mine.unknown += theirs.unknown;
         mine.attempts += theirs.attempts;
+        mine.stale_reads += theirs.stale_reads;
         self.inconclusive |= other.inconclusive;
         self.quiet_probes += other.quiet_probes;
         self.reads += other.reads;
@@ -117,6 +156,24 @@ impl Stats {
         self.final_reads += other.final_reads;
         self.transfers += other.transfers;
         self.transfers_aborted += other.transfers_aborted;
+        self.membership_changes += other.membership_changes;
+        self.retired += other.retired;
+        self.stale_reads += other.stale_reads;
+        self.leader_reads += other.leader_reads;
+        self.follower_reads += other.follower_reads;
+        self.lease_reads += other.lease_reads;
+        self.lease_fallbacks += other.lease_fallbacks;
+        self.learners_added += other.learners_added;
+        self.promotions += other.promotions;
+        self.promotions_refused += other.promotions_refused;
+        self.voters_added += other.voters_added;
+        self.removals += other.removals;
+        self.leader_removals += other.leader_removals;
+        self.joint_changes += other.joint_changes;
+        self.replacements += other.replacements;
+        self.runs_retiring_majority += other.runs_retiring_majority;
+        self.lease_races += other.lease_races;
+        self.lease_probes += other.lease_probes;
     }
 }
 

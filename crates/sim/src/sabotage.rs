@@ -1,11 +1,15 @@
 //! The simulator's self-test: defects switched on on purpose, each of which the default seed
 //! budget must catch.
 //!
-//! A checker that cannot fail proves nothing. Five defects live in the core, behind the
+//! A checker that cannot fail proves nothing. Seven defects live in the core, behind the
 //! switches of [`skiff_raft::Sabotage`]; four break the driver's half of the contract and live
-//! in this simulator's node driver (two of them in its snapshot duties, `snapshot.rs`). Each defect names the invariant its violation is expected to
-//! show up as (the checks are independent, so a defect may trip a neighbouring one first; the
-//! self-test accepts the ones listed).
+//! in this simulator's node driver (two of them in its snapshot duties, `snapshot.rs`). Each
+//! defect names the invariant its violation is expected to show up as (the checks are
+//! independent, so a defect may trip a neighbouring one first; the self-test accepts the ones
+//! listed). Two are caught by checks made for them: a configuration put in force only at
+//! commit by `Invariant::ConfigurationInForce` (before any split vote it allows happens), and
+//! a lease without the drift bound by the lease races of seeds with lease reads, whose probes
+//! reach the old leader after its successor committed (`Invariant::StaleRead`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,11 +40,17 @@ pub enum Defect {
     /// snapshot after, so a crash between leaves neither the old state nor the new (contract
     /// item 11: atomically).
     InstallLogFirst,
+    /// The core puts a configuration in force only once its entry is committed, not when it is
+    /// appended (thesis §4.1).
+    ApplyMembershipAtCommit,
+    /// The core's read lease lasts a whole election timeout, without the clock drift bound
+    /// (thesis §6.4.1).
+    LeaseWithoutDriftBound,
 }
 
 impl Defect {
     /// Every defect, in a fixed order.
-    pub const ALL: [Defect; 9] = [
+    pub const ALL: [Defect; 11] = [
         Defect::CommitEarlierTerms,
         Defect::VoteWithoutLogCheck,
         Defect::VoteBeforeDurable,
@@ -50,6 +60,8 @@ impl Defect {
         Defect::ReadWithoutQuorum,
         Defect::SnapshotBeforeDurable,
         Defect::InstallLogFirst,
+        Defect::ApplyMembershipAtCommit,
+        Defect::LeaseWithoutDriftBound,
     ];
 
     /// The defect's name on the command line.
@@ -64,6 +76,8 @@ impl Defect {
             Defect::ReadWithoutQuorum => "read-without-quorum",
             Defect::SnapshotBeforeDurable => "snapshot-before-durable",
             Defect::InstallLogFirst => "install-log-first",
+            Defect::ApplyMembershipAtCommit => "apply-membership-at-commit",
+            Defect::LeaseWithoutDriftBound => "lease-without-drift-bound",
         }
     }
 
@@ -78,6 +92,10 @@ impl Defect {
             Defect::ApplyBeyondCommit => &[AppliedBeforeCommitted],
             Defect::ReadWithoutQuorum => &[StaleRead, Linearizability],
             Defect::SnapshotBeforeDurable | Defect::InstallLogFirst => &[Recovery],
+            Defect::ApplyMembershipAtCommit => {
+                &[ConfigurationInForce, ElectionSafety, LeaderCompleteness, StateMachineSafety]
+            }
+            Defect::LeaseWithoutDriftBound => &[StaleRead, Linearizability],
         }
     }
 
@@ -90,6 +108,8 @@ impl Defect {
             Defect::AcknowledgeBeforeDurable => sabotage.acknowledge_before_durable = true,
             Defect::ApplyBeyondCommit => sabotage.apply_beyond_commit = true,
             Defect::ReadWithoutQuorum => sabotage.read_without_quorum = true,
+            Defect::ApplyMembershipAtCommit => sabotage.apply_membership_at_commit = true,
+            Defect::LeaseWithoutDriftBound => sabotage.lease_without_drift_bound = true,
             Defect::VoteBeforeDurable
             | Defect::ForgetVote
             | Defect::SnapshotBeforeDurable

@@ -23,6 +23,7 @@ use crate::faults::SnapshotStep;
 use crate::invariants::{Checker, Electable, Invariant, Observation, Violation};
 use crate::linearizability::{CheckError, check_with_budget};
 use crate::network::Network;
+use crate::operator::Operator;
 use crate::parameters::Parameters;
 use crate::queue::EventQueue;
 use crate::random::Random;
@@ -32,7 +33,7 @@ use crate::snapshot::ChunkReply;
 use crate::state_machine;
 use crate::time::Time;
 use crate::trace::{Trace, TraceMode, trace};
-use crate::workload::{Next, Reply, Request, Workload, show_event};
+use crate::workload::{LEASE_PROBER, Next, Reply, Request, Workload, show_event};
 
 /// How long faults are injected unless told otherwise.
 pub const DEFAULT_FAULT_PHASE: Time = Time::seconds(10);
@@ -123,6 +124,13 @@ pub(crate) enum Event {
     SnapshotWritten { node: NodeId, incarnation: u64 },
     /// A chunk request of a node's fetch went unanswered (ignored if the node restarted since).
     ChunkTimeout { node: NodeId, incarnation: u64, fetch: u64, attempt: u64 },
+    /// The operator's turn to carry out membership changes.
+    Operator,
+    /// During a lease race, a lease read asked of the old leader `node` (the next follows a
+    /// tick later, until `until`).
+    LeaseProbe { node: NodeId, until: Time, sequence: u64 },
+    /// A node removed from the cluster is stopped for good.
+    Retire { node: NodeId },
     /// The end of the run.
     End,
 }
@@ -193,6 +201,10 @@ pub struct Simulation {
     pub(crate) chunk_damage: f64,
     /// The random choices of snapshots on demand (which node, when).
     pub(crate) snapshot_random: Random,
+    /// The operator of membership changes.
+    pub(crate) operator: Operator,
+    /// The operator's random choices (which node to remove).
+    pub(crate) operator_random: Random,
     /// Whether the heal happened.
     pub(crate) healed: bool,
     /// When the liveness probe committed, once it did.
@@ -240,15 +252,18 @@ impl Simulation {
         let node_random = root.fork();
         // Forked last, so that adding it left the streams before it as they were.
         let snapshot_random = root.fork();
+        let operator_random = root.fork();
         let mut schedule = FaultSchedule::generate(&parameters, &mut fault_random);
         if let Some(keep) = &options.keep_faults {
             schedule.keep_only(keep);
         }
-        let ids: Vec<NodeId> = (1..=parameters.nodes).map(NodeId).collect();
+        let ids: Vec<NodeId> = (1..=parameters.universe()).map(NodeId).collect();
+        let founders: Vec<NodeId> = (1..=parameters.nodes).map(NodeId).collect();
         let nodes = ids
             .iter()
             .map(|&id| {
-                (id, SimNode::new(id, &ids, &parameters, options.defect, node_random.clone()))
+                let random = node_random.clone();
+                (id, SimNode::new(id, &founders, &parameters, options.defect, random))
             })
             .collect();
         Simulation {
@@ -264,6 +279,8 @@ impl Simulation {
             armed_snapshot: None,
             chunk_damage: parameters.snapshots.chunk_damage,
             snapshot_random,
+            operator: Operator::default(),
+            operator_random,
             healed: false,
             live_at: None,
             probes: 0,
@@ -303,7 +320,9 @@ impl Simulation {
             }
         }
         for id in self.ids.clone() {
-            self.start_ticking(id);
+            if self.nodes[&id].core.is_some() {
+                self.start_ticking(id);
+            }
         }
         for (client, next) in self.workload.start(self.now) {
             self.client_next(client, next);
@@ -426,6 +445,9 @@ impl Simulation {
                     self.input(node, Input::ChunkTimeout { fetch, attempt });
                 }
             }
+            Event::Operator => self.operate(),
+            Event::Retire { node } => self.retire(node),
+            Event::LeaseProbe { node, until, sequence } => self.lease_probe(node, until, sequence),
             Event::End => {}
         }
     }
@@ -468,8 +490,12 @@ impl Simulation {
         self.history_traced = events.len();
     }
 
-    /// Sends a node's answer to a client.
+    /// Sends a node's answer to a client (the lease prober's are dropped: the read was
+    /// checked as it was served).
     pub(crate) fn reply(&mut self, reply: Reply) {
+        if reply.client == LEASE_PROBER {
+            return;
+        }
         if let Some(latency) = self.network.route_client() {
             self.queue.push(self.now + latency, Event::ToClient(reply));
         }
@@ -624,12 +650,13 @@ impl Simulation {
                 term: core.term(),
                 commit: core.commit(),
                 log: &node.log,
+                membership: core.membership(),
             })
         });
         if let Err(violation) = self.checker.after_step(observations) {
             return self.fail(violation);
         }
-        let electable = self.nodes.values().map(|node| Electable {
+        let electable = self.nodes.values().filter(|node| !node.retired).map(|node| Electable {
             id: node.id,
             log: &node.log,
             durable: &node.disk.log,
@@ -704,6 +731,10 @@ impl Simulation {
         }
         self.stats.simulated = self.now;
         self.stats.runs_with_install = u64::from(self.stats.snapshots_installed > 0);
+        let founders = self.parameters.nodes;
+        let founders_retired =
+            self.nodes.values().filter(|node| node.id.0 <= founders && node.retired).count() as u64;
+        self.stats.runs_retiring_majority = u64::from(founders_retired > founders / 2);
         self.stats.leaders = self.checker.leader_count() as u64;
         self.stats.committed = self.checker.committed_index().0;
         self.stats.workload = self.workload.stats();

@@ -503,7 +503,7 @@ impl Simulation {
         }
         trace!(self.trace, self.now, "{id} installed {meta}");
         node.machine = machine;
-        node.log = LogCopy::after_snapshot(meta.index, meta.term, chain);
+        node.log = LogCopy::after_snapshot(meta.index, meta.term, chain, meta.membership.clone());
         node.compacted = node.compacted.max(meta.index);
         // Proposals at or below the snapshot are covered by it (whether or not this node's
         // entries won those indexes): their clients retry, and sessions answer them.

@@ -59,7 +59,8 @@ pub struct View {
 pub struct NodeView {
     /// The node's id.
     pub id: u64,
-    /// `up`, `paused` or `crashed`.
+    /// `up`, `paused`, `crashed`, `spare` (not started yet: membership changes may add it) or
+    /// `retired` (removed from the cluster and stopped for good).
     pub state: &'static str,
     /// How many times it (re)started.
     pub incarnation: u64,
@@ -202,6 +203,8 @@ impl Stepper {
                     }
                 });
                 let state = match (&node.core, node.paused) {
+                    (None, _) if node.dormant => "spare",
+                    (None, _) if node.retired => "retired",
                     (None, _) => "crashed",
                     (Some(_), true) => "paused",
                     (Some(_), false) => "up",
@@ -261,6 +264,9 @@ fn describe(event: &Event) -> String {
         Event::SnapshotNow { node } => format!("a snapshot of {node} is asked for"),
         Event::SnapshotWritten { node, .. } => format!("{node}'s snapshot file is written"),
         Event::ChunkTimeout { node, .. } => format!("a chunk request of {node} times out"),
+        Event::Operator => "the operator's turn (membership changes)".into(),
+        Event::Retire { node } => format!("{node}, removed, is stopped for good"),
+        Event::LeaseProbe { node, .. } => format!("the lease prober reads at {node}"),
         Event::DiskDone { node, .. } => format!("a write of {node} became durable"),
         Event::ReadDone { node, .. } => format!("a log read of {node} completed"),
         Event::ToNode { node, request } => {

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 
 use skiff_kv::Store;
 use skiff_raft::{
-    Entry, HardState, Index, NodeId, Payload, ReadRequest, Restored, SnapshotMeta, Term,
+    Entry, HardState, Index, Membership, NodeId, Payload, ReadRequest, Restored, SnapshotMeta, Term,
 };
 use skiff_wal::{MemFs, Options, Recovery, SnapshotFiles, StagedSnapshot, Wal};
 
@@ -32,7 +32,9 @@ use crate::time::Time;
 /// A log held in memory with the hash chain of its prefixes, after a *base*: the point the
 /// log was compacted to or reset at by a snapshot (index 0, term 0, chain 0 for a log that
 /// starts at index 1). Entries at or below the base are not held; their chain value is, at the
-/// base itself, so that a compacted log compares with any other as a whole log would.
+/// base itself, so that a compacted log compares with any other as a whole log would. The
+/// configuration entries are indexed too: the configuration in force on a node whose log this
+/// is, is the latest of them, else the one in force at the base.
 #[derive(Clone, Debug, Default)]
 pub struct LogCopy {
     /// The index of the last entry the log does not hold (the compaction point).
@@ -41,6 +43,10 @@ pub struct LogCopy {
     base_term: Term,
     /// The chain hash of the log up to `base` (0 at index 0).
     base_chain: u64,
+    /// The configuration in force at `base`: the snapshot's, or the bootstrap one.
+    base_membership: Membership,
+    /// The configuration entries held, by index, in increasing order.
+    memberships: Vec<(Index, Membership)>,
     /// The entries; `entries[i]` has index `base + i + 1`.
     entries: Vec<Entry>,
     /// `chain[i]` is the hash of every entry up to the one of `entries[i]`; same length.
@@ -48,9 +54,27 @@ pub struct LogCopy {
 }
 
 impl LogCopy {
-    /// An empty log after a snapshot of `index` at `term`, whose log up to it hashes to `chain`.
-    pub fn after_snapshot(index: Index, term: Term, chain: u64) -> LogCopy {
-        LogCopy { base: index, base_term: term, base_chain: chain, ..LogCopy::default() }
+    /// An empty log starting at index 1, in the configuration `bootstrap`.
+    pub fn new(bootstrap: Membership) -> LogCopy {
+        LogCopy { base_membership: bootstrap, ..LogCopy::default() }
+    }
+
+    /// An empty log after a snapshot of `index` at `term`, whose log up to it hashes to `chain`
+    /// and whose configuration then was `membership`.
+    pub fn after_snapshot(index: Index, term: Term, chain: u64, membership: Membership) -> LogCopy {
+        LogCopy {
+            base: index,
+            base_term: term,
+            base_chain: chain,
+            base_membership: membership,
+            ..LogCopy::default()
+        }
+    }
+
+    /// The configuration in force on a node holding this log: that of its latest
+    /// configuration entry, committed or not, else the one in force at its base.
+    pub fn membership(&self) -> &Membership {
+        self.memberships.last().map_or(&self.base_membership, |(_, membership)| membership)
     }
 
     /// The compaction point: the last index not held (0 when nothing was compacted).
@@ -104,6 +128,7 @@ impl LogCopy {
         let keep = self.position(first.index).expect("above the base, checked");
         self.entries.truncate(keep);
         self.chain.truncate(keep);
+        self.memberships.retain(|(index, _)| *index < first.index);
         for entry in entries {
             assert!(
                 entry.index == self.last_index().next(),
@@ -112,6 +137,9 @@ impl LogCopy {
             let previous = self.chain.last().copied().unwrap_or(self.base_chain);
             self.chain.push(chain_hash(previous, entry));
             self.entries.push(entry.clone());
+            if let Payload::Membership(membership) = &entry.payload {
+                self.memberships.push((entry.index, membership.clone()));
+            }
         }
     }
 
@@ -127,6 +155,10 @@ impl LogCopy {
             self.last_index()
         );
         let count = self.position(index).expect("above the base") + 1;
+        let folded = self.memberships.partition_point(|(at, _)| *at <= index);
+        if let Some((_, membership)) = self.memberships.drain(..folded).next_back() {
+            self.base_membership = membership;
+        }
         self.base_term = self.entries[count - 1].term;
         self.base_chain = self.chain[count - 1];
         self.base = index;
@@ -295,12 +327,15 @@ pub struct Disk {
     pending_hard_state: Option<u64>,
     /// Where a crash cuts the power in a snapshot step that is in flight.
     random: Random,
+    /// The configuration the node was started with (none, for a node that joins).
+    bootstrap: Membership,
 }
 
 impl Disk {
-    /// A new, empty disk of node `id`, its file system's random choices drawn from `seed`;
-    /// the log rolls to a new segment file every `segment_size` bytes.
-    pub fn new(id: NodeId, seed: u64, segment_size: u64) -> Disk {
+    /// A new, empty disk of node `id`, started in the configuration `bootstrap`, its file
+    /// system's random choices drawn from `seed`; the log rolls to a new segment file every
+    /// `segment_size` bytes.
+    pub fn new(id: NodeId, seed: u64, segment_size: u64, bootstrap: Membership) -> Disk {
         let fs = MemFs::new(seed);
         let mut options = Options::new(id, CLUSTER);
         // Every record goes to the file as it is written, so that a crash finds unsynced
@@ -325,12 +360,13 @@ impl Disk {
             options,
             recovery,
             hard_state: HardState::default(),
-            log: LogCopy::default(),
+            log: LogCopy::new(bootstrap.clone()),
             pending: VecDeque::new(),
             next_sequence: 0,
             last_completion: Time::ZERO,
             pending_hard_state: None,
             random: Random::new(seed ^ 0x5EED_C0DE_0000_0001),
+            bootstrap,
         }
     }
 
@@ -432,7 +468,8 @@ impl Disk {
                 // The superseded segments go at once, as the server does: the reset left them
                 // all dead.
                 self.wal.compact(meta.index).map_err(failed)?;
-                self.log = LogCopy::after_snapshot(meta.index, meta.term, chain);
+                self.log =
+                    LogCopy::after_snapshot(meta.index, meta.term, chain, meta.membership.clone());
                 Ok(Durable::SnapshotInstalled(meta))
             }
         }
@@ -573,7 +610,14 @@ impl Disk {
                 "the recovered log starts after {base}@{base_term}, an entry no node ever wrote"
             )));
         };
-        self.log = LogCopy::after_snapshot(base, base_term, chain);
+        // Without a configuration entry in the log, the configuration in force is the one at
+        // the base: the snapshot's (nothing changed between the base and the snapshot, or the
+        // entry that did would be in the log), or without a snapshot the bootstrap one.
+        let membership = recovery
+            .snapshot
+            .as_ref()
+            .map_or(self.bootstrap.clone(), |meta| meta.membership.clone());
+        self.log = LogCopy::after_snapshot(base, base_term, chain, membership);
         let last = self.wal.last_index();
         if last > base {
             let entries = self
@@ -653,8 +697,9 @@ mod tests {
         assert_eq!(compacted.chain(Index(2)), whole.chain(Index(2)));
         assert_eq!(compacted.chain(Index(3)), whole.chain(Index(3)));
         assert_eq!(compacted.chain(Index(1)), None);
+        let chain = whole.chain(Index(2)).expect("held");
         let mut installed =
-            LogCopy::after_snapshot(Index(2), Term(1), whole.chain(Index(2)).expect("held"));
+            LogCopy::after_snapshot(Index(2), Term(1), chain, Membership::default());
         installed.write(&[entry(3, 2, "c")]);
         assert_eq!(
             installed.chain(Index(3)),
@@ -678,7 +723,7 @@ mod tests {
 
     /// A disk (small segments) holding `count` durable entries of `term`, and their log.
     fn disk_with(seed: u64, count: u64, term: u64) -> (Disk, LogCopy) {
-        let mut disk = Disk::new(NodeId(1), seed, 256);
+        let mut disk = Disk::new(NodeId(1), seed, 256, Membership::new([NodeId(1)]));
         let entries: Vec<Entry> = (1..=count).map(|index| entry(index, term, "payload")).collect();
         disk.submit(Write::Entries(entries.clone()), Time(0), Time(1));
         assert!(disk.complete_next(None).is_ok());
@@ -775,7 +820,7 @@ mod tests {
 
     #[test]
     fn writes_complete_in_order_and_a_crash_loses_the_rest() {
-        let mut disk = Disk::new(NodeId(1), 7, 1 << 20);
+        let mut disk = Disk::new(NodeId(1), 7, 1 << 20, Membership::new([NodeId(1)]));
         let hard_state = HardState { term: Term(2), vote: Some(NodeId(1)) };
         let (first, first_done) = disk.submit(Write::HardState(hard_state), Time(0), Time(50));
         let (_, second_done) =
@@ -796,7 +841,7 @@ mod tests {
 
     #[test]
     fn the_log_serves_reads_and_refuses_a_second_vote() {
-        let mut disk = Disk::new(NodeId(1), 3, 1 << 20);
+        let mut disk = Disk::new(NodeId(1), 3, 1 << 20, Membership::new([NodeId(1)]));
         let vote = |node| HardState { term: Term(2), vote: Some(NodeId(node)) };
         disk.submit(Write::HardState(vote(1)), Time(0), Time(1));
         disk.submit(Write::Entries(vec![entry(1, 2, "a"), entry(2, 2, "b")]), Time(0), Time(1));

@@ -6,8 +6,11 @@
 //! "not leader" with a hint. The client follows hints, backs off when nobody knows a leader,
 //! and retries at another node when an attempt times out, reusing the operation's sequence
 //! number so that the store's sessions apply a write once however many attempts commit. Gets
-//! take the same path but never enter the log (ReadIndex, see `driver.rs`); a get whose read
-//! could not be confirmed is retried like a write whose entry was overwritten.
+//! take the same path but never enter the log: each is drawn as one of the `ReadKind`s
+//! (ReadIndex, through a follower, lease, stale; see `driver.rs`), and a get whose read could
+//! not be confirmed is retried like a write whose entry was overwritten. Stale gets are left
+//! out of the history: a stale read may return any state the node's store has been in, which
+//! no linearization is owed.
 //!
 //! The history records what the client could observe. An operation ends
 //! - `Ok` with its result, when any attempt's answer arrives;
@@ -29,6 +32,43 @@ use crate::parameters::WorkloadParameters;
 use crate::random::Random;
 use crate::time::Time;
 
+/// The client id of the lease prober (see `FaultKind::LeaseRace`): the workload's clients are
+/// numbered from 1, and the final reads' client after them.
+pub const LEASE_PROBER: ClientId = 0;
+
+/// How a get is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ReadKind {
+    /// By the leader, after a heartbeat round confirms it still leads (ReadIndex, Raft thesis
+    /// §6.4).
+    ReadIndex,
+    /// By whichever node the client reached, once its store has applied a read index its
+    /// leader confirmed (a read through a follower, §6.4).
+    Follower,
+    /// By the leader at once, under its lease (§6.4.1), or by ReadIndex when it holds none.
+    Lease,
+    /// By whichever node the client reached, from its store as it is: possibly stale, so not
+    /// part of the history the linearizability check reads.
+    Stale,
+}
+
+impl ReadKind {
+    /// Every kind, in the order of `WorkloadParameters::reads`.
+    pub const ALL: [ReadKind; 4] =
+        [ReadKind::ReadIndex, ReadKind::Follower, ReadKind::Lease, ReadKind::Stale];
+}
+
+impl fmt::Display for ReadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReadKind::ReadIndex => "read-index",
+            ReadKind::Follower => "follower",
+            ReadKind::Lease => "lease",
+            ReadKind::Stale => "stale",
+        })
+    }
+}
+
 /// One attempt of an operation, on its way to a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
@@ -42,6 +82,8 @@ pub struct Request {
     pub operation: Operation,
     /// The node that forwarded it, if it was forwarded (requests are forwarded once at most).
     pub forwarded_by: Option<NodeId>,
+    /// How a get is to be served (ignored for writes).
+    pub read: ReadKind,
 }
 
 /// A node's answer to an attempt.
@@ -111,6 +153,8 @@ struct Open {
     deadline: Time,
     /// Whether some attempt may have been proposed (and so may still take effect).
     maybe_applied: bool,
+    /// How a get is to be served; a stale get is left out of the history.
+    read: ReadKind,
 }
 
 /// One client.
@@ -141,6 +185,8 @@ pub struct WorkloadStats {
     pub unknown: u64,
     /// Attempts sent.
     pub attempts: u64,
+    /// Stale gets invoked (left out of the history and of the counts above).
+    pub stale_reads: u64,
 }
 
 /// All clients, and the history they record.
@@ -325,6 +371,10 @@ impl Workload {
     /// Starts a new operation.
     fn invoke(&mut self, id: ClientId, now: Time) -> Next {
         let operation = self.draw_operation(id);
+        let read = match operation {
+            Operation::Get { .. } => ReadKind::ALL[self.random.weighted(&self.parameters.reads)],
+            _ => ReadKind::ReadIndex,
+        };
         let client = self.clients.get_mut(&id).expect("a client of this run");
         let sequence = client.next_sequence;
         client.next_sequence += 1;
@@ -335,9 +385,15 @@ impl Workload {
             waiting: false,
             deadline: now + self.parameters.operation_deadline,
             maybe_applied: false,
+            read,
         });
-        self.history.events.push(Event::Invoke { client: id, operation, time: now.0 });
-        self.stats.invoked += 1;
+        if read == ReadKind::Stale {
+            // A stale read promises nothing the history could hold it to.
+            self.stats.stale_reads += 1;
+        } else {
+            self.history.events.push(Event::Invoke { client: id, operation, time: now.0 });
+            self.stats.invoked += 1;
+        }
         self.attempt(id, now)
     }
 
@@ -358,6 +414,7 @@ impl Workload {
             attempt: open.attempt,
             operation: open.operation,
             forwarded_by: None,
+            read: open.read,
         };
         let timeout = (now + self.parameters.attempt_timeout).min(open.deadline);
         self.stats.attempts += 1;
@@ -367,7 +424,8 @@ impl Workload {
     /// Ends the open operation with `outcome`.
     fn complete(&mut self, id: ClientId, outcome: Outcome, now: Time) {
         let client = self.clients.get_mut(&id).expect("a client of this run");
-        if client.open.take().is_none() {
+        let Some(open) = client.open.take() else { return };
+        if open.read == ReadKind::Stale {
             return;
         }
         match outcome {
@@ -466,6 +524,7 @@ mod tests {
             attempt_timeout: Time(100),
             operation_deadline: Time(250),
             mix: [1, 1, 1, 1],
+            reads: [1, 0, 0, 0],
         };
         Workload::new(parameters, vec![NodeId(1), NodeId(2), NodeId(3)], Random::new(3))
     }

@@ -70,3 +70,13 @@ fn reporting_a_snapshot_before_it_is_durable_is_caught() {
 fn installing_a_snapshot_log_first_is_caught() {
     caught(Defect::InstallLogFirst);
 }
+
+#[test]
+fn putting_a_configuration_in_force_only_at_commit_is_caught() {
+    caught(Defect::ApplyMembershipAtCommit);
+}
+
+#[test]
+fn a_lease_without_the_drift_bound_is_caught() {
+    caught(Defect::LeaseWithoutDriftBound);
+}

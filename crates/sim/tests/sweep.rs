@@ -53,6 +53,28 @@ fn every_seed_of_the_smoke_sweep_passes() {
     assert!(totals.final_reads > SMOKE_SEEDS * 9 / 10, "too few final reads: {totals:?}");
     assert!(totals.transfers > SMOKE_SEEDS, "too few leadership transfers: {totals:?}");
     assert!(totals.transfers_aborted > 0, "no leadership transfer gave up: {totals:?}");
+    // Gets of every kind: ReadIndex at the leader, through followers, under leases (and
+    // asked under a lease that had run out), stale; lease races that test the drift bound.
+    assert!(totals.leader_reads > SMOKE_SEEDS * 10, "too few ReadIndex reads: {totals:?}");
+    assert!(totals.follower_reads > SMOKE_SEEDS, "too few follower reads: {totals:?}");
+    assert!(totals.lease_reads > SMOKE_SEEDS, "too few lease reads: {totals:?}");
+    assert!(totals.lease_fallbacks > 0, "no lease read fell back to ReadIndex: {totals:?}");
+    assert!(totals.stale_reads > SMOKE_SEEDS, "too few stale reads: {totals:?}");
+    assert!(totals.lease_races > SMOKE_SEEDS / 2, "too few lease races: {totals:?}");
+    assert!(totals.lease_probes > totals.lease_races, "lease races without probes: {totals:?}");
+    // Membership changes of every kind, the leader's removal among them, and runs that retire a
+    // majority of the founders one change at a time.
+    assert!(totals.membership_changes > SMOKE_SEEDS, "too few membership changes: {totals:?}");
+    assert!(totals.learners_added > SMOKE_SEEDS / 4, "too few learners added: {totals:?}");
+    assert!(totals.voters_added > 0, "no voter added empty: {totals:?}");
+    assert!(totals.promotions > SMOKE_SEEDS / 10, "too few promotions: {totals:?}");
+    assert!(totals.promotions_refused > 0, "no promotion refused: {totals:?}");
+    assert!(totals.removals > SMOKE_SEEDS / 4, "too few removals: {totals:?}");
+    assert!(totals.leader_removals > SMOKE_SEEDS / 10, "too few leader removals: {totals:?}");
+    assert!(totals.joint_changes > SMOKE_SEEDS / 10, "too few joint changes: {totals:?}");
+    assert!(totals.replacements > SMOKE_SEEDS / 20, "too few replacements: {totals:?}");
+    assert!(totals.runs_retiring_majority > 0, "no majority of the founders retired: {totals:?}");
+    assert!(totals.retired > SMOKE_SEEDS / 4, "too few nodes retired: {totals:?}");
     assert_eq!(summary.inconclusive, 0, "a linearizability check was inconclusive");
 }
 

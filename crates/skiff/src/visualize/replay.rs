@@ -26,7 +26,7 @@ pub struct Replay {
     verdict: String,
     /// Whether the whole run passed.
     passed: bool,
-    /// The number of nodes.
+    /// The number of nodes a step shows (founders and spares).
     nodes: usize,
     /// The stepper of the last request, with that step's event and trace lines.
     current: Mutex<(Stepper, String, Vec<String>)>,
@@ -46,7 +46,9 @@ impl Replay {
             }
         }
         let outcome = skiff_sim::run(&options);
-        let nodes = outcome.parameters.nodes as usize;
+        // Every node a step's view shows: the founders and the spares membership changes may
+        // add.
+        let nodes = outcome.parameters.universe() as usize;
         let (passed, verdict) = match &outcome.failure {
             None => (true, format!("seed {} passed", options.seed)),
             Some(failure) => (
