@@ -18,14 +18,15 @@
 //!   batch); each client write waiting on an applied index gets its outcome. A waiter whose
 //!   index was filled by an entry of another term learns that its write was dropped.
 //! - `ReadReady` releases linearizable reads once the store has applied up to the read index.
-//!   Reads are asked with `Node::forward_read_index`, so a follower serves them too: it asks
-//!   its leader for a read index and serves from its own store once it has applied that far
-//!   (thesis §6.4). `consistency=lease` asks `Node::lease_read` first, and falls back to the
-//!   same when the core refuses. The core keeps no timeout for reads (a follower's request or
-//!   the leader's answer may be lost), so the driver gives each one up after two election
-//!   timeouts: a follower's is answered "not leader", and the HTTP layer forwards it.
-//!   Read contexts start at a random number, so they never repeat across restarts (contract
-//!   item 6): an answer to a request sent before a crash cannot release a new read.
+//!   Reads reach the core in batches, one context per batch and one batch of each kind at a
+//!   time (`reads.rs`). They are asked with `Node::forward_read_index`, so a follower serves
+//!   them too: it asks its leader for a read index and serves from its own store once it has
+//!   applied that far (thesis §6.4). `consistency=lease` asks `Node::lease_read` first, and
+//!   falls back to the same when the core refuses. The core keeps no timeout for reads (a
+//!   follower's request or the leader's answer may be lost), so the driver gives each batch up
+//!   after two election timeouts: a follower's is answered "not leader", and the HTTP layer
+//!   forwards it. Read contexts start at a random number, so they never repeat across restarts
+//!   (contract item 6): an answer to a request sent before a crash cannot release a new read.
 //! - `FetchSnapshot`, and taking snapshots and compacting behind them, are in `snapshot.rs`
 //!   (contract items 9 to 12).
 //!
@@ -44,8 +45,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use skiff_kv::{Command, Outcome, Store};
 use skiff_raft::{
-    Action, Event, Index, LeaseReadError, Membership, MembershipChange, MembershipError, Message,
-    Node, NodeId, Payload, ReadIndexError, ReadRequest, RoleKind, Status, Term, TransferError,
+    Action, Event, Index, Membership, MembershipChange, MembershipError, Message, Node, NodeId,
+    Payload, ReadRequest, RoleKind, Status, Term, TransferError,
 };
 use skiff_wal::{GroupCommit, Notification, SnapshotFiles, Ticket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -54,9 +55,11 @@ use crate::members;
 use crate::metrics::Metrics;
 use crate::transport::Transport;
 
+mod reads;
 mod snapshot;
 mod transfer;
 
+use reads::{ReadGate, ReadKind, Reads};
 use snapshot::{SnapshotEvent, Snapshots};
 pub use snapshot::{SnapshotOutcome, SnapshotPolicy};
 use transfer::TransferWaiter;
@@ -124,13 +127,6 @@ enum Request {
         client: Option<u64>,
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<Written, ServiceError>>,
-    },
-    /// Answer once a linearizable read may be served from the store.
-    Read {
-        /// Try the leader's lease first (`Node::lease_read`), ReadIndex when it is refused.
-        lease: bool,
-        /// Where the read index goes.
-        reply: oneshot::Sender<Result<Index, ServiceError>>,
     },
     /// Answer with the core's status.
     Status {
@@ -217,6 +213,8 @@ pub struct Handle {
     info: Arc<NodeInfo>,
     /// Requests to the driver (bounded: back-pressure on clients when it falls behind).
     requests: mpsc::Sender<Request>,
+    /// Where linearizable reads wait, batched (`reads.rs`).
+    read_gate: Arc<ReadGate>,
     /// The key-value store, written only by the driver.
     store: Arc<RwLock<Store>>,
     /// How long a request may take.
@@ -239,7 +237,7 @@ impl Handle {
     /// returns the read index.
     /// On a follower the read index comes from the leader and the read is served here.
     pub async fn read_barrier(&self) -> Result<Index, ServiceError> {
-        self.ask(|reply| Request::Read { lease: false, reply }).await?
+        self.read(ReadKind::Index).await
     }
 
     /// As [`Handle::read_barrier`], but at a leader holding a lease (`--lease-reads`) without a
@@ -247,7 +245,15 @@ impl Handle {
     /// correct only under bounded clock drift). Where the core refuses a lease read (lease
     /// reads off, no lease yet, not the leader), it is an ordinary linearizable read.
     pub async fn lease_read_barrier(&self) -> Result<Index, ServiceError> {
-        self.ask(|reply| Request::Read { lease: true, reply }).await?
+        self.read(ReadKind::Lease).await
+    }
+
+    /// Joins the open batch of reads of `kind` and waits for its outcome.
+    async fn read(&self, kind: ReadKind) -> Result<Index, ServiceError> {
+        let batch = self.read_gate.join(kind);
+        tokio::time::timeout(self.timeout, batch.outcome())
+            .await
+            .map_err(|_| ServiceError::Timeout)?
     }
 
     /// The node's status.
@@ -378,20 +384,6 @@ fn drop_superseded_membership_waiter(
     }
 }
 
-/// The first read context of this run of the node: random, so that contexts never repeat
-/// across restarts (contract item 6) whatever the clock does. `RandomState` is seeded from the
-/// operating system's randomness; the time is mixed in as well.
-fn first_read_context() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    hasher.finish()
-}
-
 /// The driver task's state.
 pub struct Runtime {
     /// The protocol core.
@@ -436,18 +428,10 @@ pub struct Runtime {
     saved_commit: Index,
     /// Client writes by index.
     writes: BTreeMap<Index, WriteWaiter>,
-    /// Reads asked of the core, by context.
-    reads: BTreeMap<u64, oneshot::Sender<Result<Index, ServiceError>>>,
-    /// Confirmed reads waiting for the store to apply their index.
-    ready_reads: BTreeMap<Index, Vec<oneshot::Sender<Result<Index, ServiceError>>>>,
-    /// The next read context. Starts at a random number: contexts name a follower's requests
-    /// to its leader and must never repeat, not even across restarts (contract item 6).
-    next_read: u64,
-    /// When each read asked of the core is given up, in the order asked (a read answered
-    /// before is no longer in `reads` and is skipped).
-    read_deadlines: VecDeque<(Instant, u64)>,
-    /// How long a read may wait for the core: two election timeouts.
-    read_patience: Duration,
+    /// Where clients' linearizable reads wait, batched.
+    read_gate: Arc<ReadGate>,
+    /// The batches of reads in the core and waiting to be applied.
+    reads: Reads,
     /// The highest index applied to the store.
     applied: Index,
     /// Tells handles the driver stopped.
@@ -504,9 +488,11 @@ impl Runtime {
         let (running, running_receiver) = watch::channel(true);
         let recorded_addresses = members::addresses_in(&parts.store);
         let store = Arc::new(RwLock::new(parts.store));
+        let read_gate = Arc::new(ReadGate::new());
         let handle = Handle {
             info: Arc::new(parts.info.clone()),
             requests: request_sender,
+            read_gate: read_gate.clone(),
             store: store.clone(),
             timeout: parts.request_timeout,
             running: running_receiver,
@@ -534,11 +520,8 @@ impl Runtime {
             held: VecDeque::new(),
             saved_commit: Index(0),
             writes: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            ready_reads: BTreeMap::new(),
-            next_read: first_read_context(),
-            read_deadlines: VecDeque::new(),
-            read_patience: parts.election_timeout * 2,
+            read_gate,
+            reads: Reads::new(parts.election_timeout * 2),
             applied,
             running,
             snapshots: Snapshots::new(parts.snapshots, snapshot_files),
@@ -575,6 +558,7 @@ impl Runtime {
                     self.expire_reads();
                     Ok(())
                 }
+                () = self.read_gate.wake.notified() => Ok(()),
             };
             if let Err(error) = woken.and_then(|()| self.drain()).and_then(|()| self.act()) {
                 break Err(error);
@@ -632,7 +616,6 @@ impl Runtime {
                     let _ = reply.send(Err(self.not_leader(None)));
                 }
             },
-            Request::Read { lease, reply } => self.on_read(lease, reply),
             Request::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -655,59 +638,6 @@ impl Runtime {
             Request::TransferLeadership { target, reply } => {
                 self.on_transfer_request(target, reply);
             }
-        }
-    }
-
-    /// Asks the core for a read: under the lease if `lease` and the core grants it, otherwise
-    /// through ReadIndex, at the leader or (on a follower) asked of the leader.
-    fn on_read(&mut self, lease: bool, reply: oneshot::Sender<Result<Index, ServiceError>>) {
-        let context = self.next_read;
-        self.next_read = self.next_read.wrapping_add(1);
-        let granted = lease && {
-            match self.node.lease_read(context) {
-                Ok(()) => true,
-                Err(LeaseReadError::NotLeader { .. }) => false,
-                Err(refused) => {
-                    tracing::debug!(%refused, "lease read refused; reading through ReadIndex");
-                    self.metrics.lease_reads_refused.inc();
-                    false
-                }
-            }
-        };
-        if granted {
-            self.metrics.lease_reads.inc();
-        } else if let Err(ReadIndexError::NotLeader { leader, .. }) =
-            self.node.forward_read_index(context)
-        {
-            let _ = reply.send(Err(self.not_leader(leader)));
-            return;
-        } else if self.node.role() != RoleKind::Leader {
-            self.metrics.follower_reads.inc();
-        }
-        self.reads.insert(context, reply);
-        self.read_deadlines.push_back((Instant::now() + self.read_patience, context));
-    }
-
-    /// Gives up the reads the core has not answered within their patience: a follower's
-    /// request or its leader's answer was lost, or leadership is in doubt. A follower's is
-    /// answered "not leader" (the HTTP layer forwards the read to the leader), a leader's
-    /// "timeout". Deadlines of reads already answered are dropped from the front as well, so
-    /// the queue holds little more than the reads still waiting.
-    fn expire_reads(&mut self) {
-        let now = Instant::now();
-        while let Some(&(deadline, context)) = self.read_deadlines.front() {
-            if deadline > now && self.reads.contains_key(&context) {
-                break;
-            }
-            self.read_deadlines.pop_front();
-            let Some(reply) = self.reads.remove(&context) else { continue };
-            self.metrics.read_indexes_failed.inc();
-            let error = if self.node.role() == RoleKind::Leader {
-                ServiceError::Timeout
-            } else {
-                self.not_leader(self.node.leader())
-            };
-            let _ = reply.send(Err(error));
         }
     }
 
@@ -864,7 +794,22 @@ impl Runtime {
 
     /// Takes the core's actions and performs them.
     fn act(&mut self) -> Result<(), skiff_wal::Error> {
-        for action in self.node.take_actions() {
+        self.submit_reads();
+        let actions = self.node.take_actions();
+        self.perform(actions)?;
+        // A batch of reads answered just now leaves the core free for the next one, which
+        // then need not wait for another wake-up.
+        if self.submit_reads() {
+            let actions = self.node.take_actions();
+            self.perform(actions)?;
+        }
+        self.maybe_snapshot();
+        Ok(())
+    }
+
+    /// Performs the core's actions.
+    fn perform(&mut self, actions: Vec<Action>) -> Result<(), skiff_wal::Error> {
+        for action in actions {
             match action {
                 Action::PersistHardState(hard_state) => {
                     self.pending_hard_state = Some(self.wal.save_hard_state(hard_state)?);
@@ -890,29 +835,11 @@ impl Runtime {
                 }
                 Action::Apply(entries) => self.apply(entries),
                 Action::FetchSnapshot { from, meta } => self.on_fetch_snapshot(from, meta),
-                Action::ReadReady { index, contexts } => {
-                    let applied = self.applied;
-                    for context in contexts {
-                        let Some(reply) = self.reads.remove(&context) else { continue };
-                        if applied >= index {
-                            let _ = reply.send(Ok(index));
-                        } else {
-                            self.ready_reads.entry(index).or_default().push(reply);
-                        }
-                    }
-                }
-                Action::ReadFailed { contexts } => {
-                    for context in contexts {
-                        if let Some(reply) = self.reads.remove(&context) {
-                            self.metrics.read_indexes_failed.inc();
-                            let _ = reply.send(Err(self.not_leader(self.node.leader())));
-                        }
-                    }
-                }
+                Action::ReadReady { index, contexts } => self.on_read_ready(index, &contexts),
+                Action::ReadFailed { contexts } => self.on_read_failed(&contexts),
                 Action::Event(event) => self.on_event(event),
             }
         }
-        self.maybe_snapshot();
         Ok(())
     }
 
@@ -969,17 +896,6 @@ impl Runtime {
         self.answer_membership_waiters();
     }
 
-    /// Answers the confirmed reads whose index the store has applied.
-    fn release_ready_reads(&mut self) {
-        let applied = self.applied;
-        let still_waiting = self.ready_reads.split_off(&applied.next());
-        for replies in std::mem::replace(&mut self.ready_reads, still_waiting).into_values() {
-            for reply in replies {
-                let _ = reply.send(Ok(applied));
-            }
-        }
-    }
-
     /// Records an event in the metrics and the log.
     fn on_event(&mut self, event: Event) {
         match event {
@@ -1014,21 +930,16 @@ impl Runtime {
     }
 
     /// Stops: answers every waiting client, flushes the log (unless it failed).
-    async fn stop(self, failure: Option<&skiff_wal::Error>) {
+    async fn stop(mut self, failure: Option<&skiff_wal::Error>) {
         let _ = self.running.send(false);
         let reason = match failure {
             Some(error) => format!("the write-ahead log failed: {error}"),
             None => "the node is shutting down".to_string(),
         };
+        self.stop_reads(&ServiceError::Unavailable(reason.clone()));
         let unavailable = || Err(ServiceError::Unavailable(reason.clone()));
         for waiter in self.writes.into_values() {
             let _ = waiter.reply.send(unavailable());
-        }
-        for reply in self.reads.into_values() {
-            let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
-        }
-        for reply in self.ready_reads.into_values().flatten() {
-            let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
         }
         for waiter in self.membership_waiters {
             let _ = waiter.reply.send(Err(ServiceError::Unavailable(reason.clone())));
