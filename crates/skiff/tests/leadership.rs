@@ -38,16 +38,23 @@ impl Drop for Cluster {
         for id in 1..=self.children.len() as u64 {
             self.kill(id);
         }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
     }
 }
 
 impl Cluster {
     /// Room for `size` nodes, none started.
     fn new(size: usize, election_ms: u64) -> Cluster {
+        // All in one call: addresses bound together are distinct, whereas a second call could
+        // be handed a port the first just released.
+        let mut peer_addrs = free_addrs(2 * size);
+        let clients = peer_addrs.split_off(size);
         Cluster {
             dir: tempfile::tempdir().expect("a temporary directory"),
-            peer_addrs: free_addrs(size),
-            clients: free_addrs(size),
+            peer_addrs,
+            clients,
             children: (0..size).map(|_| None).collect(),
             election_ms,
             extra: Vec::new(),
