@@ -54,9 +54,14 @@ const MAX_SCAN_LIMIT: usize = 10_000;
 /// The keys a scan returns unless asked.
 const DEFAULT_SCAN_LIMIT: usize = 1_000;
 
-/// What every handler shares.
+/// What every handler shares. Axum clones it for every request (`State`), so it is one
+/// reference count: cloning the parts (the handle's channel ends and paths, the forwarding
+/// client's pool) cost more per request than many a whole stale read.
 #[derive(Clone)]
-struct Api {
+struct Api(Arc<Shared>);
+
+/// The parts of [`Api`].
+struct Shared {
     /// The driver.
     handle: Handle,
     /// The metrics, for `/metrics`.
@@ -125,7 +130,7 @@ pub fn router(handle: Handle, metrics: Arc<Metrics>, id: u64) -> Router {
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     let forwarder = Client::builder(TokioExecutor::new()).build(connector);
-    let api = Api { handle, metrics, id, forwarder };
+    let api = Api(Arc::new(Shared { handle, metrics, id, forwarder }));
     Router::new()
         .route("/v1/kv", get(scan))
         .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key).post(post_key))
@@ -140,7 +145,9 @@ pub fn router(handle: Handle, metrics: Arc<Metrics>, id: u64) -> Router {
         .route("/livez", get(live))
         .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES + 64 * 1024))
         .with_state(api.clone())
-        .merge(crate::dashboard::Dashboard::for_node(api.handle, api.metrics).router())
+        .merge(
+            crate::dashboard::Dashboard::for_node(api.handle.clone(), api.metrics.clone()).router(),
+        )
 }
 
 /// How a read is served.
@@ -263,6 +270,14 @@ struct Original {
     headers: HeaderMap,
     /// The body.
     body: Bytes,
+}
+
+impl std::ops::Deref for Api {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl Api {
