@@ -558,7 +558,12 @@ impl Runtime {
                     self.expire_reads();
                     Ok(())
                 }
-                () = self.read_gate.wake.notified() => Ok(()),
+                () = self.read_gate.wake.notified() => {
+                    // Reads are waiting to be submitted: let the tasks runnable now go first,
+                    // so that the reads they are about to ask join the same batch.
+                    tokio::task::yield_now().await;
+                    Ok(())
+                }
             };
             if let Err(error) = woken.and_then(|()| self.drain()).and_then(|()| self.act()) {
                 break Err(error);
@@ -797,13 +802,13 @@ impl Runtime {
         self.submit_reads();
         let actions = self.node.take_actions();
         self.perform(actions)?;
-        // A batch of reads answered just now leaves the core free for the next one, which
-        // then need not wait for another wake-up.
-        if self.submit_reads() {
-            let actions = self.node.take_actions();
-            self.perform(actions)?;
-        }
         self.maybe_snapshot();
+        // A batch of reads answered just now leaves the core free for the next one. The driver
+        // comes back for it after the tasks runnable now, among them the readers just
+        // answered, so that the reads they and other clients send meanwhile join it as well.
+        if self.reads_to_submit() {
+            self.read_gate.wake.notify_one();
+        }
         Ok(())
     }
 

@@ -147,6 +147,11 @@ impl ReadGate {
         Some((std::mem::take(&mut state.open[slot]), readers))
     }
 
+    /// Whether reads of `kind` are waiting in the open batch.
+    fn has_readers(&self, kind: ReadKind) -> bool {
+        self.lock().readers[kind as usize] > 0
+    }
+
     /// Finishes the open batches with `error`, and every later read too: the driver stopped.
     fn close(&self, error: &ServiceError) {
         let mut state = self.lock();
@@ -226,6 +231,14 @@ fn first_read_context() -> u64 {
 }
 
 impl Runtime {
+    /// Whether an open batch with reads could be submitted now (the core is not confirming
+    /// another batch of its kind).
+    pub(super) fn reads_to_submit(&self) -> bool {
+        ReadKind::ALL.into_iter().any(|kind| {
+            self.reads.in_core[kind as usize].is_none() && self.read_gate.has_readers(kind)
+        })
+    }
+
     /// Asks the core to confirm the open batch of each kind, if reads joined it and the core
     /// is not confirming another batch of that kind. Returns whether the core has new work.
     pub(super) fn submit_reads(&mut self) -> bool {
