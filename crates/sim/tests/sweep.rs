@@ -20,6 +20,19 @@ const SMOKE_SEEDS: u64 = 300;
 /// (20,000 events in one simulated millisecond) in the middle of the fault phase.
 const PINNED_SEEDS: &[u64] = &[205, 233, 749];
 
+/// Seeds that find a bug of the core not fixed yet; `known_core_bug_seeds_pass` runs them once
+/// it is (`cargo test -p skiff-sim --test sweep -- --ignored`), then they join `PINNED_SEEDS`.
+///
+/// 1756 (simulator as of 49d7d52): liveness. Two joint changes promote learners that hold
+/// nothing yet (the core allows it within `max_learner_lag`, here 1000) and retire three
+/// founders; after the heal n2 and n4 stay pre-candidates at term 14 without a majority, while
+/// n6 (stuck at term 3), n7 (empty, term 0) and n8 (empty) never help. The likely cause, not
+/// yet confirmed: a node that is a voter of the cluster's configuration but not of its own
+/// log's may not campaign, and when its election timer fires `Node::tick` restarts the timer
+/// and keeps the leader it last heard of, so `in_leader_lease` (a leader known, the timer
+/// below the election timeout) can stay true for good and it ignores every vote request.
+const KNOWN_CORE_BUG_SEEDS: &[u64] = &[1756];
+
 /// The report of a failed run, replayed with the trace on.
 fn report(options: &Options, outcome: &skiff_sim::Outcome) -> String {
     let (replay, traced) = investigate(options, outcome, 0);
@@ -81,6 +94,16 @@ fn every_seed_of_the_smoke_sweep_passes() {
 #[test]
 fn pinned_seeds_pass() {
     for &seed in PINNED_SEEDS {
+        let options = Options::new(seed);
+        let outcome = run(&options);
+        assert!(outcome.passed(), "{}", report(&options, &outcome));
+    }
+}
+
+#[test]
+#[ignore = "a liveness bug of the core, not fixed yet: see KNOWN_CORE_BUG_SEEDS"]
+fn known_core_bug_seeds_pass() {
+    for &seed in KNOWN_CORE_BUG_SEEDS {
         let options = Options::new(seed);
         let outcome = run(&options);
         assert!(outcome.passed(), "{}", report(&options, &outcome));
