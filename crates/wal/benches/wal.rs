@@ -9,6 +9,10 @@
 //!   appending the same payload bytes to one file. Each raw case runs right before its log
 //!   case, so that both see the disk in the same mood;
 //! - `bandwidth_1mib`: 1 MiB per fsync, as 256 entries of 4 KiB, against a raw 1 MiB write;
+//! - `preallocation`: one append and sync of a 256-byte entry with preallocation off and on
+//!   (zeros written ahead, so that the fdatasync overwrites instead of extending the file),
+//!   for one log alone and for one of three logs syncing at once from three threads (the
+//!   three nodes of a cluster sharing one disk and its journal);
 //! - `group_commit`: 1,000 single-entry appends submitted back to back to the writer thread,
 //!   until all are reported durable: what group commit buys over one fsync per append;
 //! - `recovery`: opening a log of 128 MiB, verifying every record: from the page cache, or
@@ -165,6 +169,76 @@ mod bandwidth_1mib {
             wal.append(&entries).expect("appends");
             wal.sync().expect("syncs")
         });
+    }
+}
+
+/// A case of `preallocation`: how many logs sync at once, and whether they preallocate.
+#[derive(Clone, Copy, Debug)]
+struct Shared {
+    /// The logs syncing at once, each from its own thread; one of them is measured.
+    logs: usize,
+    /// Whether the logs preallocate (the default) or extend their files with every write.
+    preallocate: bool,
+}
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.preallocate { "preallocated" } else { "extending" };
+        write!(f, "{} log{} {mode}", self.logs, if self.logs == 1 { "" } else { "s" })
+    }
+}
+
+/// A new log in a fresh directory, with preallocation on or off.
+fn new_wal_preallocating(preallocate: bool) -> Wal {
+    let mut options = Options::new(NodeId(1), 1);
+    if !preallocate {
+        options.preallocate = 0;
+    }
+    Wal::open(StdFs, bench_dir().join("wal"), options).expect("the log opens").0
+}
+
+/// Appends one entry after the log's last and syncs it.
+fn append_one(wal: &mut Wal, entry: &mut [Entry]) {
+    renumber(entry, wal.last_index());
+    wal.append(entry).expect("appends");
+    wal.sync().expect("syncs");
+}
+
+/// One append and sync of a 256-byte entry: preallocation off and on, one log alone or one
+/// of three syncing at once (the other two loop on their own threads while this one is
+/// timed). Extending and preallocated cases alternate, so that each pair sees the disk alike.
+#[divan::bench(
+    args = [
+        Shared { logs: 1, preallocate: false },
+        Shared { logs: 1, preallocate: true },
+        Shared { logs: 3, preallocate: false },
+        Shared { logs: 3, preallocate: true },
+    ],
+    sample_count = 1000,
+    max_time = 5
+)]
+fn preallocation(bencher: Bencher, case: Shared) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let others: Vec<_> = (1..case.logs)
+        .map(|_| {
+            let mut wal = new_wal_preallocating(case.preallocate);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut entry = entries(1, 256);
+                while !stop.load(Ordering::Relaxed) {
+                    append_one(&mut wal, &mut entry);
+                }
+            })
+        })
+        .collect();
+    let mut wal = new_wal_preallocating(case.preallocate);
+    let mut entry = entries(1, 256);
+    bencher.bench_local(|| append_one(&mut wal, &mut entry));
+    stop.store(true, Ordering::Relaxed);
+    for other in others {
+        other.join().expect("a background log panicked");
     }
 }
 

@@ -358,13 +358,18 @@ fn parse(record_type: u8, payload: &[u8]) -> Result<Record<'_>, String> {
 }
 
 /// Describes the records in `bytes` (a segment file's contents), one line each: the offset,
-/// the type and the fields. Stops at the first bytes that are no valid record, saying why. For
+/// the type and the fields. Stops at the first bytes that are no valid record, saying why (or
+/// that only zeros, preallocated space, follow). For
 /// operators (a `wal dump` command) and for scenario tests.
 pub fn describe_records(bytes: &[u8]) -> Vec<String> {
     let mut lines = Vec::new();
     let mut offset = 0;
     while offset < bytes.len() {
         let rest = &bytes[offset..];
+        if rest.iter().all(|&byte| byte == 0) {
+            lines.push(format!("{offset}: zeros to the end ({} bytes)", rest.len()));
+            break;
+        }
         let (text, length) = match decode(rest) {
             Decoded::Record(record, length) => (describe(&record), Some(length)),
             Decoded::Incomplete { total } => {

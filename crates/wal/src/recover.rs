@@ -17,6 +17,15 @@
 //! with the file and offset. A last segment whose header itself is torn was created but never
 //! made durable; it is removed.
 //!
+//! The last segment usually ends in zeros: the log writes them ahead of its records so that an
+//! fdatasync overwrites allocated blocks instead of extending the file (see "Preallocation" in
+//! `wal.rs`). Zeros are never a record, so the valid records end where they start; when nothing
+//! but zeros follows, that is simply the end of the log, nothing was torn, and the zeros are
+//! kept for the records to come. When non-zero bytes follow, it is a torn write as above, and
+//! the cut takes the zeros after it too. Sealed segments never end in zeros: a roll cuts the
+//! file to its records and fsyncs that before the next segment is created, so zeros in an
+//! earlier segment are damage like any other bad bytes.
+//!
 //! The one ambiguity left is a bit flip in the very last record of the last segment, which
 //! looks exactly like a torn write and is cut. No format can tell the two apart without
 //! writing something after every record; the entry lost was the newest, and if it had been
@@ -55,7 +64,10 @@ pub(crate) struct Recovered {
 enum Outcome {
     /// Every byte is a valid record.
     Complete,
-    /// A torn write from this offset on.
+    /// Valid records up to this offset, then only zeros to the end of the file: space the log
+    /// preallocated for records to come (or a write lost whole, leaving zeros). Kept as it is.
+    ZeroTail(u64),
+    /// A torn write from this offset on (and maybe preallocated zeros after it).
     TornAt(u64),
 }
 
@@ -85,14 +97,18 @@ pub(crate) fn recover(
         buffer = returned;
         match outcome {
             Outcome::Complete => recovered.bytes_read += len,
-            Outcome::TornAt(0) => {
+            Outcome::TornAt(0) | Outcome::ZeroTail(0) => {
                 // The header never became durable: the segment never existed.
                 drop(file);
                 fs.remove_file(&path).map_err(io_error("remove", &path))?;
                 fs.sync_dir(dir).map_err(io_error("fsync directory", dir))?;
-                recovered.torn_bytes += len;
+                if let Outcome::TornAt(_) = outcome {
+                    recovered.torn_bytes += len;
+                }
             }
+            Outcome::ZeroTail(offset) => recovered.bytes_read += offset,
             Outcome::TornAt(offset) => {
+                // The zeros after the torn bytes go too; the log writes new ones ahead.
                 file.set_len(offset).map_err(io_error("cut the torn tail of", &path))?;
                 file.sync_data().map_err(io_error("fsync", &path))?;
                 recovered.catalog.tail_mut().size = offset;
@@ -195,15 +211,16 @@ impl Scan<'_> {
             // State records after the last entry count too: the segment ends where it was read.
             let end = match outcome {
                 Outcome::Complete => self.len,
-                Outcome::TornAt(offset) => offset,
+                Outcome::ZeroTail(offset) | Outcome::TornAt(offset) => offset,
             };
             recovered.catalog.tail_mut().size = end;
         }
         Ok((outcome, reader.into_buffer()))
     }
 
-    /// Judges bad bytes at `offset`: a torn tail if this is the last segment, the checksum did
-    /// not hold, and no valid record follows; corruption otherwise.
+    /// Judges bad bytes at `offset`: in the last segment, the end of the log if only zeros
+    /// follow, a torn tail if the checksum did not hold and no valid record follows;
+    /// corruption otherwise.
     fn bad(
         &self,
         file: &dyn File,
@@ -214,8 +231,13 @@ impl Scan<'_> {
         if !self.is_last || checksum_held {
             return Err(self.corrupt(offset, reason));
         }
+        // The rest is at most a torn batch and the zeros preallocated after the records (both
+        // bounded by the options), so it is read whole.
         let mut rest = vec![0; (self.len - offset) as usize];
         file.read_exact_at(&mut rest, offset).map_err(io_error("read", self.path))?;
+        if rest.iter().all(|&byte| byte == 0) {
+            return Ok(Outcome::ZeroTail(offset));
+        }
         if segment::any_record_after_first_byte(&rest) {
             let reason = format!("{reason}, with valid records after it");
             return Err(self.corrupt(offset, reason));

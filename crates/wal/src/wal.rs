@@ -10,6 +10,37 @@
 //! grows past [`Options::write_buffer`] and at every [`Wal::sync`]. Only `sync` fsyncs (and a
 //! segment roll, which must make the old segment durable before the new one exists), so a
 //! caller decides when to pay for durability and pays once for everything before.
+//!
+//! ## Preallocation
+//! Every batch is one `pwrite` and one `fdatasync`. When the write extends the file, the
+//! fdatasync must also commit the new size and block allocation through the file system's
+//! journal (jbd2 on ext4), which every process on the disk shares; measured here, that made an
+//! fdatasync of 4 KiB cost 1.2-3.5 ms instead of 0.4-1.0 ms for one that overwrites blocks
+//! already written. So [`Wal::sync`] keeps the tail segment filled with **written zeros**
+//! ([`Options::preallocate`] bytes, 1 MiB by default) ahead of its last record: when fewer than
+//! half of them are left, it writes the next stretch of zeros (up to the segment size) before
+//! the records, and the same fdatasync makes both durable. One sync per half a preallocation
+//! (512 KiB of log by default) pays the metadata commit; every other sync only overwrites.
+//! (`fallocate` would not do: it leaves unwritten extents, and converting them to written is a
+//! metadata change again, measured at 1.4 ms.)
+//!
+//! Zeros need no format change: a run of zeros is never a record (its type byte is 0), so
+//! recovery reads a zero tail in the last segment as the end of the log and keeps it for the
+//! records to come, and a torn write into it is cut as before. Sealed segments carry no zero
+//! tail: a roll cuts the file to its records before the fdatasync that seals it, so recovery's
+//! rule that only the last segment may end in anything but a whole record stands. The zeros
+//! are written from the thread that syncs, a stretch at a time, rather than a whole segment
+//! ahead by a background thread (etcd's `file_pipeline.go`): it stays deterministic for the
+//! simulator, creates no temporary files for a crash to leave behind, and allocates at most
+//! `preallocate` bytes beyond the log instead of a whole spare segment per node.
+//!
+//! A full disk shows first when preallocating: the sync that needs more zeros fails with an
+//! [`Error::Io`] whose operation is "preallocate" (kind `StorageFull`), before any of its
+//! records is written. That failure does not poison the log (nothing the log relies on was
+//! touched: at most some zeros landed beyond its end); the records stay buffered, and a later
+//! sync, once there is room, writes and syncs them. Any other failed write of zeros (EIO)
+//! poisons the log like every failed write. Records written into preallocated space need no
+//! new blocks, so they never fail for lack of space.
 
 use std::fmt;
 use std::io;
@@ -46,6 +77,11 @@ pub struct Options {
     /// Encoded records are written to the file once this many bytes are buffered (default
     /// 1 MiB), and at every sync.
     pub write_buffer: usize,
+    /// How far ahead of its last record the tail segment is filled with written zeros
+    /// (default 1 MiB; 0 turns preallocation off). An fdatasync that only overwrites blocks
+    /// already allocated and written commits no file-system metadata, so it skips the journal
+    /// commit an fdatasync that extends the file pays (see "Preallocation" in `wal.rs`).
+    pub preallocate: u64,
 }
 
 impl Options {
@@ -57,6 +93,7 @@ impl Options {
             segment_size: 64 << 20,
             index_interval: 256 << 10,
             write_buffer: 1 << 20,
+            preallocate: 1 << 20,
         }
     }
 }
@@ -77,7 +114,8 @@ pub struct Recovery {
     pub segments: usize,
     /// The bytes of valid records read and verified.
     pub bytes_read: u64,
-    /// The bytes of a torn tail cut off (0 after a clean shutdown).
+    /// The bytes of a torn tail cut off, the zeros after it included (0 after a clean
+    /// shutdown: zeros preallocated after the last record are no tear, and are kept).
     pub torn_bytes: u64,
     /// Whether open reset the log to the snapshot, because a crash had interrupted the
     /// installation of a snapshot after the snapshot was saved and before the log was reset.
@@ -132,6 +170,9 @@ pub struct Wal {
     tail: Box<dyn File>,
     /// The bytes of the tail segment written to the file; `pending` goes after them.
     written: u64,
+    /// The length of the tail file: from `written` up to here it holds zeros, written (and
+    /// synced at the next sync) ahead of the records that will overwrite them.
+    zeroed: u64,
     /// Encoded records not yet written to the file.
     pending: Vec<u8>,
     /// Whether the tail file has writes (or buffered records) not yet fsynced.
@@ -169,6 +210,9 @@ impl fmt::Debug for Wal {
 
 /// The bytes read from a segment at a time when serving reads.
 const READ_CHUNK: usize = 256 << 10;
+
+/// The most zeros written by one call when preallocating.
+const ZERO_CHUNK: u64 = 1 << 20;
 
 impl Wal {
     /// Opens the log in `dir` (creating it if new), checks the directory's identity, and
@@ -306,6 +350,13 @@ impl Wal {
     ) -> Result<Wal> {
         let tail_path = dir.join(segment::segment_name(catalog.tail().sequence));
         let tail = fs.open(&tail_path).map_err(io_error("open", &tail_path))?;
+        // Recovery left only zeros after the tail's last record, if anything.
+        let zeroed = tail.size().map_err(io_error("size", &tail_path))?;
+        assert!(
+            zeroed >= catalog.tail().size,
+            "the tail file ({zeroed} bytes) is shorter than its records ({} bytes)",
+            catalog.tail().size
+        );
         // A commit index saved before the entries it covers were written can outlive them in a
         // crash; a lower commit index is always safe to restart from.
         state.commit = state.commit.min(catalog.last_index);
@@ -314,6 +365,7 @@ impl Wal {
             dir,
             options,
             written: catalog.tail().size,
+            zeroed,
             durable: (catalog.last_index, catalog.last_term()),
             catalog,
             state,
@@ -577,6 +629,7 @@ impl Wal {
         if !self.tail_unsynced && !self.dir_unsynced {
             return Ok(self.durable);
         }
+        self.preallocate()?;
         self.flush()?;
         if self.tail_unsynced {
             if let Err(error) = self.tail.sync_data() {
@@ -607,7 +660,42 @@ impl Wal {
             return Err(self.fail("write", self.segment_path(self.catalog.tail().sequence), error));
         }
         self.written += self.pending.len() as u64;
+        self.zeroed = self.zeroed.max(self.written);
         self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the next stretch of zeros after the records (those buffered included) if fewer
+    /// than half of [`Options::preallocate`] are left, up to `preallocate` bytes after them but
+    /// not past the segment size (see "Preallocation" in the module documentation). Called by
+    /// `sync` before the records are written, so that the fdatasync covers both, and so that a
+    /// full disk shows before any record is written: that error is returned without poisoning
+    /// the log, which it leaves as it was. Any other write error poisons, as for any write.
+    fn preallocate(&mut self) -> Result<()> {
+        let ahead = self.options.preallocate;
+        let end = self.written + self.pending.len() as u64;
+        let limit = self.options.segment_size;
+        // Zeros beyond the limit can be there after a crash; they are enough.
+        if ahead == 0 || end >= limit || self.zeroed >= (end + ahead / 2).min(limit) {
+            return Ok(());
+        }
+        let start = self.zeroed.max(end);
+        let target = (end + ahead).min(limit);
+        let zeros = vec![0; (target - start).min(ZERO_CHUNK) as usize];
+        let mut offset = start;
+        while offset < target {
+            let length = (target - offset).min(zeros.len() as u64) as usize;
+            if let Err(source) = self.tail.write_at(&zeros[..length], offset) {
+                let path = self.segment_path(self.catalog.tail().sequence);
+                if source.kind() == io::ErrorKind::StorageFull {
+                    return Err(Error::Io { operation: "preallocate", path, source });
+                }
+                return Err(self.fail("preallocate", path, source));
+            }
+            offset += length as u64;
+        }
+        self.zeroed = target;
+        self.tail_unsynced = true;
         Ok(())
     }
 
@@ -615,6 +703,22 @@ impl Wal {
     /// old tail is made durable first, so that only the last segment can ever have a torn tail.
     fn roll(&mut self, first_index: Index, prev_term: Term, kind: HeaderKind) -> Result<()> {
         self.flush()?;
+        // A sealed segment ends with its last record: recovery calls anything after it
+        // corruption. The file's own size is asked, not `zeroed`: a preallocation that failed
+        // part way may have left zeros beyond it. The cut is made durable by the fdatasync
+        // below, before the next segment exists.
+        let path = self.segment_path(self.catalog.tail().sequence);
+        let size = match self.tail.size() {
+            Ok(size) => size,
+            Err(error) => return Err(self.fail("size", path, error)),
+        };
+        if size > self.written {
+            if let Err(error) = self.tail.set_len(self.written) {
+                return Err(self.fail("cut the preallocated tail of", path, error));
+            }
+            self.tail_unsynced = true;
+        }
+        self.zeroed = self.written;
         if self.tail_unsynced {
             if let Err(error) = self.tail.sync_data() {
                 return Err(self.fail(
@@ -644,6 +748,7 @@ impl Wal {
         }
         self.tail = file;
         self.written = 0;
+        self.zeroed = 0;
         self.tail_unsynced = true;
         self.dir_unsynced = true;
         self.cursor = None;

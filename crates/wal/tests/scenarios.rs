@@ -16,8 +16,10 @@
 //! `low..high@term` for a run (both ends included); each entry's command is `c<index>.<term>`,
 //! padded with dots to `size=` bytes if given.
 //!
-//! - `open [segment_size=B] [index_interval=B] [node=N] [cluster=C]`: opens the log (node 1
-//!   of cluster 7 unless told), printing what recovery found.
+//! - `open [segment_size=B] [index_interval=B] [preallocate=B] [node=N] [cluster=C]`: opens
+//!   the log (node 1 of cluster 7 unless told), printing what recovery found. Preallocation
+//!   (zeros written ahead of the records) is off unless `preallocate=` says how far ahead, so
+//!   that the other scripts' file sizes and dumps show records only.
 //! - `append ENTRY... [size=B]`: appends the entries (not yet durable).
 //! - `configure ENTRY VOTER...`: appends one configuration entry (`index@term`) whose
 //!   configuration is these voters. Open prints the configuration entries recovery found.
@@ -61,6 +63,8 @@ enum Command {
         segment_size: Option<u64>,
         #[arg(key)]
         index_interval: Option<u64>,
+        #[arg(key)]
+        preallocate: Option<u64>,
         #[arg(key)]
         node: Option<u64>,
         #[arg(key)]
@@ -230,11 +234,12 @@ impl goldenscript::Runner for Runner {
     ) -> Result<String, Box<dyn Error>> {
         let mut output = String::new();
         match command {
-            Command::Open { segment_size, index_interval, node, cluster } => {
+            Command::Open { segment_size, index_interval, preallocate, node, cluster } => {
                 self.wal = None;
                 let mut options = Options::new(NodeId(node.unwrap_or(1)), cluster.unwrap_or(7));
                 options.segment_size = segment_size.unwrap_or(options.segment_size);
                 options.index_interval = index_interval.unwrap_or(options.index_interval);
+                options.preallocate = preallocate.unwrap_or(0);
                 let (wal, recovery) = Wal::open(self.fs.clone(), DIR, options)?;
                 self.wal = Some(wal);
                 writeln!(output, "{}", describe_recovery(&recovery))?;

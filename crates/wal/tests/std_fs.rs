@@ -55,7 +55,8 @@ fn the_log_round_trips_through_real_files() {
     assert!(first > Index(1) && first <= Index(201), "compacted to {first}");
     drop(wal);
 
-    // A torn write: half a record appended to the last segment by hand.
+    // A torn write: half a record appended to the last segment by hand, after the zeros the
+    // log wrote ahead of its records.
     let last_segment = std::fs::read_dir(&path)
         .expect("lists")
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
@@ -68,8 +69,9 @@ fn the_log_round_trips_through_real_files() {
     std::fs::write(&last_segment, &garbage).expect("writes");
 
     let (mut wal, recovery) = Wal::open(StdFs, &path, options()).expect("reopens");
-    assert_eq!(recovery.torn_bytes, 6);
-    assert_eq!(std::fs::metadata(&last_segment).expect("exists").len(), length, "cut back");
+    let cut_to = std::fs::metadata(&last_segment).expect("exists").len();
+    assert_eq!(cut_to + recovery.torn_bytes, length + 6, "cut back");
+    assert!(cut_to < length, "the zeros between the records and the tear are cut too");
     assert_eq!(recovery.hard_state, HardState { term: Term(2), vote: Some(NodeId(3)) });
     assert_eq!(recovery.log.last_index, Index(260));
     assert_eq!(recovery.log.first_index, first);
@@ -184,4 +186,38 @@ fn index_memory_grows_with_bytes_not_entries() {
     drop(wal);
     let (wal, _) = Wal::open(StdFs, dir.path(), options).expect("reopens");
     assert!(wal.index_memory() < 2048, "recovery builds the same sparse index");
+}
+
+#[test]
+fn the_tail_is_preallocated_with_written_zeros_and_sealed_segments_are_cut() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("wal");
+    let mut options = Options::new(NodeId(1), 1);
+    options.segment_size = 256 << 10;
+    options.preallocate = 64 << 10;
+    let (mut wal, _) = Wal::open(StdFs, &path, options.clone()).expect("opens");
+    wal.append(&[entry(1, 1, 100)]).expect("appends");
+    wal.sync().expect("syncs");
+    let segment = path.join("00000000000000000001.wal");
+    let metadata = std::fs::metadata(&segment).expect("exists");
+    assert!(metadata.len() >= 64 << 10, "zeros ahead of the records: {} bytes", metadata.len());
+    // Written zeros, not a hole: the blocks are allocated (st_blocks counts 512-byte units).
+    assert!(metadata.blocks() * 512 >= metadata.len(), "the zeros are allocated, not sparse");
+    let bytes = std::fs::read(&segment).expect("reads");
+    assert!(bytes[200..].iter().all(|&byte| byte == 0), "zeros after the records");
+    // Past the segment size: the log rolls, and the sealed segment ends with its records.
+    let entries: Vec<_> = (2..=1000).map(|index| entry(index, 1, 400)).collect();
+    for chunk in entries.chunks(50) {
+        wal.append(chunk).expect("appends");
+        wal.sync().expect("syncs");
+    }
+    assert!(wal.segment_count() >= 2, "rolled");
+    drop(wal);
+    let sealed = std::fs::read(&segment).expect("reads");
+    assert_ne!(sealed.last(), Some(&0), "a sealed segment ends with its last record's payload");
+    let (mut wal, recovery) = Wal::open(StdFs, &path, options).expect("reopens");
+    assert_eq!(recovery.torn_bytes, 0, "zeros after the last record are no tear");
+    assert_eq!(recovery.log.last_index, Index(1000));
+    assert_eq!(wal.read(Index(1000), Index(1001), u64::MAX).expect("reads"), [entry(1000, 1, 400)]);
 }

@@ -12,12 +12,14 @@ use skiff_wal::{Options, Wal};
 pub const DIR: &str = "/data";
 
 /// Small segments, buffers and index intervals, so that a short workload rolls segments,
-/// splits writes and uses the sparse index.
+/// splits writes and uses the sparse index; and zeros preallocated a little ahead, so that a
+/// segment is zero-filled in several stretches, each a boundary a power cut can fall on.
 pub fn small_options() -> Options {
     let mut options = Options::new(NodeId(1), 7);
     options.segment_size = 300;
     options.write_buffer = 64;
     options.index_interval = 100;
+    options.preallocate = 120;
     options
 }
 
