@@ -16,7 +16,8 @@
 //!
 //! A failure (a write or fsync error) is reported once with [`Notification::Failed`], and the
 //! thread stops: every later submission fails with [`Error::Stopped`]. The log is poisoned by
-//! then anyway; the process should restart, which runs recovery.
+//! then anyway (except after a full disk stopped a preallocation, which leaves it intact, but
+//! the writer stops all the same); the process should restart, which runs recovery.
 //!
 //! This layer is deliberately thin and holds no logic the [`Wal`] does not: the simulator
 //! drives the `Wal` directly, step by step, and the server drives it through this.

@@ -62,6 +62,9 @@
 //! ## Invariants
 //! - Only [`Wal::sync`] reports entries durable, and only after the fdatasync (and the
 //!   directory fsync, for a new segment) returned `Ok`.
+//! - After its last record, the tail segment holds nothing but zeros, written ahead so that
+//!   an fdatasync overwrites allocated blocks (see "Preallocation" in `wal.rs`); a sealed
+//!   segment ends with its last record.
 //! - **An fsync error is fatal and never retried**: after a failed fsync the kernel may have
 //!   dropped the dirty pages and marked them clean, so a retry can succeed with the data gone
 //!   (PostgreSQL's "fsyncgate", 2018). The same holds for a failed write. The log is then
@@ -106,9 +109,10 @@
 //!   from the page cache; 1.2 and 1.9 GB/s from the disk (`SKIFF_BENCH_COLD=1`).
 //!
 //! ## Left out, with room made for it
-//! - Preallocating segments: an fdatasync that overwrites allocated blocks took 0.14 ms here
-//!   against 0.19 ms for one that extends the file. `fallocate` needs `libc`; writing zeros
-//!   ahead works with `std`, and the format already treats a zero-filled tail as torn.
+//! - Preallocating a whole segment ahead on a background thread (etcd's `file_pipeline.go`):
+//!   the log writes zeros 1 MiB ahead of its records instead, in the sync that needs them
+//!   (see "Preallocation" in `wal.rs` for why). Writing those zeros while the group-commit
+//!   thread is idle would take them off the write path too.
 //! - Overlapping the encoding of the next batch with the fsync of this one in
 //!   [`GroupCommit`]; and a bound on its queue, for back-pressure (the core's own limits on
 //!   proposals and in-flight appends bound it today).

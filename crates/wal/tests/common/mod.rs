@@ -19,7 +19,7 @@ pub fn small_options() -> Options {
     options.segment_size = 300;
     options.write_buffer = 64;
     options.index_interval = 100;
-    options.preallocate = 120;
+    options.preallocate = 256;
     options
 }
 
