@@ -105,6 +105,16 @@
 //! - batches of 1,024 small entries: 1.6-2.0 million appends/s (64 B) with one fsync each;
 //! - group commit: 1,000 single-entry appends submitted back to back are durable in about
 //!   1.2 ms, against about 5,500 appends/s with one fsync each;
+//! - preallocation (`preallocation` cases; November 2026, load about 6 from other work, so
+//!   the disk was slow for every case): one append and sync of 256 bytes, median 3.98-4.00 ms
+//!   extending against 3.99 ms preallocated alone, and 374-440 µs against 296-343 µs (0.78x)
+//!   as one of three logs syncing at once. On the cluster (three nodes sharing the disk,
+//!   `crates/skiff/benches/compare.sh` with `--op put`, 1 client, main against this, two
+//!   rounds): p50 0.955 -> 0.763 ms and 1.045 -> 0.827 ms (0.80x), puts/s 806 -> 991 and
+//!   626 -> 846; no change at 256 clients (CPU-bound under the load). A follower catching up
+//!   300,000 entries (`ENTRIES=300000 SLICE=1s crates/skiff/benches/catchup.sh`, two rounds):
+//!   the leader's mean fsync during the catch-up 2.20 -> 1.09 ms and 2.15 -> 0.97 ms, clients'
+//!   p50 during it against in step 2.2x-2.8x before, 1.04x-1.21x after, catch-up speed equal;
 //! - recovery (every record verified): 1.9-2.8 GB/s for 256-byte entries and 6 GB/s for 4 KiB
 //!   from the page cache; 1.2 and 1.9 GB/s from the disk (`SKIFF_BENCH_COLD=1`).
 //!
