@@ -8,6 +8,15 @@
 //!   real file systems). Creations, renames and removals not yet made durable by a directory
 //!   fsync are likewise kept up to a random point. Handles opened before the crash stop working,
 //!   as they would in a process that died.
+//! - **Sectors out of order** ([`Faults::reorder_sectors`], off unless set): a disk writes dirty
+//!   pages back in any order, and a write that overwrites allocated blocks in place loses the
+//!   ordering that extending the file gave. With a sector size set, half the crashes keep each
+//!   sector that the unsynced writes changed, or lose it, on its own: a later sector of a write
+//!   can survive an earlier one. A lost sector reads as what it held at the last fsync (zeros
+//!   past the end the file had then). Sectors are atomic, as disks promise for their sector
+//!   size, and the file's size is one it had at some point since the last fsync (the size is
+//!   metadata, written back on its own). Synced bytes are never lost either way.
+//!   [`MemFs::crash_losing_sectors`] loses chosen sectors, for scenario tests.
 //! - **Power cuts** ([`MemFs::cut_power_after`]): after a given number of mutating operations
 //!   (writes, fsyncs, creations, renames, removals: the write boundaries of a workload), the
 //!   next one fails, a write half done, and so does everything after it until the crash. A test
@@ -15,8 +24,8 @@
 //! - **Faults** ([`Faults`]): EIO on a write (after writing a random prefix), EIO on an fsync
 //!   (after which the unsynced data is kept only up to a random point and counts as clean, so
 //!   that a retried fsync "succeeds" with the data gone: fsyncgate), and a full disk.
-//! - **Damage** ([`MemFs::flip_bit`], [`MemFs::cut`]): bit flips and truncations where a test
-//!   puts them, to check that corruption is found.
+//! - **Damage** ([`MemFs::flip_bit`], [`MemFs::cut`], [`MemFs::zero`]): bit flips,
+//!   truncations and zeroed ranges where a test puts them, to check that corruption is found.
 //!
 //! A `MemFs` is a handle: clones share one file system, so a simulator keeps one clone per node
 //! to crash it, while the log owns another.
@@ -48,6 +57,12 @@ pub struct Faults {
     /// The disk's capacity in bytes, summed over all files; a write past it writes what fits and
     /// fails with `StorageFull`. `None` is unlimited.
     pub capacity: Option<u64>,
+    /// The sector size in bytes at which a crash may keep unsynced writes out of order: in half
+    /// the crashes ([`MemFs::crash`]), each sector of a file that its unsynced writes changed is
+    /// kept or lost on its own, and the file's size is one it had since its last fsync. `None`
+    /// keeps unsynced writes in order (up to a random point, torn at any byte) in every crash.
+    /// A log's recovery recognises lost sectors of 512 bytes and their multiples.
+    pub reorder_sectors: Option<u32>,
 }
 
 /// A shared, in-memory, fault-injecting file system (see the module documentation).
@@ -251,6 +266,43 @@ impl Inode {
             self.apply(Write::At { offset: *offset, bytes: torn });
         }
     }
+
+    /// The lengths the file had since its last fsync, that one included, oldest first: the
+    /// sizes a crash may leave it at.
+    fn lengths_since_sync(&self) -> Vec<usize> {
+        let mut lengths: Vec<usize> =
+            self.unsynced.iter().map(|change| change.len_before).collect();
+        lengths.push(self.data.len());
+        lengths
+    }
+
+    /// Rolls back every unsynced change, then keeps, of the sectors (`sector` bytes, aligned)
+    /// whose bytes they changed, those `keep` picks by number, each whole or not at all. The
+    /// file is then `length` bytes long; a lost sector, and bytes past the length the file had
+    /// at its last fsync, read as they did then (zeros past its end). What remains counts as
+    /// durable.
+    fn settle_sectors(&mut self, sector: usize, length: usize, mut keep: impl FnMut(u64) -> bool) {
+        assert!(sector > 0, "a sector of zero bytes");
+        let new = self.data.clone();
+        let changes = std::mem::take(&mut self.unsynced);
+        for change in changes.iter().rev() {
+            self.roll_back(change);
+        }
+        let old = std::mem::take(&mut self.data);
+        let byte = |bytes: &[u8], at: usize| bytes.get(at).copied().unwrap_or(0);
+        let mut data = old.clone();
+        data.resize(length, 0);
+        for (number, start) in (0..length).step_by(sector).enumerate() {
+            let end = (start + sector).min(length);
+            let changed = (start..end).any(|at| byte(&old, at) != byte(&new, at));
+            if changed && keep(number as u64) {
+                for (at, target) in data[start..end].iter_mut().enumerate() {
+                    *target = byte(&new, start + at);
+                }
+            }
+        }
+        self.data = data;
+    }
 }
 
 impl State {
@@ -272,6 +324,18 @@ impl State {
         };
         let cut = self.rng.next_u64() as usize % (length + 1);
         (keep, Some((cut, self.rng.between(0, 2) == 0)))
+    }
+
+    /// Settles an inode's unsynced writes as a crash that writes sectors back out of order
+    /// leaves them: a size it had since its last fsync, and each changed sector kept with one
+    /// chance drawn per crash, so that some crashes keep most sectors and others lose most.
+    fn settle_out_of_order(&mut self, inode: u64, sector: usize) {
+        let State { inodes, rng, .. } = self;
+        let Some(target) = inodes.get_mut(&inode) else { return };
+        let lengths = target.lengths_since_sync();
+        let length = lengths[rng.between(0, lengths.len() as u64) as usize];
+        let chance = rng.between(0, 1_000_001);
+        target.settle_sectors(sector, length, |_| rng.between(0, 1_000_000) < chance);
     }
 
     /// Counts a mutating operation and says whether the power holds for it.
@@ -317,6 +381,16 @@ impl State {
         }));
         referenced.extend(self.handles.iter().filter(|(_, count)| **count > 0).map(|(i, _)| *i));
         self.inodes.retain(|inode, _| referenced.contains(inode));
+    }
+
+    /// The end of a crash, once the files are settled: the durable names are what a listing
+    /// shows, every handle dies, and the power is back.
+    fn restart(&mut self) {
+        self.names = self.durable_names.clone();
+        self.handles.clear();
+        self.epoch += 1;
+        self.power = Power::On;
+        self.collect_garbage();
     }
 
     /// Opens a handle on an inode.
@@ -427,8 +501,9 @@ impl MemFs {
     }
 
     /// Simulates a power failure and restart: unsynced data and directory changes are kept
-    /// only up to a random point (a write may be torn at any byte), every open handle dies, and
-    /// the power comes back on.
+    /// only up to a random point (a write may be torn at any byte), or with
+    /// [`Faults::reorder_sectors`] in half the crashes sector by sector out of order; every
+    /// open handle dies, and the power comes back on.
     pub fn crash(&self) {
         self.crash_keeping(true);
     }
@@ -446,6 +521,13 @@ impl MemFs {
         let inodes: Vec<u64> = state.inodes.keys().copied().collect();
         for inode in inodes {
             let count = state.inodes[&inode].unsynced.len() as u64;
+            // No draw unless sectors may be reordered: the same seed crashes as it always did.
+            if let (true, Some(sector)) = (random && count > 0, state.faults.reorder_sectors)
+                && state.rng.between(0, 2) == 0
+            {
+                state.settle_out_of_order(inode, sector as usize);
+                continue;
+            }
             let (keep, tear) =
                 if random { state.draw_crash_point(inode, count) } else { (0, None) };
             if let Some(target) = state.inodes.get_mut(&inode) {
@@ -457,11 +539,28 @@ impl MemFs {
         for op in state.pending.drain(..).take(keep) {
             op.apply(&mut state.durable_names);
         }
-        state.names = state.durable_names.clone();
-        state.handles.clear();
-        state.epoch += 1;
-        state.power = Power::On;
-        state.collect_garbage();
+        state.restart();
+    }
+
+    /// Simulates a power failure in which every unsynced change reached the disk except the
+    /// sectors of the file at `path` numbered in `lost` (sectors of `sector` bytes from the
+    /// start of the file), which read as they did at the last fsync: a disk that wrote a
+    /// write's later sectors back and not an earlier one. Directory changes are all kept.
+    pub fn crash_losing_sectors(&self, path: &Path, sector: u32, lost: &[u64]) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let target = state.names.get(path).copied();
+        for (inode, file) in &mut state.inodes {
+            let length = file.data.len();
+            let here = Some(*inode) == target;
+            file.settle_sectors(sector as usize, length, |number| {
+                !(here && lost.contains(&number))
+            });
+        }
+        for op in state.pending.drain(..) {
+            op.apply(&mut state.durable_names);
+        }
+        state.restart();
     }
 
     /// Lets `operations` more mutating operations succeed, then fails the next one (a write
@@ -495,6 +594,19 @@ impl MemFs {
         let target = state.inodes.get_mut(&inode).ok_or(io::ErrorKind::NotFound)?;
         target.unsynced.clear();
         target.data.truncate(len as usize);
+        Ok(())
+    }
+
+    /// Overwrites `length` bytes of the file at `path` from `offset` with zeros, durably: what
+    /// a medium that lost sectors, or returns zeros for them, shows.
+    pub fn zero(&self, path: &Path, offset: u64, length: u64) -> io::Result<()> {
+        let mut state = self.lock();
+        let inode = *state.names.get(path).ok_or(io::ErrorKind::NotFound)?;
+        let target = state.inodes.get_mut(&inode).ok_or(io::ErrorKind::NotFound)?;
+        let end = (offset + length) as usize;
+        let range =
+            target.data.get_mut(offset as usize..end).ok_or(io::ErrorKind::UnexpectedEof)?;
+        range.fill(0);
         Ok(())
     }
 
@@ -737,6 +849,63 @@ mod tests {
         file.sync_data().expect("the retry reports success");
         let after_retry = fs.contents(Path::new("/d/f")).expect("exists");
         assert!(after_retry.len() < 40, "the failed fsync dropped some writes for good");
+    }
+
+    /// A file with one synced sector of `s`, then four unsynced sectors of `1` to `4`.
+    fn file_with_unsynced_sectors(fs: &MemFs) -> Box<dyn File> {
+        fs.create_dir_all(Path::new("/d")).expect("mkdir");
+        let chunks: Vec<Vec<u8>> =
+            [b's', b'1', b'2', b'3', b'4'].iter().map(|&byte| vec![byte; 512]).collect();
+        let chunks: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        write_file(fs, "/d/f", &chunks, 1)
+    }
+
+    #[test]
+    fn sectors_out_of_order_each_survive_whole_or_not_and_synced_ones_always() {
+        let faults = Faults { reorder_sectors: Some(512), ..Faults::default() };
+        let written: Vec<u8> = (b'1'..=b'4').flat_map(|byte| [byte; 512]).collect();
+        let (mut later_without_earlier, mut torn_in_order) = (false, false);
+        for seed in 0..200 {
+            let fs = MemFs::with_faults(seed, faults);
+            drop(file_with_unsynced_sectors(&fs));
+            fs.crash();
+            let data = fs.contents(Path::new("/d/f")).expect("the synced file exists");
+            assert!(data[..512].iter().all(|&byte| byte == b's'), "seed {seed}: synced bytes lost");
+            let tail = &data[512..];
+            // Half the crashes keep the writes in order up to a point, torn at any byte.
+            let zero_filled =
+                tail.iter().zip(&written).skip_while(|(a, b)| a == b).all(|(a, _)| *a == 0);
+            let in_order = written.starts_with(tail) || zero_filled;
+            // The others keep each sector whole or lose it, whatever came before it.
+            let kept: Vec<Option<bool>> = tail
+                .chunks(512)
+                .zip(written.chunks(512))
+                .map(|(sector, new)| match sector {
+                    _ if sector == new => Some(true),
+                    _ if sector.len() == 512 && sector.iter().all(|&byte| byte == 0) => Some(false),
+                    _ => None,
+                })
+                .collect();
+            let by_sector = kept.iter().all(Option::is_some);
+            assert!(in_order || by_sector, "seed {seed}: neither shape: {tail:?}");
+            later_without_earlier |= kept.windows(2).any(|pair| pair == [Some(false), Some(true)]);
+            torn_in_order |= !by_sector;
+        }
+        assert!(later_without_earlier, "no crash kept a later sector without an earlier one");
+        assert!(torn_in_order, "no crash tore a write in order");
+    }
+
+    #[test]
+    fn a_crash_losing_chosen_sectors_keeps_everything_else() {
+        let fs = MemFs::new(0);
+        drop(file_with_unsynced_sectors(&fs));
+        fs.crash_losing_sectors(Path::new("/d/f"), 512, &[2, 3]);
+        let data = fs.contents(Path::new("/d/f")).expect("exists");
+        let sector = |number: usize| &data[number * 512..(number + 1) * 512];
+        assert_eq!(data.len(), 5 * 512, "the size reached the disk");
+        assert!(sector(1).iter().all(|&byte| byte == b'1'));
+        assert!(sector(2).iter().chain(sector(3)).all(|&byte| byte == 0), "lost: zeros");
+        assert!(sector(4).iter().all(|&byte| byte == b'4'), "a later sector survives");
     }
 
     #[test]

@@ -26,21 +26,22 @@ use common::{
     DIR, History, ModelLog, Step, check_recovered, entry, read_all, run, small_options, workload,
 };
 use skiff_raft::{Config, Index, Membership, Node, NodeId, Term};
-use skiff_wal::{Error, Faults, MemFs, SnapshotMeta, StagedSnapshot, Wal};
+use skiff_wal::{Error, Faults, MemFs, Options, Recovery, SnapshotMeta, StagedSnapshot, Wal};
 
 /// Opens the log, runs the steps until the power fails, and returns the history.
-fn run_until_failure(fs: &MemFs, steps: &[Step]) -> History {
+fn run_until_failure(fs: &MemFs, steps: &[Step], options: &Options) -> History {
     let mut history = History::new();
     // The power may fail inside the open itself: then nothing ran.
-    if let Ok((mut wal, _)) = Wal::open(fs.clone(), DIR, small_options()) {
+    if let Ok((mut wal, _)) = Wal::open(fs.clone(), DIR, options.clone()) {
         run(&mut wal, steps, &mut history);
     }
     history
 }
 
-/// Reopens after a crash and checks the recovered log, state and usability.
-fn check_after_crash(fs: &MemFs, history: &History, context: &str) {
-    let (mut wal, recovery) = Wal::open(fs.clone(), DIR, small_options())
+/// Reopens after a crash and checks the recovered log, state and usability; returns what
+/// recovery reported.
+fn check_after_crash(fs: &MemFs, history: &History, context: &str, options: &Options) -> Recovery {
+    let (mut wal, recovery) = Wal::open(fs.clone(), DIR, options.clone())
         .unwrap_or_else(|error| panic!("{context}: recovery failed: {error}"));
     let recovered = read_all(&mut wal);
     if let Err(reason) = check_recovered(&recovered, history) {
@@ -65,17 +66,18 @@ fn check_after_crash(fs: &MemFs, history: &History, context: &str) {
     wal.append(std::slice::from_ref(&next)).expect("the recovered log takes appends");
     wal.sync().expect("and syncs them");
     drop(wal);
-    let (mut wal, _) = Wal::open(fs.clone(), DIR, small_options()).expect("a clean reopen");
+    let (mut wal, _) = Wal::open(fs.clone(), DIR, options.clone()).expect("a clean reopen");
     let entries = wal.read(next.index, next.index.next(), u64::MAX).expect("reads");
     assert_eq!(entries, vec![next], "{context}: the entry appended after recovery is lost");
     assert!(wal.first_index() <= Index(last + 1));
+    recovery
 }
 
 /// Cuts the power at every boundary of the workload of `seed`, with `tears` crash seeds each.
 fn power_cut_at_every_boundary(seed: u64, steps: usize, tears: u64) {
     let work = workload(seed, steps);
     let counting = MemFs::new(seed);
-    let history = run_until_failure(&counting, &work);
+    let history = run_until_failure(&counting, &work, &small_options());
     assert!(history.syncs > 0, "the workload syncs");
     let boundaries = counting.operations();
     assert!(boundaries > 50, "a workload this long has many boundaries: {boundaries}");
@@ -83,10 +85,10 @@ fn power_cut_at_every_boundary(seed: u64, steps: usize, tears: u64) {
         for tear in 0..tears {
             let fs = MemFs::new(seed * 1_000_003 + boundary * 31 + tear);
             fs.cut_power_after(boundary);
-            let history = run_until_failure(&fs, &work);
+            let history = run_until_failure(&fs, &work, &small_options());
             fs.crash();
             let context = format!("seed {seed}, power cut at boundary {boundary}, tear {tear}");
-            check_after_crash(&fs, &history, &context);
+            check_after_crash(&fs, &history, &context, &small_options());
         }
     }
 }
@@ -96,6 +98,47 @@ fn every_durable_entry_survives_a_power_cut_at_every_boundary() {
     for seed in 1..=8 {
         power_cut_at_every_boundary(seed, 60, 4);
     }
+}
+
+/// Segments of many 512-byte sectors, records reaching the file in several writes before each
+/// sync, and zeros preallocated ahead of them: a batch overwrites zeros across sectors, which
+/// a crash may keep out of order.
+fn sector_options() -> Options {
+    let mut options = small_options();
+    options.segment_size = 6000;
+    options.write_buffer = 200;
+    options.index_interval = 500;
+    options.preallocate = 2048;
+    options
+}
+
+#[test]
+#[ignore = "recovery refuses a last segment with valid records after a lost sector: the next commit"]
+fn every_acknowledged_entry_survives_a_crash_that_keeps_sectors_out_of_order() {
+    // Half the crashes keep each unsynced 512-byte sector or lose it on its own. A crash in the
+    // middle of a batch leaves valid records after a lost sector: recovery must open every
+    // time (no operator) and keep everything acknowledged.
+    let faults = Faults { reorder_sectors: Some(512), ..Faults::default() };
+    let mut out_of_order = 0;
+    for seed in 1..=4 {
+        let work = workload(seed, 150);
+        let counting = MemFs::with_faults(seed, faults);
+        let history = run_until_failure(&counting, &work, &sector_options());
+        assert!(history.syncs > 0, "the workload syncs");
+        let boundaries = counting.operations();
+        for boundary in 0..=boundaries {
+            for tear in 0..3 {
+                let fs = MemFs::with_faults(seed * 1_000_003 + boundary * 31 + tear, faults);
+                fs.cut_power_after(boundary);
+                let history = run_until_failure(&fs, &work, &sector_options());
+                fs.crash();
+                let context = format!("seed {seed}, power cut at boundary {boundary}, tear {tear}");
+                let recovery = check_after_crash(&fs, &history, &context, &sector_options());
+                out_of_order += u64::from(recovery.torn_bytes > 0);
+            }
+        }
+    }
+    assert!(out_of_order > 50, "few crashes left records after a lost sector: {out_of_order}");
 }
 
 #[test]
@@ -110,13 +153,14 @@ fn crashes_without_power_cuts_keep_a_valid_prefix() {
         assert!(run(&mut wal, &work[..cut], &mut history), "no faults, no failures");
         drop(wal);
         fs.crash();
-        check_after_crash(&fs, &history, &format!("seed {seed}, crash after step {cut}"));
+        let context = format!("seed {seed}, crash after step {cut}");
+        check_after_crash(&fs, &history, &context, &small_options());
     }
 }
 
 #[test]
 fn failed_writes_and_fsyncs_poison_and_lose_nothing_durable() {
-    let faults = Faults { write_error_ppm: 20_000, sync_error_ppm: 20_000, capacity: None };
+    let faults = Faults { write_error_ppm: 20_000, sync_error_ppm: 20_000, ..Faults::default() };
     let mut failures = 0;
     for seed in 0..100 {
         let work = workload(seed, 60);
@@ -132,7 +176,7 @@ fn failed_writes_and_fsyncs_poison_and_lose_nothing_durable() {
         }
         fs.set_faults(Faults::default());
         fs.crash();
-        check_after_crash(&fs, &history, &format!("seed {seed} with faults"));
+        check_after_crash(&fs, &history, &format!("seed {seed} with faults"), &small_options());
     }
     assert!(failures > 20, "the faults should fail many runs, failed {failures}");
 }

@@ -16,10 +16,11 @@
 //! `low..high@term` for a run (both ends included); each entry's command is `c<index>.<term>`,
 //! padded with dots to `size=` bytes if given.
 //!
-//! - `open [segment_size=B] [index_interval=B] [preallocate=B] [node=N] [cluster=C]`: opens
-//!   the log (node 1 of cluster 7 unless told), printing what recovery found. Preallocation
-//!   (zeros written ahead of the records) is off unless `preallocate=` says how far ahead, so
-//!   that the other scripts' file sizes and dumps show records only.
+//! - `open [segment_size=B] [index_interval=B] [preallocate=B] [write_buffer=B] [node=N]
+//!   [cluster=C]`: opens the log (node 1 of cluster 7 unless told), printing what recovery
+//!   found. Preallocation (zeros written ahead of the records) is off unless `preallocate=`
+//!   says how far ahead, so that the other scripts' file sizes and dumps show records only.
+//!   `write_buffer=0` writes every record to the file as it is appended, before any sync.
 //! - `append ENTRY... [size=B]`: appends the entries (not yet durable).
 //! - `configure ENTRY VOTER...`: appends one configuration entry (`index@term`) whose
 //!   configuration is these voters. Open prints the configuration entries recovery found.
@@ -34,9 +35,14 @@
 //!   crash would leave it.
 //! - `crash [lose_unsynced=true]`: a power failure (random tears, or losing every unsynced
 //!   byte), after which the log is closed until the next `open`.
+//! - `lose_sectors SEGMENT SECTOR...`: a power failure in which every unsynced write reached
+//!   the disk except these 512-byte sectors of a segment file (numbered from 0 at the start of
+//!   the file), which read as they were at the last fsync: a disk that wrote a batch's later
+//!   sectors back before an earlier one.
 //! - `ls`: the files in `/data` and their sizes. `dump SEGMENT`: the records of a segment file
 //!   (by sequence number), one per line with its byte offset.
-//! - `flip SEGMENT OFFSET [bit=N]`, `cut SEGMENT LENGTH`: damage a segment file durably.
+//! - `flip SEGMENT OFFSET [bit=N]`, `cut SEGMENT LENGTH`, `zero SEGMENT OFFSET LENGTH`: damage
+//!   a segment file durably (a bit flipped, the file cut, a range read back as zeros).
 //! - `faults [write_error_ppm=N] [sync_error_ppm=N] [capacity=B]`: the faults injected from
 //!   now on (all off when no argument is given).
 
@@ -65,6 +71,8 @@ enum Command {
         index_interval: Option<u64>,
         #[arg(key)]
         preallocate: Option<u64>,
+        #[arg(key)]
+        write_buffer: Option<usize>,
         #[arg(key)]
         node: Option<u64>,
         #[arg(key)]
@@ -99,6 +107,7 @@ enum Command {
         #[arg(key)]
         lose_unsynced: Option<bool>,
     },
+    LoseSectors(u64, Vec<u64>),
     Ls,
     Dump(u64),
     Flip {
@@ -108,6 +117,7 @@ enum Command {
         bit: Option<u8>,
     },
     Cut(u64, u64),
+    Zero(u64, u64, u64),
     Faults {
         #[arg(key)]
         write_error_ppm: Option<u32>,
@@ -234,12 +244,20 @@ impl goldenscript::Runner for Runner {
     ) -> Result<String, Box<dyn Error>> {
         let mut output = String::new();
         match command {
-            Command::Open { segment_size, index_interval, preallocate, node, cluster } => {
+            Command::Open {
+                segment_size,
+                index_interval,
+                preallocate,
+                write_buffer,
+                node,
+                cluster,
+            } => {
                 self.wal = None;
                 let mut options = Options::new(NodeId(node.unwrap_or(1)), cluster.unwrap_or(7));
                 options.segment_size = segment_size.unwrap_or(options.segment_size);
                 options.index_interval = index_interval.unwrap_or(options.index_interval);
                 options.preallocate = preallocate.unwrap_or(0);
+                options.write_buffer = write_buffer.unwrap_or(options.write_buffer);
                 let (wal, recovery) = Wal::open(self.fs.clone(), DIR, options)?;
                 self.wal = Some(wal);
                 writeln!(output, "{}", describe_recovery(&recovery))?;
@@ -320,6 +338,10 @@ impl goldenscript::Runner for Runner {
                     self.fs.crash();
                 }
             }
+            Command::LoseSectors(segment, sectors) => {
+                self.wal = None;
+                self.fs.crash_losing_sectors(&Runner::segment_path(*segment), 512, sectors);
+            }
             Command::Ls => {
                 for (path, size) in self.fs.files() {
                     let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("?");
@@ -338,11 +360,15 @@ impl goldenscript::Runner for Runner {
             Command::Cut(segment, length) => {
                 self.fs.cut(&Runner::segment_path(*segment), *length)?
             }
+            Command::Zero(segment, offset, length) => {
+                self.fs.zero(&Runner::segment_path(*segment), *offset, *length)?
+            }
             Command::Faults { write_error_ppm, sync_error_ppm, capacity } => {
                 self.fs.set_faults(Faults {
                     write_error_ppm: write_error_ppm.unwrap_or(0),
                     sync_error_ppm: sync_error_ppm.unwrap_or(0),
                     capacity: *capacity,
+                    reorder_sectors: None,
                 });
             }
         }
