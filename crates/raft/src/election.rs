@@ -7,6 +7,14 @@
 //! candidate whose log is at least as up-to-date (§5.4.1), and are durable before the answer
 //! leaves (contract item 1). A leader that has not heard from a quorum within an election
 //! timeout steps down, so a partitioned leader does not linger.
+//!
+//! Under check-quorum, a node that heard from a leader within the election timeout ignores
+//! vote requests (the leader lease of thesis §4.2.3, `Node::in_leader_lease`), so a server
+//! removed or cut off cannot depose a leader a quorum still follows — but only within it. The
+//! election timer of a node that may not campaign (a learner, a removed or joining node, a
+//! voter its own log does not name yet) runs on past the timeout instead of restarting, so
+//! that, like everyone else, it answers vote requests once the leader has been silent for an
+//! election timeout: the voters may need its vote to elect anyone at all.
 
 use crate::action::{Event, RoleKind};
 use crate::message::Body;

@@ -43,6 +43,9 @@
 //! reached the candidate but not the promoted node: in a one-voter cluster promoting its
 //! learner, a leader that crashes right after appending the promotion needs the learner's vote
 //! to ever be elected again, and the learner could never receive the entry without a leader.
+//! For the same reason a node that may not campaign lets its leader's lease lapse after an
+//! election timeout of silence, as a voter does (see `election.rs`): a promoted node that holds
+//! nothing yet may not campaign, yet its vote may be the one the configuration needs.
 //!
 //! A leader that is not a voter of the configuration it commits steps down once it is committed
 //! (thesis §4.2.2): until then it keeps replicating and committing, without counting itself in

@@ -201,8 +201,11 @@ pub struct Node {
     /// With lease reads, the ticks left during which this node, just started, ignores vote
     /// requests: it may have acknowledged a leader's lease before it crashed.
     pub(crate) startup_lease_guard: u32,
-    /// Ticks since the last reset: the election timer for followers and candidates, the
-    /// check-quorum period for leaders.
+    /// Ticks since the last reset: the check-quorum period for leaders; for everyone else the
+    /// election timer, restarted when the node hears from a leader, grants a vote or
+    /// campaigns — and only then: a node that may not campaign lets it run on past the
+    /// timeout, so it always measures how long ago this node last heard from its leader (the
+    /// leader lease of `in_leader_lease` depends on it).
     pub(crate) election_elapsed: u32,
     /// The randomized election timeout in force, in `[election_timeout, 2 * election_timeout)`.
     pub(crate) randomized_timeout: u32,
@@ -426,17 +429,22 @@ impl Node {
 
     /// One tick of logical time: drives election timeouts, heartbeats and check-quorum.
     pub fn tick(&mut self) {
-        self.election_elapsed += 1;
+        // Saturating: a node that may not campaign can wait for a leader indefinitely.
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
         self.startup_lease_guard = self.startup_lease_guard.saturating_sub(1);
         if matches!(self.role, Role::Leader(_)) {
             self.tick_leader();
-        } else if self.election_elapsed >= self.randomized_timeout {
-            // A node that may not campaign (a learner, a removed node, a node that joined and
-            // has not heard from the cluster) restarts its timer, which keeps measuring how
-            // long it has not heard from a leader.
-            self.election_elapsed = 0;
+        } else if self.election_elapsed >= self.randomized_timeout && self.may_campaign() {
+            // Campaigning restarts the timer with a freshly drawn timeout.
             self.campaign();
         }
+        // A node that may not campaign (a learner, a removed node, a node that joined, a
+        // voter its own log does not name yet) leaves its timer running past the timeout, as
+        // etcd does: its leader's lease then ends for it too (`in_leader_lease`), and it
+        // answers the vote requests of the nodes that may campaign. Restarting the timer kept
+        // it inside the lease for good when its timeout was drawn at the minimum: simulator
+        // seed 1756's promoted voter, empty and unable to campaign, ignored every vote request
+        // after its leader crashed, and no leader could be elected without its vote.
     }
 
     /// Proposes a command. On the leader it is appended to the log and its index returned; it
@@ -683,6 +691,10 @@ impl Node {
 
     /// Whether this node heard from a leader (or is one) within the election timeout — or,
     /// with lease reads, started less than an election timeout ago (see `read_index.rs`).
+    /// Never longer (thesis §4.2.3): once an election timeout has passed without a word from
+    /// the leader, the lease is over for every node, whether or not it may campaign (see
+    /// [`Node::tick`]); a node that ignored vote requests for good could leave a cluster that
+    /// needs its vote without a leader forever.
     fn in_leader_lease(&self) -> bool {
         let heard_from_leader =
             self.leader().is_some() && self.election_elapsed < self.config.election_timeout;
