@@ -71,9 +71,12 @@
 //!   poisoned: every later call fails with [`Error::Poisoned`], and only a restart (which runs
 //!   recovery) goes on.
 //! - A segment is fsynced before the next one is created, so only the last segment can hold a
-//!   torn write. Recovery cuts a torn tail there, and refuses (naming file and offset) damage
-//!   anywhere else or with valid records after it: it never silently drops entries that may
-//!   have been acknowledged. See `recover.rs`.
+//!   torn write. Recovery cuts a torn tail there (a write torn in order, or a batch whose
+//!   sectors reached the disk out of order, known by the zeros a lost sector leaves, with
+//!   valid records after it that were never acknowledged), says what it cut
+//!   ([`Recovery::torn_tail`]), and refuses, naming file and offset, damage anywhere else or
+//!   of any other shape: it never drops entries that may have been acknowledged, unless the
+//!   disk itself returns zeros for sectors it had reported flushed. See `recover.rs`.
 //! - Appended indexes have no gaps and terms never decrease; committed entries (up to the
 //!   saved commit index) are never superseded; terms never go back and a vote never changes
 //!   within a term. Breaking any of these is a bug in the caller and panics.
@@ -91,7 +94,8 @@
 //! Everything goes through the [`Fs`] and [`File`] traits: [`StdFs`] for real (pwrite,
 //! pread, fdatasync, directory fsync; never mmap, whose I/O errors arrive as SIGBUS), and
 //! [`MemFs`] for tests and the simulator, which loses unsynced data in a crash, tears writes
-//! at any byte, flips bits, and fails writes and fsyncs, all from a seed.
+//! at any byte or keeps their sectors out of order, flips bits, and fails writes and fsyncs,
+//! all from a seed.
 //!
 //! ## Performance
 //! `cargo bench -p skiff-wal` measures the log against a raw `write` + `fdatasync` loop in the
@@ -114,7 +118,12 @@
 //!   626 -> 846; no change at 256 clients (CPU-bound under the load). A follower catching up
 //!   300,000 entries (`ENTRIES=300000 SLICE=1s crates/skiff/benches/catchup.sh`, two rounds):
 //!   the leader's mean fsync during the catch-up 2.20 -> 1.09 ms and 2.15 -> 0.97 ms, clients'
-//!   p50 during it against in step 2.2x-2.8x before, 1.04x-1.21x after, catch-up speed equal;
+//!   p50 during it against in step 2.2x-2.8x before, 1.04x-1.21x after, catch-up speed equal.
+//!   Overwriting in place gives up the order that extending the file kept: a power cut during
+//!   a batch's fdatasync can leave a later sector of it on the disk and not an earlier one.
+//!   Recovery cuts such a batch (none of it was acknowledged; see `recover.rs`), so the gain
+//!   costs nothing on the write path and needs no operator after a power cut; judging the
+//!   tail costs a scan of the bytes after the lost sector, only when there is one;
 //! - recovery (every record verified): 1.9-2.8 GB/s for 256-byte entries and 6 GB/s for 4 KiB
 //!   from the page cache; 1.2 and 1.9 GB/s from the disk (`SKIFF_BENCH_COLD=1`).
 //!
@@ -129,6 +138,9 @@
 //! - A smaller entry frame: 26 bytes per entry is 40 % of a 64-byte entry.
 //! - Direct I/O and io_uring: the write path is one `pwrite` and one `fdatasync` per batch.
 //! - Compression and encryption of records: a new record type can carry them.
+//! - A mark of where each synced batch ends (a small record per sync): recovery could then
+//!   tell a sector lost in a crash, always in the last batch, from one the disk zeroed after
+//!   reporting it flushed, which it cuts alike today if it lies in the last segment.
 
 mod catalog;
 mod error;
@@ -148,6 +160,7 @@ pub use fs::{File, Fs, StdFs};
 pub use group_commit::{GroupCommit, MAX_BATCH_BYTES, Notification, Ticket};
 pub use memfs::{Faults, MemFs};
 pub use record::{MAX_PAYLOAD, describe_records};
+pub use recover::TornTail;
 pub use skiff_raft::SnapshotMeta;
 pub use snapshot::{
     SnapshotChunk, SnapshotFiles, SnapshotReader, SnapshotReceiver, SnapshotWriter, StagedSnapshot,

@@ -191,9 +191,18 @@ fn encode(buffer: &mut Vec<u8>, record_type: u8, payload: impl FnOnce(&mut Vec<u
     payload(buffer);
     let length = buffer.len() - start - FRAME_LEN;
     assert!(length <= MAX_PAYLOAD as usize, "record payload of {length} bytes exceeds the limit");
-    let crc = crc32c::crc32c(&buffer[start + 8..]);
-    buffer[start..start + 4].copy_from_slice(&(length as u32).to_le_bytes());
-    buffer[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let fields = length_and_checksum(&buffer[start + 8..]);
+    buffer[start..start + 8].copy_from_slice(&fields);
+}
+
+/// The first 8 bytes of the frame (length, then crc) of the record whose type byte and payload
+/// are `body`. Recovery uses it too, to check a frame whose first bytes a crash zeroed.
+pub(crate) fn length_and_checksum(body: &[u8]) -> [u8; 8] {
+    assert!(!body.is_empty(), "a record has at least its type byte");
+    let mut fields = [0; 8];
+    fields[..4].copy_from_slice(&((body.len() - 1) as u32).to_le_bytes());
+    fields[4..].copy_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    fields
 }
 
 /// Appends the record of `entry` to `buffer`.

@@ -157,11 +157,12 @@ impl<'f> RecordReader<'f> {
     }
 }
 
-/// Whether any valid record starts anywhere in `bytes` after its first byte. Used on a bad
-/// record in the last segment: a torn write leaves nothing valid after the tear, so a valid
-/// record there means the bad one is damage in the middle of the log.
-pub(crate) fn any_record_after_first_byte(bytes: &[u8]) -> bool {
-    (1..bytes.len()).any(|start| {
+/// Where the first record whose checksum holds starts in `bytes`, after its first byte, if
+/// anywhere. Used on a bad record in the last segment: a write torn in order leaves nothing
+/// valid after the tear, so a valid record there means either sectors of the last batch that
+/// reached the disk out of order, or damage in the middle of the log (see `recover.rs`).
+pub(crate) fn first_record_after_first_byte(bytes: &[u8]) -> Option<usize> {
+    (1..bytes.len()).find(|&start| {
         matches!(record::decode(&bytes[start..]), Decoded::Record(..) | Decoded::Malformed(_))
     })
 }

@@ -29,13 +29,18 @@
 //!
 //! Zeros need no format change: a run of zeros is never a record (its type byte is 0), so
 //! recovery reads a zero tail in the last segment as the end of the log and keeps it for the
-//! records to come, and a torn write into it is cut as before. Sealed segments carry no zero
-//! tail: a roll cuts the file to its records before the fdatasync that seals it, so recovery's
-//! rule that only the last segment may end in anything but a whole record stands. The zeros
-//! are written from the thread that syncs, a stretch at a time, rather than a whole segment
-//! ahead by a background thread (etcd's `file_pipeline.go`): it stays deterministic for the
-//! simulator, creates no temporary files for a crash to leave behind, and allocates at most
-//! `preallocate` bytes beyond the log instead of a whole spare segment per node.
+//! records to come, and a torn write into it is cut as before. Overwriting in place loses one
+//! thing extending kept: order. A disk writes the pages of a batch back in any order, so a
+//! power cut during its fdatasync can keep a later sector and lose an earlier one, which reads
+//! as the zeros it held: valid records after a hole. The batch was never acknowledged, and
+//! recovery cuts it at the hole (see "Sectors out of order" in `recover.rs`). Sealed segments
+//! carry no zero tail: a roll cuts the file to its records before the fdatasync that seals it,
+//! so recovery's rule that only the last segment may end in anything but a whole record
+//! stands. The zeros are written from the thread that syncs, a stretch at a time, rather than
+//! a whole segment ahead by a background thread (etcd's `file_pipeline.go`): it stays
+//! deterministic for the simulator, creates no temporary files for a crash to leave behind,
+//! and allocates at most `preallocate` bytes beyond the log instead of a whole spare segment
+//! per node.
 //!
 //! A full disk shows first when preallocating: the sync that needs more zeros fails with an
 //! [`Error::Io`] whose operation is "preallocate" (kind `StorageFull`), before any of its
@@ -60,7 +65,7 @@ use crate::error::{Error, Result, io_error};
 use crate::fs::{File, Fs, TEMPORARY_SUFFIX};
 use crate::identity;
 use crate::record::{self, HeaderKind, MAX_PAYLOAD, Record, SavedState, SegmentHeader};
-use crate::recover::{self, Recovered};
+use crate::recover::{self, Recovered, TornTail};
 use crate::segment::{self, RecordReader, Step};
 use crate::snapshot::{self, SnapshotFiles, SnapshotReader, StagedSnapshot};
 
@@ -121,6 +126,10 @@ pub struct Recovery {
     /// The bytes of a torn tail cut off, the zeros after it included (0 after a clean
     /// shutdown: zeros preallocated after the last record are no tear, and are kept).
     pub torn_bytes: u64,
+    /// What was cut off as a torn tail, where and why, for the operator's log (`None` if
+    /// nothing was): a write torn in order, or a batch whose sectors reached the disk out of
+    /// order, whose records after the lost sector were never acknowledged.
+    pub torn_tail: Option<TornTail>,
     /// Whether open reset the log to the snapshot, because a crash had interrupted the
     /// installation of a snapshot after the snapshot was saved and before the log was reset.
     pub reset_to_snapshot: bool,
@@ -261,7 +270,8 @@ impl Wal {
         let snapshot = snapshot::newest(&*fs, &dir, &names)?;
         let next_sequence = sequences.last().map_or(1, |last| last + 1);
         let recovered = recover::recover(&*fs, &dir, &sequences, options.index_interval)?;
-        let Recovered { catalog, state, bytes_read, torn_bytes, mut memberships } = recovered;
+        let Recovered { catalog, state, bytes_read, torn_bytes, torn_tail, mut memberships } =
+            recovered;
         let (catalog, state, next_sequence) = if catalog.segments.is_empty() {
             let catalog = Wal::create(&*fs, &dir, &options, snapshot.as_ref(), next_sequence)?;
             (catalog, SavedState::default(), next_sequence + 1)
@@ -285,6 +295,7 @@ impl Wal {
             segments: wal.catalog.segments.len(),
             bytes_read,
             torn_bytes,
+            torn_tail,
             reset_to_snapshot,
             memberships,
         };

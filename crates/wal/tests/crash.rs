@@ -13,6 +13,11 @@
 //! - the hard state and commit index are ones saved since that sync;
 //! - the log takes new appends, and they survive a clean reopen.
 //!
+//! With [`Faults::reorder_sectors`], half the crashes keep each unsynced 512-byte sector or
+//! lose it on its own, as a disk writing back pages overwritten in place may: a crash during a
+//! batch's fdatasync can leave valid records after a lost sector. The same checks hold, and
+//! the open never fails (no operator is needed after a power cut).
+//!
 //! Snapshots get the same treatment: the install of a leader's snapshot cut at every boundary
 //! leaves the old snapshot and log or the new snapshot with an empty log after it, never a mix
 //! (the core's contract item 11); a local snapshot and compaction cut anywhere leave a log that
@@ -113,14 +118,13 @@ fn sector_options() -> Options {
 }
 
 #[test]
-#[ignore = "recovery refuses a last segment with valid records after a lost sector: the next commit"]
 fn every_acknowledged_entry_survives_a_crash_that_keeps_sectors_out_of_order() {
     // Half the crashes keep each unsynced 512-byte sector or lose it on its own. A crash in the
     // middle of a batch leaves valid records after a lost sector: recovery must open every
     // time (no operator) and keep everything acknowledged.
     let faults = Faults { reorder_sectors: Some(512), ..Faults::default() };
     let mut out_of_order = 0;
-    for seed in 1..=4 {
+    for seed in 1..=8 {
         let work = workload(seed, 150);
         let counting = MemFs::with_faults(seed, faults);
         let history = run_until_failure(&counting, &work, &sector_options());
@@ -134,11 +138,11 @@ fn every_acknowledged_entry_survives_a_crash_that_keeps_sectors_out_of_order() {
                 fs.crash();
                 let context = format!("seed {seed}, power cut at boundary {boundary}, tear {tear}");
                 let recovery = check_after_crash(&fs, &history, &context, &sector_options());
-                out_of_order += u64::from(recovery.torn_bytes > 0);
+                out_of_order += u64::from(recovery.torn_tail.is_some_and(|cut| cut.out_of_order));
             }
         }
     }
-    assert!(out_of_order > 50, "few crashes left records after a lost sector: {out_of_order}");
+    assert!(out_of_order > 60, "few crashes left records after a lost sector: {out_of_order}");
 }
 
 #[test]

@@ -231,6 +231,9 @@ fn describe_recovery(recovery: &Recovery) -> String {
     if recovery.torn_bytes > 0 {
         write!(text, "\ncut a torn tail of {} bytes", recovery.torn_bytes).expect("to a string");
     }
+    if let Some(torn_tail) = &recovery.torn_tail {
+        write!(text, "\n{torn_tail}").expect("to a string");
+    }
     text
 }
 
