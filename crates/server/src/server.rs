@@ -167,6 +167,11 @@ impl Server {
             torn_bytes = recovery.torn_bytes,
             "recovered the write-ahead log"
         );
+        if let Some(torn) = &recovery.torn_tail {
+            // A write a crash tore, never acknowledged unless the disk lost synced data (see
+            // skiff-wal's recover.rs); an operator missing entries on this node learns why here.
+            tracing::warn!(node = config.id.0, out_of_order = torn.out_of_order, "{torn}");
+        }
 
         let founders: Vec<NodeId> =
             if config.join { Vec::new() } else { config.peers.keys().copied().collect() };
