@@ -1075,7 +1075,13 @@ impl Simulation {
         for input in stash {
             self.process(id, input);
         }
-        self.start_ticking(id);
+        // One of the inputs may have crashed it (a crash fault armed for a snapshot step): then
+        // its restart starts the clock. A tick scheduled now would find no process, yet leave
+        // the node marked as ticking, so the restart would schedule none, and the node would
+        // never tick again (seed 3532).
+        if self.nodes[&id].core.is_some() {
+            self.start_ticking(id);
+        }
     }
 }
 
