@@ -210,7 +210,13 @@ impl SimNode {
         // The file system's seed is a function of the core's, so that no stream draws more.
         let bootstrap = Membership::new(voters);
         let seed = config.seed ^ 0xD15C_D15C_D15C_D15C;
-        let disk = Disk::new(id, seed, parameters.snapshots.segment_bytes, bootstrap.clone());
+        let disk = Disk::new(
+            id,
+            seed,
+            parameters.snapshots.segment_bytes,
+            bootstrap.clone(),
+            parameters.disk.reorder_sectors,
+        );
         let core = founder.then(|| {
             Node::new(config.clone(), Restored::default())
                 .expect("the drawn configuration is valid")
@@ -994,10 +1000,13 @@ impl Simulation {
         let failed: Vec<PendingRead> =
             reads.chain(node.ready_reads.drain(..).map(|(_, read)| read)).collect();
         self.stats.crashes += 1;
+        let out_of_order = recovery.torn_tail.as_ref().is_some_and(|torn| torn.out_of_order);
+        self.stats.tails_out_of_order += u64::from(out_of_order);
         trace!(
             self.trace,
             self.now,
-            "{id} crash ({lost} writes in flight; recovered entries {}..={}{}, {} torn bytes cut{})",
+            "{id} crash ({lost} writes in flight; recovered entries {}..={}{}, {} torn bytes \
+             cut{}{})",
             recovery.log.first_index,
             recovery.log.last_index,
             recovery
@@ -1005,6 +1014,7 @@ impl Simulation {
                 .as_ref()
                 .map_or(String::new(), |meta| format!(" after snapshot {meta}")),
             recovery.torn_bytes,
+            if out_of_order { " (sectors out of order)" } else { "" },
             if recovery.reset_to_snapshot { ", an interrupted install finished" } else { "" }
         );
         for read in failed {

@@ -65,7 +65,9 @@
 //!   damaged snapshot chunks.
 //! - `storage.rs`: a disk whose writes (log records, snapshot saves, compactions, installs)
 //!   become durable after a delay, in order, and are lost or cut short by a crash when not yet
-//!   durable.
+//!   durable: a crash keeps a prefix of the unsynced bytes, torn at any byte, or in half the
+//!   crashes keeps or loses each unsynced 512-byte sector on its own, as a disk writing back
+//!   pages overwritten in place may (`Options::reorder_sectors`, on by default).
 //! - `driver.rs`: the node driver, honouring the core's contract item by item (hold messages
 //!   until the hard state is durable; report writes only once durable; serve reads from storage;
 //!   serve gets once the read index is applied).
@@ -89,6 +91,13 @@
 //! - `stepper.rs`: a run one event at a time, with a view of the cluster after each, for the
 //!   visualizer (`skiff sim --seed N --web`).
 //!
+//! ## Fault models
+//! A seed replays on the commit that ran it; a later change to what the simulator draws moves
+//! its world on, and a pinned seed may stop reaching the bug it found. A new fault that would
+//! move the run of nearly every seed is therefore an option of [`Options`], on by default, and
+//! the seeds pinned before it run with it off. One so far: `reorder_sectors` (off with
+//! `skiff sim --no-reorder-sectors`, which a failing seed's replay command carries).
+
 //! ## Left out for now
 //! Bit flips and I/O errors from the file system (crates/wal's `MemFs` can inject both; a node
 //! would stop on them, which the simulator does not model yet), lease reads under process

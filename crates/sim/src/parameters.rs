@@ -45,6 +45,9 @@ pub struct DiskParameters {
     pub stall_max: Time,
     /// The largest time a read takes.
     pub read_max: Time,
+    /// Whether a crash may keep unsynced sectors out of order (see
+    /// `Options::reorder_sectors`, which sets it: it is not drawn).
+    pub reorder_sectors: bool,
 }
 
 /// The clients and their habits.
@@ -358,6 +361,9 @@ impl Parameters {
             stall: random.pick(&[0.0, 0.001, 0.01, 0.05]),
             stall_max: Time(random.log_uniform(10_000, 1_000_000)),
             read_max: Time(random.log_uniform(10, 5_000)),
+            // The default of `Options`, which the runner applies: no draw, so that the option
+            // leaves the rest of the world as it was.
+            reorder_sectors: true,
         }
     }
 
@@ -441,8 +447,13 @@ impl Parameters {
         );
         let _ = writeln!(
             text,
-            "disk: write {}..{}, stall {} up to {}, read up to {}",
-            disk.write_min, disk.write_max, disk.stall, disk.stall_max, disk.read_max
+            "disk: write {}..{}, stall {} up to {}, read up to {}, sectors reordered in crashes {}",
+            disk.write_min,
+            disk.write_max,
+            disk.stall,
+            disk.stall_max,
+            disk.read_max,
+            disk.reorder_sectors
         );
         let _ = writeln!(
             text,

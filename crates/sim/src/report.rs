@@ -37,6 +37,9 @@ pub struct Stats {
     pub faults: u64,
     /// Node crashes.
     pub crashes: u64,
+    /// Crashes after which the log's recovery cut a batch whose sectors reached the disk out of
+    /// order (valid records after a lost sector; only with `Options::reorder_sectors`).
+    pub tails_out_of_order: u64,
     /// Terms that had a leader.
     pub leaders: u64,
     /// The highest index committed.
@@ -130,6 +133,7 @@ impl Stats {
         self.duplicated += other.duplicated;
         self.faults += other.faults;
         self.crashes += other.crashes;
+        self.tails_out_of_order += other.tails_out_of_order;
         self.leaders += other.leaders;
         self.committed += other.committed;
         self.max_term = self.max_term.max(other.max_term);
@@ -227,6 +231,9 @@ pub fn replay_command(options: &Options) -> String {
     }
     if options.fault_phase != DEFAULT_FAULT_PHASE {
         let _ = write!(command, " --fault-ms {}", options.fault_phase.0 / 1_000);
+    }
+    if !options.reorder_sectors {
+        command.push_str(" --no-reorder-sectors");
     }
     if let Some(keep) = &options.keep_faults {
         let numbers: Vec<String> = keep.iter().map(usize::to_string).collect();

@@ -6,9 +6,10 @@
 //! a completion time and complete in the order they were issued (contract item 2 of the core
 //! asks for that order); completing one writes it to the log and syncs it. In
 //! [`Disk::crash`] the writes still in flight reach the file unsynced, the file system keeps a
-//! random prefix of the unsynced bytes and may tear the last write at any byte, and the log is
-//! reopened: it must cut the torn tail and recover every synced write, and the core restarts
-//! from what it recovered.
+//! random prefix of the unsynced bytes and may tear the last write at any byte (or, with sectors
+//! reordered, in half the crashes keeps or loses each unsynced 512-byte sector on its own, as a
+//! disk writing back pages overwritten in place may), and the log is reopened: it must cut the
+//! torn tail and recover every synced write, and the core restarts from what it recovered.
 //!
 //! [`LogCopy`] is a log of entries together with a running hash of each prefix (the *chain*:
 //! `chain[i]` hashes every entry up to index `i`). The disk keeps one for the durable log, and
@@ -23,7 +24,7 @@ use skiff_kv::Store;
 use skiff_raft::{
     Entry, HardState, Index, Membership, NodeId, Payload, ReadRequest, Restored, SnapshotMeta, Term,
 };
-use skiff_wal::{MemFs, Options, Recovery, SnapshotFiles, StagedSnapshot, Wal};
+use skiff_wal::{Faults, MemFs, Options, Recovery, SnapshotFiles, StagedSnapshot, Wal};
 
 use crate::faults::SnapshotStep;
 use crate::random::Random;
@@ -298,6 +299,11 @@ const WAL_DIR: &str = "/skiff";
 /// The cluster id written in every node's identity file.
 const CLUSTER: u64 = 1;
 
+/// The sector a crash keeps or loses whole when sectors are reordered: 512 bytes, the smallest
+/// a disk writes atomically and the unit whose loss the log's recovery recognises (it also
+/// recognises multiples, so larger pages would be covered as well).
+pub const SECTOR: u32 = 512;
+
 /// A node's disk: the real write-ahead log on a fault-injecting in-memory file system, the
 /// writes in flight, and a mirror of what the log holds durably.
 #[derive(Debug)]
@@ -334,9 +340,18 @@ pub struct Disk {
 impl Disk {
     /// A new, empty disk of node `id`, started in the configuration `bootstrap`, its file
     /// system's random choices drawn from `seed`; the log rolls to a new segment file every
-    /// `segment_size` bytes.
-    pub fn new(id: NodeId, seed: u64, segment_size: u64, bootstrap: Membership) -> Disk {
-        let fs = MemFs::new(seed);
+    /// `segment_size` bytes. With `reorder_sectors`, a crash may keep the unsynced sectors of a
+    /// file out of order (see [`SECTOR`]).
+    pub fn new(
+        id: NodeId,
+        seed: u64,
+        segment_size: u64,
+        bootstrap: Membership,
+        reorder_sectors: bool,
+    ) -> Disk {
+        let faults =
+            Faults { reorder_sectors: reorder_sectors.then_some(SECTOR), ..Faults::default() };
+        let fs = MemFs::with_faults(seed, faults);
         let mut options = Options::new(id, CLUSTER);
         // Every record goes to the file as it is written, so that a crash finds unsynced
         // records in the file to keep, drop or tear.
@@ -550,7 +565,8 @@ impl Disk {
     /// file unsynced, in order; a snapshot step (save, compaction, install) in flight runs
     /// until the power fails at a random file-system operation within it, and nothing after it
     /// reaches the disk. Then the file system crashes: unsynced bytes are kept up to a random
-    /// point and may be torn at any byte, unsynced directory changes likewise. The log is
+    /// point and may be torn at any byte (or, with sectors reordered, in half the crashes each
+    /// changed sector is kept or lost on its own), unsynced directory changes likewise. The log is
     /// reopened and recovers (cutting a torn tail, finishing an interrupted install); the
     /// durable mirror is rebuilt from what it recovered, with `chain_of` giving the hash chain
     /// up to the log's new base. Returns the recovery, or why the disk cannot come back.
@@ -721,9 +737,16 @@ mod tests {
         writer.finish().expect("finishes")
     }
 
+    /// Where the crash tests cut the power (a number of file-system operations, also the
+    /// disk's seed), each with sectors kept in order and out of order.
+    fn cuts() -> impl Iterator<Item = (u64, bool)> {
+        (0..16).flat_map(|cut| [(cut, false), (cut, true)])
+    }
+
     /// A disk (small segments) holding `count` durable entries of `term`, and their log.
-    fn disk_with(seed: u64, count: u64, term: u64) -> (Disk, LogCopy) {
-        let mut disk = Disk::new(NodeId(1), seed, 256, Membership::new([NodeId(1)]));
+    fn disk_with(seed: u64, reorder_sectors: bool, count: u64, term: u64) -> (Disk, LogCopy) {
+        let mut disk =
+            Disk::new(NodeId(1), seed, 256, Membership::new([NodeId(1)]), reorder_sectors);
         let entries: Vec<Entry> = (1..=count).map(|index| entry(index, term, "payload")).collect();
         disk.submit(Write::Entries(entries.clone()), Time(0), Time(1));
         assert!(disk.complete_next(None).is_ok());
@@ -735,8 +758,9 @@ mod tests {
     #[test]
     fn a_crash_anywhere_in_a_snapshot_save_and_compaction_keeps_the_old_state_or_the_new() {
         let mut outcomes = std::collections::BTreeSet::new();
-        for cut in 0..16 {
-            let (mut disk, log) = disk_with(cut, 40, 1);
+        for (cut, reorder) in cuts() {
+            let case = format!("cut {cut}, sectors reordered {reorder}");
+            let (mut disk, log) = disk_with(cut, reorder, 40, 1);
             let segments = disk.segments();
             let snapshot = staged(&disk, meta(30, 1), b"the state at 30");
             disk.submit(Write::SaveSnapshot(snapshot), Time(0), Time(1));
@@ -744,15 +768,15 @@ mod tests {
             let saved = disk.complete_next(Some(cut)).is_ok() && disk.complete_next(None).is_ok();
             let recovery = disk.crash(|index, _| log.chain(index)).expect("comes back");
             let snapshot = recovery.snapshot.clone();
-            assert!(snapshot.is_none() || snapshot == Some(meta(30, 1)), "cut {cut}: {snapshot:?}");
-            assert_eq!(disk.log.last_index(), Index(40), "cut {cut}: no entry is lost");
+            assert!(snapshot.is_none() || snapshot == Some(meta(30, 1)), "{case}: {snapshot:?}");
+            assert_eq!(disk.log.last_index(), Index(40), "{case}: no entry is lost");
             assert_eq!(disk.log.chain(Index(40)), log.chain(Index(40)));
             match &snapshot {
-                None => assert_eq!(disk.log.base(), Index(0), "cut {cut}: not compacted"),
+                None => assert_eq!(disk.log.base(), Index(0), "{case}: not compacted"),
                 Some(_) => {
                     let loaded = disk.wal.load_snapshot().expect("verified");
                     assert_eq!(loaded, Some((meta(30, 1), b"the state at 30".to_vec())));
-                    assert!(disk.log.base() <= Index(30), "cut {cut}");
+                    assert!(disk.log.base() <= Index(30), "{case}");
                 }
             }
             outcomes.insert((snapshot.is_some(), disk.segments() < segments, saved));
@@ -764,8 +788,9 @@ mod tests {
     #[test]
     fn a_crash_anywhere_in_an_install_keeps_the_old_state_or_the_new() {
         let mut outcomes = std::collections::BTreeSet::new();
-        for cut in 0..16 {
-            let (mut disk, log) = disk_with(cut, 10, 1);
+        for (cut, reorder) in cuts() {
+            let case = format!("cut {cut}, sectors reordered {reorder}");
+            let (mut disk, log) = disk_with(cut, reorder, 10, 1);
             let snapshot = staged(&disk, meta(30, 2), b"the leader's state at 30");
             let chain = 0xC4A1;
             let install = Write::InstallSnapshot { staged: snapshot, chain, log_first: false };
@@ -778,15 +803,15 @@ mod tests {
             let recovery = disk.crash(chain_of).expect("comes back");
             match recovery.snapshot {
                 None => {
-                    assert_eq!(disk.log.chain(Index(10)), log.chain(Index(10)), "cut {cut}");
-                    assert_eq!(disk.log.base(), Index(0), "cut {cut}: the old log, whole");
+                    assert_eq!(disk.log.chain(Index(10)), log.chain(Index(10)), "{case}");
+                    assert_eq!(disk.log.base(), Index(0), "{case}: the old log, whole");
                 }
                 Some(snapshot) => {
-                    assert_eq!(snapshot, meta(30, 2), "cut {cut}");
+                    assert_eq!(snapshot, meta(30, 2), "{case}");
                     assert_eq!(
                         (disk.log.base(), disk.log.last_index(), disk.log.chain(Index(30))),
                         (Index(30), Index(30), Some(chain)),
-                        "cut {cut}: an empty log after the snapshot"
+                        "{case}: an empty log after the snapshot"
                     );
                 }
             }
@@ -798,8 +823,8 @@ mod tests {
 
     #[test]
     fn installing_log_first_can_leave_neither_state() {
-        let broken = (0..16).any(|cut| {
-            let (mut disk, log) = disk_with(cut, 10, 1);
+        let broken = cuts().any(|(cut, reorder)| {
+            let (mut disk, log) = disk_with(cut, reorder, 10, 1);
             let snapshot = staged(&disk, meta(30, 2), b"the leader's state at 30");
             let install = Write::InstallSnapshot { staged: snapshot, chain: 7, log_first: true };
             disk.submit(install, Time(0), Time(1));
@@ -819,8 +844,47 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_reordering_sectors_loses_only_unsynced_entries_and_leaves_a_prefix() {
+        // Entries of a few hundred bytes: writes in flight span several sectors.
+        let big = |index: u64| Entry {
+            index: Index(index),
+            term: Term(1),
+            payload: Payload::Command(Bytes::from(vec![b'x'; 300])),
+        };
+        let mut out_of_order = [0, 0];
+        for seed in 0..32 {
+            for reorder in [false, true] {
+                let bootstrap = Membership::new([NodeId(1)]);
+                let mut disk = Disk::new(NodeId(1), seed, 1 << 20, bootstrap, reorder);
+                let mut written = LogCopy::default();
+                let synced: Vec<Entry> = (1..=4).map(big).collect();
+                disk.submit(Write::Entries(synced.clone()), Time(0), Time(1));
+                assert!(disk.complete_next(None).is_ok());
+                written.write(&synced);
+                for batch in [5..=10, 11..=16] {
+                    let entries: Vec<Entry> = batch.map(big).collect();
+                    disk.submit(Write::Entries(entries.clone()), Time(0), Time(1));
+                    written.write(&entries);
+                }
+                let recovery = disk.crash(no_chain).expect("recovers");
+                let last = disk.log.last_index();
+                assert!(last >= Index(4), "seed {seed}, reordered {reorder}: synced entries kept");
+                assert_eq!(
+                    disk.log.chain(last),
+                    written.chain(last),
+                    "seed {seed}, reordered {reorder}: what survives is a prefix of what was written"
+                );
+                let torn = recovery.torn_tail.as_ref().is_some_and(|torn| torn.out_of_order);
+                out_of_order[usize::from(reorder)] += u64::from(torn);
+            }
+        }
+        assert_eq!(out_of_order[0], 0, "writes kept in order leave no valid record after a tear");
+        assert!(out_of_order[1] > 0, "no crash kept sectors out of order: the option is not wired");
+    }
+
+    #[test]
     fn writes_complete_in_order_and_a_crash_loses_the_rest() {
-        let mut disk = Disk::new(NodeId(1), 7, 1 << 20, Membership::new([NodeId(1)]));
+        let mut disk = Disk::new(NodeId(1), 7, 1 << 20, Membership::new([NodeId(1)]), true);
         let hard_state = HardState { term: Term(2), vote: Some(NodeId(1)) };
         let (first, first_done) = disk.submit(Write::HardState(hard_state), Time(0), Time(50));
         let (_, second_done) =
@@ -841,7 +905,7 @@ mod tests {
 
     #[test]
     fn the_log_serves_reads_and_refuses_a_second_vote() {
-        let mut disk = Disk::new(NodeId(1), 3, 1 << 20, Membership::new([NodeId(1)]));
+        let mut disk = Disk::new(NodeId(1), 3, 1 << 20, Membership::new([NodeId(1)]), true);
         let vote = |node| HardState { term: Term(2), vote: Some(NodeId(node)) };
         disk.submit(Write::HardState(vote(1)), Time(0), Time(1));
         disk.submit(Write::Entries(vec![entry(1, 2, "a"), entry(2, 2, "b")]), Time(0), Time(1));

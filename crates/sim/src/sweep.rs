@@ -34,6 +34,8 @@ pub struct Sweep {
     pub fault_phase: Time,
     /// Stop at the first failing seed.
     pub stop_at_first_failure: bool,
+    /// Whether crashes may keep unsynced sectors out of order (`Options::reorder_sectors`).
+    pub reorder_sectors: bool,
 }
 
 impl Sweep {
@@ -46,6 +48,7 @@ impl Sweep {
             nodes: None,
             fault_phase: DEFAULT_FAULT_PHASE,
             stop_at_first_failure: false,
+            reorder_sectors: true,
         }
     }
 
@@ -58,6 +61,7 @@ impl Sweep {
             fault_phase: self.fault_phase,
             trace: TraceMode::Off,
             keep_faults: None,
+            reorder_sectors: self.reorder_sectors,
         }
     }
 }

@@ -13,16 +13,41 @@ fn traced(seed: u64) -> Options {
 #[test]
 fn the_same_seed_gives_the_same_trace() {
     for seed in [0, 1, 7, 12345] {
-        let first = run(&traced(seed));
-        let second = run(&traced(seed));
-        assert!(first.trace_lines > 1000, "seed {seed} traced only {} lines", first.trace_lines);
-        assert_eq!(
-            (first.trace_hash, first.trace_lines),
-            (second.trace_hash, second.trace_lines),
-            "seed {seed} ran twice with different traces"
-        );
-        assert_eq!(first.stats, second.stats);
+        // Sectors reordered in crashes (the default) and kept in order (older seeds' model).
+        for reorder_sectors in [true, false] {
+            let options = Options { reorder_sectors, ..traced(seed) };
+            let first = run(&options);
+            let second = run(&options);
+            assert!(
+                first.trace_lines > 1000,
+                "seed {seed} traced only {} lines",
+                first.trace_lines
+            );
+            assert_eq!(
+                (first.trace_hash, first.trace_lines),
+                (second.trace_hash, second.trace_lines),
+                "seed {seed} (sectors reordered: {reorder_sectors}) ran twice with different traces"
+            );
+            assert_eq!(first.stats, second.stats);
+        }
     }
+}
+
+#[test]
+fn reordering_sectors_changes_runs_with_crashes_only() {
+    // The option draws nothing but at a crash, from the crashed disk's own stream: a run
+    // without crashes is the same either way (its trace differs only in the line saying which
+    // model it ran under), and some runs with crashes differ.
+    let mut changed = 0;
+    for seed in 0..8 {
+        let reordered = run(&Options::new(seed));
+        let in_order = run(&Options { reorder_sectors: false, ..Options::new(seed) });
+        if reordered.stats.crashes == 0 {
+            assert_eq!(reordered.stats, in_order.stats, "seed {seed} has no crash");
+        }
+        changed += u64::from(reordered.stats != in_order.stats);
+    }
+    assert!(changed > 0, "no seed of eight ran differently with sectors reordered");
 }
 
 #[test]

@@ -197,6 +197,29 @@ fn sim_is_unchanged() {
 }
 
 #[test]
+fn a_sim_replay_command_parses_back_into_the_run_it_replays() {
+    use skiff_sim::{Defect, Options, Time, replay_command};
+    let shrunk = Options {
+        defect: Some(Defect::ForgetVote),
+        nodes: Some(5),
+        fault_phase: Time::millis(2_500),
+        keep_faults: Some([3, 7].into()),
+        ..Options::new(205)
+    };
+    for options in [
+        Options::new(1756),
+        Options { reorder_sectors: false, ..Options::new(1756) },
+        shrunk.clone(),
+        Options { reorder_sectors: false, ..shrunk },
+    ] {
+        let command = replay_command(&options);
+        assert_eq!(command.contains("--no-reorder-sectors"), !options.reorder_sectors, "{command}");
+        let Command::Sim(args) = parse(&command) else { panic!("{command:?} is not sim") };
+        assert_eq!(args.options(options.seed), options, "{command}");
+    }
+}
+
+#[test]
 fn cluster_membership_verbs_parse_and_members_render_as_a_table() {
     let Command::Cluster(args) = parse("skiff cluster add 4 127.0.0.1:32380 --learner") else {
         panic!("not a cluster command");
