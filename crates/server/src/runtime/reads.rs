@@ -207,12 +207,12 @@ impl Reads {
         }
     }
 
-    /// Takes the batch in the core that `contexts` names, if any.
-    fn take_answered(&mut self, contexts: &[u64]) -> Option<InCore> {
-        self.in_core
-            .iter_mut()
-            .find(|slot| slot.as_ref().is_some_and(|batch| contexts.contains(&batch.context)))?
-            .take()
+    /// Takes every batch in the core that `contexts` names. One answer can name both kinds:
+    /// a follower sends the batches it submitted in one action batch to its leader as one
+    /// `ReadIndex` request, answered once for all of them.
+    fn take_answered(&mut self, contexts: &[u64]) -> Vec<InCore> {
+        let named = |slot: &mut InCore| contexts.contains(&slot.context);
+        self.in_core.iter_mut().filter_map(|slot| slot.take_if(named)).collect()
     }
 }
 
@@ -286,21 +286,22 @@ impl Runtime {
         true
     }
 
-    /// The core confirmed the reads of `contexts` at `index`: a batch among them is answered
-    /// once the store has applied `index`.
+    /// The core confirmed the reads of `contexts` at `index`: the batches among them are
+    /// answered once the store has applied `index`.
     pub(super) fn on_read_ready(&mut self, index: Index, contexts: &[u64]) {
-        let Some(InCore { batch, .. }) = self.reads.take_answered(contexts) else { return };
-        if self.applied >= index {
-            batch.finish(Ok(index));
-        } else {
-            self.reads.ready.entry(index).or_default().push(batch);
+        for InCore { batch, .. } in self.reads.take_answered(contexts) {
+            if self.applied >= index {
+                batch.finish(Ok(index));
+            } else {
+                self.reads.ready.entry(index).or_default().push(batch);
+            }
         }
     }
 
     /// The core could not confirm the reads of `contexts` (leadership lost, or the leader
     /// refused a follower's request): their clients retry at the leader.
     pub(super) fn on_read_failed(&mut self, contexts: &[u64]) {
-        while let Some(InCore { batch, readers, .. }) = self.reads.take_answered(contexts) {
+        for InCore { batch, readers, .. } in self.reads.take_answered(contexts) {
             self.metrics.read_indexes_failed.inc_by(readers);
             batch.finish(Err(self.not_leader(self.node.leader())));
         }
@@ -411,5 +412,23 @@ mod tests {
         assert!(Arc::ptr_eq(&taken, &lease));
         let (taken, _) = gate.take(ReadKind::Index).expect("a read joined");
         assert!(Arc::ptr_eq(&taken, &index));
+    }
+
+    #[test]
+    fn one_answer_naming_batches_of_both_kinds_takes_them_both() {
+        // A follower asks its leader once for the batches of both kinds it submitted together,
+        // and the answer names both contexts: taking only the first left the other waiting for
+        // an answer that had come, until it expired two election timeouts later.
+        let mut reads = Reads::new(Duration::from_secs(1));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for (kind, context) in [(ReadKind::Index, 5), (ReadKind::Lease, 6)] {
+            let batch = Arc::new(ReadBatch::default());
+            reads.in_core[kind as usize] = Some(InCore { context, batch, readers: 1, deadline });
+        }
+        let answered: Vec<u64> =
+            reads.take_answered(&[6, 5]).iter().map(|batch| batch.context).collect();
+        assert_eq!(answered, vec![5, 6]);
+        assert!(reads.in_core.iter().all(Option::is_none), "nothing is left in the core");
+        assert!(reads.take_answered(&[5]).is_empty(), "an answer is taken once");
     }
 }
