@@ -981,8 +981,10 @@ impl Simulation {
         // of that term waited for it (contract item 1). The node may lead that term again after
         // its restart, writing other entries at those indexes; that is no second history (a
         // node alone in its configuration wins its election without sending anything, so it
-        // can lead before its vote is durable).
+        // can lead before its vote is durable). Nor is it a second leader when, restarted, it
+        // votes for another candidate of that term (seeds 10628 and 12215).
         let durable_term = recovery.hard_state.term;
+        self.checker.forget_leadership(id, durable_term);
         let unsent: Vec<(Index, Term)> = (node.log.base().0 + 1..=node.log.last_index().0)
             .filter_map(|index| node.log.entry(Index(index)))
             .filter(|entry| entry.term > durable_term)

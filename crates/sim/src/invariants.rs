@@ -528,6 +528,17 @@ impl Checker {
         }
     }
 
+    /// Forgets that node `id` led any term after `durable_term`, the term its crash left on
+    /// its disk. It led those terms without a durable vote (a node alone in its configuration
+    /// wins at once), so as their leader it sent nothing (every message waited for the hard
+    /// state) and committed nothing (its entries were queued on the disk behind the hard
+    /// state): no one could observe it lead, and after its restart it may rightly vote for
+    /// another candidate of the same term (see `driver.rs`). Its leadership is no first leader
+    /// of the term for election safety.
+    pub fn forget_leadership(&mut self, id: NodeId, durable_term: Term) {
+        self.leaders.retain(|term, leader| *term <= durable_term || *leader != id);
+    }
+
     /// Log matching for entries a node just handed to its disk: `log` from `from` on.
     pub fn entries_written(
         &mut self,
@@ -778,6 +789,21 @@ mod tests {
         let error = checker
             .after_step([observe(2, RoleKind::Leader, 2, 0, &empty)])
             .expect_err("two leaders");
+        assert_eq!(error.invariant, Invariant::ElectionSafety);
+    }
+
+    #[test]
+    fn a_leadership_whose_term_a_crash_lost_is_forgotten() {
+        let empty = LogCopy::default();
+        let mut checker = Checker::new();
+        checker.after_step([observe(1, RoleKind::Leader, 2, 0, &empty)]).expect("one leader");
+        checker.after_step([observe(1, RoleKind::Leader, 3, 0, &empty)]).expect("one leader");
+        // n1 crashes with term 2 on its disk: no one saw it lead term 3, but it led term 2.
+        checker.forget_leadership(NodeId(1), Term(2));
+        checker.after_step([observe(2, RoleKind::Leader, 3, 0, &empty)]).expect("forgotten");
+        let error = checker
+            .after_step([observe(3, RoleKind::Leader, 2, 0, &empty)])
+            .expect_err("a durable leadership is kept");
         assert_eq!(error.invariant, Invariant::ElectionSafety);
     }
 
