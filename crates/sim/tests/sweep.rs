@@ -84,6 +84,23 @@ const PINNED_SEEDS: &[Pinned] = &[
     Pinned::in_order(12215),
 ];
 
+/// Seeds that find a bug of the core not fixed yet; `known_core_bug_seeds_pass` runs them once
+/// it is (`cargo test -p skiff-sim --test sweep -- --ignored`), then they join `PINNED_SEEDS`.
+///
+/// 15098 (simulator as of 79ad0a4, sectors reordered): liveness. In the schedule `skiff sim
+/// --seed 15098` shrinks it to (the whole one fails alike, with n2 left behind instead of n3):
+/// n6, leader, removed itself by appending 19 (voters n3) after 18 (voters n3,n6) committed;
+/// it lost its leadership, won term 9 again and crashed at once, before 19 committed.
+/// Restarted with entries 1..=19 and commit
+/// 0 (the commit index is not durable), it may not campaign: `Membership::may_campaign` lets a
+/// node outside the latest configuration campaign only if it is a voter of the configuration
+/// at its commit index, and at 0 that is n6's bootstrap one, empty (it joined as a spare).
+/// n3, in configuration 18, needs n6's vote and asks with a shorter log (18@8 against 19@8),
+/// which n6 refuses: no leader, for good. A likely fix: while the latest configuration is not
+/// known committed, use the one before it in the log (one change at a time: it was committed
+/// when the latest was appended) instead of the one at the commit index.
+const KNOWN_CORE_BUG_SEEDS: &[Pinned] = &[Pinned { seed: 15098, reorder_sectors: true }];
+
 /// The report of a failed run, replayed with the trace on.
 fn report(options: &Options, outcome: &skiff_sim::Outcome) -> String {
     let (replay, traced) = investigate(options, outcome, 0);
@@ -145,6 +162,16 @@ fn every_seed_of_the_smoke_sweep_passes() {
 #[test]
 fn pinned_seeds_pass() {
     for pinned in PINNED_SEEDS {
+        let options = pinned.options();
+        let outcome = run(&options);
+        assert!(outcome.passed(), "{}", report(&options, &outcome));
+    }
+}
+
+#[test]
+#[ignore = "a liveness bug of the core, not fixed yet: see KNOWN_CORE_BUG_SEEDS"]
+fn known_core_bug_seeds_pass() {
+    for pinned in KNOWN_CORE_BUG_SEEDS {
         let options = pinned.options();
         let outcome = run(&options);
         assert!(outcome.passed(), "{}", report(&options, &outcome));
