@@ -280,6 +280,15 @@ impl MembershipLog {
         (*index, membership)
     }
 
+    /// The configuration before the latest: the one the latest configuration entry replaced
+    /// (the base itself if there is no entry after it).
+    pub(crate) fn before_latest(&self) -> &Membership {
+        match self.entries.len() {
+            0 | 1 => &self.base.1,
+            count => &self.entries[count - 2].1,
+        }
+    }
+
     /// The configuration in force as of `index` (at or above the base's index), and the index
     /// of its entry.
     pub(crate) fn at(&self, index: Index) -> (Index, &Membership) {
@@ -373,11 +382,17 @@ impl Node {
     }
 
     /// Whether this node may campaign: it is a voter of the configuration in force — or, while
-    /// that configuration is not known to be committed, of the committed one before it. A node
+    /// that configuration is not known to be committed, of the one before it, which is: a
+    /// leader appends a configuration only once the one before it has committed. A node
     /// being removed is still needed until its removal commits (thesis §4.2.2): if the leader
     /// that appended the removal is lost, the remaining voters may hold shorter logs and could
     /// elect no one without it. Its own vote then counts only where it is a voter of the
     /// configuration in force. Learners and nodes outside both configurations never campaign.
+    ///
+    /// The configuration before the latest, not the one at the commit index: a node that has
+    /// just restarted may know no commit index at all (the driver's saved one may lag), and the
+    /// configuration at 0 is the bootstrap one, with no voters for a node that joined (seed
+    /// 12396: such a node held the longest log, its removal uncommitted, and never campaigned).
     pub fn may_campaign(&self) -> bool {
         let me = self.config.id;
         if self.membership.is_voter(me) {
@@ -385,7 +400,7 @@ impl Node {
         }
         let commit = self.log.commit().max(self.snapshot_index());
         let (latest, _) = self.memberships.latest();
-        latest > commit && self.memberships.at(commit).1.is_voter(me)
+        latest > commit && self.memberships.before_latest().is_voter(me)
     }
 
     /// Appends a configuration entry as the leader and puts it in force.
@@ -561,6 +576,7 @@ mod tests {
         log.truncate_from(Index(7));
         assert_eq!(log.latest(), (Index(3), &membership(&[1, 2], &[], &[])), "reverted");
         log.append(Index(8), membership(&[1, 2, 4], &[], &[]));
+        assert_eq!(log.before_latest(), &membership(&[1, 2], &[], &[]));
         log.rebase(Index(5));
         assert_eq!(log.at(Index(5)), (Index(5), &membership(&[1, 2], &[], &[])), "the base");
         assert_eq!(log.latest().0, Index(8));
