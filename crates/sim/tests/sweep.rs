@@ -108,6 +108,17 @@ const PINNED_SEEDS: &[Pinned] = &[
     Pinned::in_order(20777),
 ];
 
+/// Seeds that find a bug not fixed yet; `known_bug_seeds_pass` runs them (`cargo test -p
+/// skiff-sim --test sweep -- --ignored`), and once they pass they join `PINNED_SEEDS`.
+///
+/// 28724 (simulator as of 0a42fcd, sectors in order): recovery. n4 loses power in the middle
+/// of a compaction to 18, after two of its operations, and its write-ahead log no longer
+/// opens: "segment 5 starts at index 16, outside the log [7, 12] before it: a segment is
+/// missing". `Wal::compact` deletes superseded segments newest first, then live ones oldest
+/// first, each durably, so that no crash leaves a gap; this one did. A bug of skiff-wal's
+/// compaction or recovery (or of the simulator's disk), not analysed further yet.
+const KNOWN_BUG_SEEDS: &[Pinned] = &[Pinned::in_order(28724)];
+
 /// The report of a failed run, replayed with the trace on.
 fn report(options: &Options, outcome: &skiff_sim::Outcome) -> String {
     let (replay, traced) = investigate(options, outcome, 0);
@@ -169,6 +180,16 @@ fn every_seed_of_the_smoke_sweep_passes() {
 #[test]
 fn pinned_seeds_pass() {
     for pinned in PINNED_SEEDS {
+        let options = pinned.options();
+        let outcome = run(&options);
+        assert!(outcome.passed(), "{}", report(&options, &outcome));
+    }
+}
+
+#[test]
+#[ignore = "a bug not fixed yet: see KNOWN_BUG_SEEDS"]
+fn known_bug_seeds_pass() {
+    for pinned in KNOWN_BUG_SEEDS {
         let options = pinned.options();
         let outcome = run(&options);
         assert!(outcome.passed(), "{}", report(&options, &outcome));
