@@ -37,6 +37,8 @@ pub(crate) struct Segment {
     pub(crate) sequence: u64,
     /// The index of the segment's first entry (from its header).
     pub(crate) first_index: Index,
+    /// What its header says: whether it follows the log before it or resets the log.
+    pub(crate) kind: HeaderKind,
     /// The index of its last live entry; `first_index - 1` when it has none.
     pub(crate) last_index: Index,
     /// The bytes of records in the segment (some maybe still in the write buffer).
@@ -59,8 +61,9 @@ pub(crate) struct Catalog {
     pub(crate) term_starts: Vec<(Index, Term)>,
     /// The live segments, oldest first; the last one is the tail.
     pub(crate) segments: Vec<Segment>,
-    /// The sequence numbers of segment files that are entirely superseded, oldest first.
-    pub(crate) dead: Vec<u64>,
+    /// The sequence numbers and header kinds of segment files that are entirely superseded,
+    /// oldest first.
+    pub(crate) dead: Vec<(u64, HeaderKind)>,
     /// The distance in bytes between the sparse index's points.
     index_interval: u64,
 }
@@ -129,7 +132,8 @@ impl Catalog {
             return Err("a segment starting at index 0".into());
         }
         if is_first_file || header.kind == HeaderKind::Reset {
-            self.dead.extend(self.segments.drain(..).map(|segment| segment.sequence));
+            self.dead
+                .extend(self.segments.drain(..).map(|segment| (segment.sequence, segment.kind)));
             self.first_index = header.first_index;
             self.prev_term = header.prev_term;
             self.last_index = header.first_index.prev();
@@ -157,6 +161,7 @@ impl Catalog {
         self.segments.push(Segment {
             sequence: header.sequence,
             first_index: header.first_index,
+            kind: header.kind,
             last_index: header.first_index.prev(),
             size,
             sparse: Vec::new(),
@@ -169,7 +174,7 @@ impl Catalog {
     fn truncate_from(&mut self, index: Index) {
         while self.segments.last().is_some_and(|segment| segment.first_index >= index) {
             let segment = self.segments.pop().expect("checked by is_some_and");
-            self.dead.push(segment.sequence);
+            self.dead.push((segment.sequence, segment.kind));
         }
         if let Some(segment) = self.segments.last_mut()
             && segment.last_index >= index
@@ -341,7 +346,7 @@ mod tests {
         let mut catalog = catalog();
         catalog.start_segment(&header(2, 101, 7, HeaderKind::Reset), 46, false).expect("reset");
         catalog.check_invariants();
-        assert_eq!(catalog.dead, vec![1]);
+        assert_eq!(catalog.dead, vec![(1, HeaderKind::Follows)]);
         assert_eq!((catalog.first_index, catalog.last_index), (Index(101), Index(100)));
         assert_eq!(catalog.term(Index(100)), Some(Term(7)));
     }

@@ -939,18 +939,31 @@ impl Wal {
     /// `up_to` is durable.
     ///
     /// Everything is synced first, so no deletion can outrun the records that superseded what
-    /// it deletes. Each deletion is made durable before the next, oldest live segment first
-    /// and superseded ones newest first, so that a crash in the middle leaves a log that
-    /// recovery accepts: it never finds a gap.
+    /// it deletes. Each deletion is made durable before the next, in an order such that a
+    /// crash in the middle leaves a log that recovery reads as the same one: it never finds a
+    /// gap. Superseded segments go first, newest first (a segment that follows one deleted
+    /// before it would start past the log before it), except those with a reset header: a
+    /// reset kills every segment before it, so it goes only once they are all gone, oldest
+    /// reset first (sim seed 28724: a superseded reset deleted first revived the segments it
+    /// had killed, before a segment that follows from the reset's first index). Then the live
+    /// segments compacted away, oldest first.
     pub fn compact(&mut self, up_to: Index) -> Result<()> {
         self.check()?;
         self.sync()?;
-        let mut dead = self.catalog.dead.clone();
+        let (mut resets, mut dead) = (Vec::new(), Vec::new());
+        for &(sequence, kind) in &self.catalog.dead {
+            match kind {
+                HeaderKind::Reset => resets.push(sequence),
+                HeaderKind::Follows => dead.push(sequence),
+            }
+        }
         dead.sort_unstable_by(|a, b| b.cmp(a));
+        resets.sort_unstable();
         let sealed = &self.catalog.segments[..self.catalog.segments.len() - 1];
         let count = sealed.iter().take_while(|segment| segment.last_index <= up_to).count();
-        let live: Vec<u64> = sealed[..count].iter().map(|segment| segment.sequence).collect();
-        for sequence in dead.into_iter().chain(live) {
+        let live = sealed[..count].iter().map(|segment| segment.sequence);
+        let doomed: Vec<u64> = dead.into_iter().chain(resets).chain(live).collect();
+        for sequence in doomed {
             self.remove_segment(sequence)?;
         }
         self.catalog.drop_prefix(count);

@@ -307,3 +307,53 @@ fn a_snapshot_and_compaction_cut_at_any_write_boundary_keep_a_log_through_the_sn
         }
     }
 }
+
+/// A log whose live part follows a reset that was itself superseded: entries 1 to 12 over
+/// several segments, then the install of a snapshot at 15 (a reset header at 16), entries 16
+/// to 18 of term 2 after it, and entry 16 of term 3 superseding them (a segment that follows
+/// from 16). Every segment but the tail is dead, the reset among them.
+fn after_a_superseded_reset(fs: &MemFs) -> Wal {
+    let (mut wal, _) = Wal::open(fs.clone(), DIR, small_options()).expect("opens");
+    let entries: Vec<_> = (1..=12).map(|index| entry(index, 1, 20)).collect();
+    wal.append(&entries).expect("appends");
+    wal.sync().expect("syncs");
+    let installed = staged(&wal, snapshot_meta(15, 1), b"at-15").expect("stages");
+    wal.install_snapshot(installed).expect("installs");
+    let entries: Vec<_> = (16..=18).map(|index| entry(index, 2, 20)).collect();
+    wal.append(&entries).expect("appends after the reset");
+    wal.sync().expect("syncs");
+    wal.append(&[entry(16, 3, 20)]).expect("supersedes 16 to 18");
+    wal.sync().expect("syncs");
+    wal
+}
+
+/// Sim seed 28724: compaction deleted the superseded segments newest first, the reset header
+/// first of all, and a power cut right after left the segments of 1 to 12 followed by one
+/// that follows from 16: a log that does not open. Cut anywhere, a compaction must leave the
+/// log the reset started.
+#[test]
+fn a_compaction_cut_at_any_write_boundary_keeps_a_superseded_reset_until_what_it_killed_is_gone() {
+    let counting = MemFs::new(1);
+    let mut wal = after_a_superseded_reset(&counting);
+    let segments = counting.files().len();
+    let start = counting.operations();
+    wal.compact(Index(15)).expect("compacts");
+    let boundaries = counting.operations() - start;
+    assert!(boundaries >= 4, "the compaction deletes several segments: {boundaries}");
+    assert_eq!(counting.files().len() + 3, segments, "it deleted the three dead segments");
+    for boundary in 0..=boundaries {
+        for tear in 0..4 {
+            let fs = MemFs::new(boundary * 7 + tear);
+            let mut wal = after_a_superseded_reset(&fs);
+            fs.cut_power_after(boundary);
+            let _ = wal.compact(Index(15));
+            drop(wal);
+            fs.crash();
+            let context = format!("power cut at boundary {boundary} of a compaction, tear {tear}");
+            let (meta, data, log, wal) = restart(&fs, &context);
+            assert_eq!((meta, data), (snapshot_meta(15, 1), b"at-15".to_vec()), "{context}");
+            assert_eq!((wal.first_index(), log.last()), (Index(16), 16), "{context}");
+            assert_eq!(log.get(16), Some(&entry(16, 3, 20)), "{context}");
+        }
+    }
+}
