@@ -46,7 +46,7 @@ use bytes::Bytes;
 use skiff_kv::{Command, Outcome, Store};
 use skiff_raft::{
     Action, Event, Index, Membership, MembershipChange, MembershipError, Message, Node, NodeId,
-    Payload, ReadRequest, RoleKind, Status, Term, TransferError,
+    Payload, ReadPurpose, ReadRequest, RoleKind, Status, Term, TransferError,
 };
 use skiff_wal::{GroupCommit, Notification, SnapshotFiles, Ticket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -381,6 +381,23 @@ fn drop_superseded_membership_waiter(
     *waiters = kept;
     for waiter in dropped {
         let _ = waiter.reply.send(Err(ServiceError::Dropped));
+    }
+}
+
+/// Whether the core may still want the entries `request` asked for, now that they are read, in a
+/// node of `role` in `term`. Entries read for a follower are wanted only while this node still
+/// leads in the term it asked in: once it steps down, the next leader may truncate its log
+/// (Raft §5.3), and entries read before that but handed over after (an answer late from the
+/// log) no longer match the core's log, which the core refuses as a bad read and the driver
+/// would take for a broken log. The core would drop such a read anyway
+/// (`replicate_read`), only after checking it. While a node leads its log is never truncated
+/// (Leader Append-Only, Raft §5.3), and entries read to apply are committed: those still match.
+fn read_still_wanted(request: &ReadRequest, role: RoleKind, term: Term) -> bool {
+    match request.purpose {
+        ReadPurpose::Replicate { term: asked_in, .. } => {
+            role == RoleKind::Leader && term == asked_in
+        }
+        ReadPurpose::Apply => true,
     }
 }
 
@@ -786,6 +803,9 @@ impl Runtime {
             }
             StorageEvent::Read(request, result) => {
                 let entries = result?;
+                if !read_still_wanted(&request, self.node.role(), self.node.term()) {
+                    return Ok(());
+                }
                 if let Err(error) = self.node.entries_read(request, entries) {
                     // The log handed back something the core did not ask for: a bug in the
                     // log or here, and the log cannot be trusted.
@@ -958,5 +978,22 @@ impl Runtime {
             let wal = self.wal;
             let _ = tokio::task::spawn_blocking(move || drop(wal.stop())).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_for_a_follower_is_wanted_only_by_the_leader_of_the_term_it_was_asked_in() {
+        let read = |purpose| ReadRequest { low: Index(5), high: Index(9), max_bytes: 1, purpose };
+        let replicate = read(ReadPurpose::Replicate { to: NodeId(2), term: Term(3) });
+        assert!(read_still_wanted(&replicate, RoleKind::Leader, Term(3)));
+        assert!(!read_still_wanted(&replicate, RoleKind::Follower, Term(3)), "stepped down");
+        assert!(!read_still_wanted(&replicate, RoleKind::Leader, Term(4)), "leads again, later");
+        assert!(!read_still_wanted(&replicate, RoleKind::Candidate, Term(4)));
+        let apply = read(ReadPurpose::Apply);
+        assert!(read_still_wanted(&apply, RoleKind::Follower, Term(7)), "committed entries");
     }
 }
