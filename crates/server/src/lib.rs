@@ -25,6 +25,12 @@
 //! chunk, resumable and checksummed end to end ([`snapshot`]), and installs it atomically. The driver's side of it
 //! (when to take one, compaction, installing) is in `runtime/snapshot.rs`.
 //!
+//! ## Catch-up
+//! A follower behind by more than the leader's in-memory tail is fed from the leader's log on
+//! disk, a chunk per read; the driver paces those reads with a token bucket of `--catchup-rate`
+//! bytes per second for the whole node (`runtime/pacer.rs`), so a follower far behind cannot
+//! take the leader's CPU from its clients.
+//!
 //! ## Threads
 //! The tokio runtime runs the driver, the HTTP server and the transport's tasks. The log writes
 //! and fsyncs on its own thread (never blocking the runtime on a disk). The store is behind a
@@ -67,7 +73,7 @@ pub mod snapshot;
 pub mod transport;
 
 pub use runtime::{
-    Handle, NodeInfo, NodeStatus, ServiceError, SnapshotOutcome, SnapshotPolicy, Transferred,
-    Written,
+    DEFAULT_CATCHUP_RATE, Handle, NodeInfo, NodeStatus, ServiceError, SnapshotOutcome,
+    SnapshotPolicy, Transferred, Written,
 };
 pub use server::{Server, ServerConfig, cluster_id};

@@ -6,6 +6,8 @@
 //! buckets. The peer metrics (`skiff_network_peer_*`) belong to the transport and are registered
 //! in the same registry. `GET /metrics` encodes the registry in the Prometheus text format.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -69,6 +71,12 @@ pub struct Metrics {
     pub snapshot_receive_success: Counter,
     /// Fetches of the leader's snapshot that failed.
     pub snapshot_receive_failures: Counter,
+    /// Bytes of entries (by `Entry::size`) this leader read from its log to send to followers
+    /// catching up.
+    pub catchup_read_bytes: Counter,
+    /// Seconds the catch-up pacer held reads for followers, summed over the reads (two
+    /// followers held together count twice).
+    pub catchup_paced_seconds: Counter<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -98,6 +106,8 @@ impl Metrics {
             snapshot_save_duration: Histogram::new(duration_buckets()),
             snapshot_receive_success: Counter::default(),
             snapshot_receive_failures: Counter::default(),
+            catchup_read_bytes: Counter::default(),
+            catchup_paced_seconds: Counter::default(),
         };
         let server = registry.sub_registry_with_prefix("skiff_server");
         server.register(
@@ -173,6 +183,17 @@ impl Metrics {
             "The index of the latest snapshot, taken or installed",
             metrics.snapshot_index.clone(),
         );
+        server.register(
+            "catchup_read_bytes",
+            "The bytes of entries read from the log to send to followers catching up",
+            metrics.catchup_read_bytes.clone(),
+        );
+        server.register(
+            "catchup_paced_seconds",
+            "The seconds reads for followers catching up were held to the catch-up rate, summed \
+             over the reads",
+            metrics.catchup_paced_seconds.clone(),
+        );
         let disk = registry.sub_registry_with_prefix("skiff_disk");
         disk.register(
             "wal_fsync_duration_seconds",
@@ -236,6 +257,8 @@ mod tests {
             "skiff_disk_snapshot_save_duration_seconds_count 0",
             "skiff_network_snapshot_receive_success_total 0",
             "skiff_network_snapshot_receive_failures_total 0",
+            "skiff_server_catchup_read_bytes_total 0",
+            "skiff_server_catchup_paced_seconds_total 0",
         ] {
             assert!(text.contains(name), "{name:?} missing from:\n{text}");
         }

@@ -13,7 +13,10 @@
 //!   The leader's own write runs while its `Append`s are already on the wire (item 2).
 //! - Messages after a hard-state write are held until that write is durable (item 1), so a vote
 //!   is never granted by a node that could forget it.
-//! - `ReadEntries` runs on the log's thread and comes back as an input.
+//! - `ReadEntries` runs on the log's thread and comes back as an input. Reads of entries to send
+//!   to a follower (a catch-up from the log) are paced by a token bucket (`pacer.rs`): each asks
+//!   for at most a chunk, and an answer that finds the bucket in debt is held until the debt is
+//!   paid, when a branch of the driver's loop wakes to hand it to the core.
 //! - `Apply` goes into the key-value store right here (an in-memory map, microseconds per
 //!   batch); each client write waiting on an applied index gets its outcome. A waiter whose
 //!   index was filled by an entry of another term learns that its write was dropped.
@@ -45,8 +48,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use skiff_kv::{Command, Outcome, Store};
 use skiff_raft::{
-    Action, Event, Index, Membership, MembershipChange, MembershipError, Message, Node, NodeId,
-    Payload, ReadPurpose, ReadRequest, RoleKind, Status, Term, TransferError,
+    Action, Entry, Event, Index, Membership, MembershipChange, MembershipError, Message, Node,
+    NodeId, Payload, ReadPurpose, ReadRequest, RoleKind, Status, Term, TransferError,
 };
 use skiff_wal::{GroupCommit, Notification, SnapshotFiles, Ticket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -55,10 +58,13 @@ use crate::members;
 use crate::metrics::Metrics;
 use crate::transport::Transport;
 
+mod pacer;
 mod reads;
 mod snapshot;
 mod transfer;
 
+pub use pacer::DEFAULT_CATCHUP_RATE;
+use pacer::Pacer;
 use reads::{ReadGate, ReadKind, Reads};
 use snapshot::{SnapshotEvent, Snapshots};
 pub use snapshot::{SnapshotOutcome, SnapshotPolicy};
@@ -388,8 +394,8 @@ fn drop_superseded_membership_waiter(
 /// node of `role` in `term`. Entries read for a follower are wanted only while this node still
 /// leads in the term it asked in: once it steps down, the next leader may truncate its log
 /// (Raft §5.3), and entries read before that but handed over after (an answer late from the
-/// log) no longer match the core's log, which the core refuses as a bad read and the driver
-/// would take for a broken log. The core would drop such a read anyway
+/// log, or held by the pacer) no longer match the core's log, which the core refuses as a bad
+/// read and the driver would take for a broken log. The core would drop such a read anyway
 /// (`replicate_read`), only after checking it. While a node leads its log is never truncated
 /// (Leader Append-Only, Raft §5.3), and entries read to apply are committed: those still match.
 fn read_still_wanted(request: &ReadRequest, role: RoleKind, term: Term) -> bool {
@@ -398,6 +404,14 @@ fn read_still_wanted(request: &ReadRequest, role: RoleKind, term: Term) -> bool 
             role == RoleKind::Leader && term == asked_in
         }
         ReadPurpose::Apply => true,
+    }
+}
+
+/// Sleeps until `at`, or for ever without it: a `select!` branch with nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -455,6 +469,8 @@ pub struct Runtime {
     running: watch::Sender<bool>,
     /// Snapshots taken, fetched and installed (`snapshot.rs`).
     snapshots: Snapshots,
+    /// The catch-up's token bucket, and the reads for followers it holds (`pacer.rs`).
+    pacer: Pacer<(ReadRequest, Vec<Entry>)>,
 }
 
 /// What the runtime is built from.
@@ -483,6 +499,9 @@ pub struct Parts {
     pub snapshots: SnapshotPolicy,
     /// The election timeout (the core's, as a duration).
     pub election_timeout: Duration,
+    /// The bytes of entries per second the leader reads from its log for followers catching
+    /// up (`pacer.rs`); 0: as fast as it can.
+    pub catchup_rate: u64,
 }
 
 /// The shortest time a client waits for a snapshot it asked for.
@@ -542,6 +561,7 @@ impl Runtime {
             applied,
             running,
             snapshots: Snapshots::new(parts.snapshots, snapshot_files),
+            pacer: Pacer::new(parts.catchup_rate),
         };
         Ok((runtime, handle))
     }
@@ -558,10 +578,15 @@ impl Runtime {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let result = loop {
+            let next_release = self.pacer.next_release();
             let woken = tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
                 Some(event) = self.storage.recv() => self.on_storage(event),
+                () = sleep_until(next_release) => {
+                    self.release_paced_reads();
+                    Ok(())
+                }
                 Some(message) = self.inbound.recv() => {
                     self.on_message(message);
                     Ok(())
@@ -590,8 +615,11 @@ impl Runtime {
         result
     }
 
-    /// Handles every input already waiting, up to the batch bound.
+    /// Handles every input already waiting, up to the batch bound, and the paced reads due.
     fn drain(&mut self) -> Result<(), skiff_wal::Error> {
+        // Under a flood of inputs the loop may not get to the pacer's branch for a while (the
+        // select is biased); the reads due go now rather than after the flood.
+        self.release_paced_reads();
         for _ in 0..MAX_INPUTS_PER_BATCH {
             if let Ok(event) = self.storage.try_recv() {
                 self.on_storage(event)?;
@@ -803,17 +831,46 @@ impl Runtime {
             }
             StorageEvent::Read(request, result) => {
                 let entries = result?;
-                if !read_still_wanted(&request, self.node.role(), self.node.term()) {
-                    return Ok(());
-                }
-                if let Err(error) = self.node.entries_read(request, entries) {
-                    // The log handed back something the core did not ask for: a bug in the
-                    // log or here, and the log cannot be trusted.
-                    panic!("the log answered a read wrongly: {error}");
+                if let ReadPurpose::Replicate { .. } = request.purpose {
+                    let bytes = entries.iter().map(Entry::size).sum();
+                    self.metrics.catchup_read_bytes.inc_by(bytes);
+                    // Held, if the bucket is in debt: `release_paced_reads` hands it over.
+                    let now = Instant::now();
+                    if let Some((request, entries)) =
+                        self.pacer.admit((request, entries), bytes, now)
+                    {
+                        self.entries_read(request, entries);
+                    }
+                } else {
+                    self.entries_read(request, entries);
                 }
                 Ok(())
             }
             StorageEvent::Snapshot(event) => self.on_snapshot_event(event),
+        }
+    }
+
+    /// Hands the reads for followers that the pacer held to the core, once their time came.
+    fn release_paced_reads(&mut self) {
+        if self.pacer.is_idle() {
+            return;
+        }
+        for released in self.pacer.release(Instant::now()) {
+            self.metrics.catchup_paced_seconds.inc_by(released.held_for.as_secs_f64());
+            let (request, entries) = released.item;
+            self.entries_read(request, entries);
+        }
+    }
+
+    /// Hands entries read from the log to the core (contract item 4).
+    fn entries_read(&mut self, request: ReadRequest, entries: Vec<Entry>) {
+        if !read_still_wanted(&request, self.node.role(), self.node.term()) {
+            return;
+        }
+        if let Err(error) = self.node.entries_read(request, entries) {
+            // The log handed back something the core did not ask for: a bug in the log or
+            // here, and the log cannot be trusted.
+            panic!("the log answered a read wrongly: {error}");
         }
     }
 
@@ -853,8 +910,14 @@ impl Runtime {
                     None => self.transport.send(message),
                 },
                 Action::ReadEntries(request) => {
+                    let max_bytes = match request.purpose {
+                        // A catch-up reads a chunk at a time (`pacer.rs`); the core takes any
+                        // non-empty prefix of what it asked for.
+                        ReadPurpose::Replicate { .. } => self.pacer.max_bytes(request.max_bytes),
+                        ReadPurpose::Apply => request.max_bytes,
+                    };
                     let reports = self.storage_sender.clone();
-                    self.wal.read(request.low, request.high, request.max_bytes, move |result| {
+                    self.wal.read(request.low, request.high, max_bytes, move |result| {
                         let _ = reports.send(StorageEvent::Read(request, result));
                     })?;
                 }

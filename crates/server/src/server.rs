@@ -54,6 +54,10 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// When to take snapshots, and how much log to keep behind them.
     pub snapshots: SnapshotPolicy,
+    /// The bytes of entries per second a leader reads from its log for followers catching up
+    /// (one budget for all of them; `runtime/pacer.rs`), so that a follower far behind does
+    /// not take the leader's CPU from its clients; 0: as fast as it can.
+    pub catchup_rate: u64,
     /// The size at which the write-ahead log starts a new segment file; compaction deletes
     /// whole segments, so smaller ones free disk space sooner.
     pub wal_segment_bytes: u64,
@@ -239,6 +243,7 @@ impl Server {
             peer_addrs: config.peers.clone(),
             snapshots: config.snapshots,
             election_timeout: config.election_timeout,
+            catchup_rate: config.catchup_rate,
         })?;
         let (stop, stopped) = watch::channel(false);
         let driver = tokio::spawn(runtime.run(wait_for(stopped.clone())));

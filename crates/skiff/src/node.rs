@@ -21,7 +21,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use skiff_raft::NodeId;
-use skiff_server::{Server, ServerConfig, SnapshotPolicy, cluster_id};
+use skiff_server::{DEFAULT_CATCHUP_RATE, Server, ServerConfig, SnapshotPolicy, cluster_id};
 
 /// The default client address.
 const DEFAULT_CLIENT_ADDR: &str = "127.0.0.1:2379";
@@ -83,6 +83,12 @@ pub struct NodeArgs {
     /// without a snapshot [default: 5000].
     #[arg(long, env = "SKIFF_SNAPSHOT_CATCHUP_ENTRIES")]
     pub snapshot_catchup_entries: Option<u64>,
+    /// The bytes of entries per second a leader reads from its log for followers catching up,
+    /// all of them together (by their commands plus 24 bytes each), so that a follower far
+    /// behind does not take the leader's CPU from its clients; 0: as fast as it can
+    /// [default: 16777216, 16 MiB/s].
+    #[arg(long, env = "SKIFF_CATCHUP_RATE")]
+    pub catchup_rate: Option<u64>,
     /// The size of a write-ahead-log segment file in bytes; compaction deletes whole segments
     /// [default: 67108864, 64 MiB].
     #[arg(long, env = "SKIFF_WAL_SEGMENT_BYTES")]
@@ -157,6 +163,7 @@ impl NodeArgs {
             snapshot_catchup_entries: self
                 .snapshot_catchup_entries
                 .or(file.snapshot_catchup_entries),
+            catchup_rate: self.catchup_rate.or(file.catchup_rate),
             wal_segment_bytes: self.wal_segment_bytes.or(file.wal_segment_bytes),
             worker_threads: self.worker_threads.or(file.worker_threads),
             allow_fault_injection: self.allow_fault_injection.or(file.allow_fault_injection),
@@ -191,6 +198,7 @@ impl NodeArgs {
             snapshot_catchup_entries: self
                 .snapshot_catchup_entries
                 .or(Some(SnapshotPolicy::default().catchup_entries)),
+            catchup_rate: self.catchup_rate.or(Some(DEFAULT_CATCHUP_RATE)),
             wal_segment_bytes: self.wal_segment_bytes.or(Some(DEFAULT_WAL_SEGMENT_BYTES)),
             worker_threads: self.worker_threads.or_else(|| {
                 Some(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
@@ -255,6 +263,7 @@ impl NodeArgs {
                     .snapshot_catchup_entries
                     .unwrap_or(SnapshotPolicy::default().catchup_entries),
             },
+            catchup_rate: self.catchup_rate.unwrap_or(DEFAULT_CATCHUP_RATE),
             wal_segment_bytes: self.wal_segment_bytes.unwrap_or(DEFAULT_WAL_SEGMENT_BYTES),
             allow_fault_injection: self.allow_fault_injection.unwrap_or(false),
             join: self.join.unwrap_or(false),
@@ -408,7 +417,7 @@ mod tests {
         let flags = NodeArgs { id: Some(2), ..NodeArgs::default() };
         let file: NodeArgs = toml::from_str(
             "id = 9\npeers = \"1=127.0.0.1:7001,2=127.0.0.1:7002\"\nheartbeat-interval = 50\n\
-             snapshot-log-bytes = 1024\n",
+             snapshot-log-bytes = 1024\ncatchup-rate = 0\n",
         )
         .expect("a valid file");
         let resolved = flags.or_file(file).or_defaults().expect("valid settings");
@@ -417,6 +426,9 @@ mod tests {
         assert_eq!(resolved.election_timeout, Some(DEFAULT_ELECTION_MS), "then the defaults");
         assert_eq!(resolved.snapshot_log_bytes, Some(1024));
         assert_eq!(resolved.snapshot_entries, Some(SnapshotPolicy::default().entries));
+        assert_eq!(resolved.catchup_rate, Some(0), "0 turns pacing off, and is kept");
+        let defaults = NodeArgs::default().or_defaults().expect("valid settings");
+        assert_eq!(defaults.catchup_rate, Some(DEFAULT_CATCHUP_RATE));
         assert_eq!(resolved.peer_addr, Some("127.0.0.1:7002".parse().expect("an address")));
         let error = resolved.server_config().expect_err("no data dir").to_string();
         assert!(error.contains("--data-dir"), "{error}");
