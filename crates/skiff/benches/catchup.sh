@@ -17,9 +17,12 @@
 # MODE=log (default): no snapshots, so the follower is fed from the leader's log on disk.
 # MODE=snapshot: snapshots every 10,000 entries with 5,000 kept behind, so the follower gets the
 # leader's snapshot and then the log after it.
+# CATCHUP_RATE: every node's --catchup-rate, the bytes of entries per second a leader reads from
+# its log for followers catching up (default: the node's default, 16 MiB/s; 0: unpaced).
 #
 #   crates/skiff/benches/catchup.sh                       # 1,000,000 entries, 16 clients
 #   ENTRIES=200000 MODE=snapshot crates/skiff/benches/catchup.sh
+#   CATCHUP_RATE=0 crates/skiff/benches/catchup.sh        # unpaced, as fast as the leader reads
 
 ENTRIES=${ENTRIES:-1000000}
 CLIENTS=${CLIENTS:-16}
@@ -33,10 +36,14 @@ case $MODE in
     snapshot) NODE_FLAGS=(--snapshot-entries 10000 --snapshot-catchup-entries 5000) ;;
     *) echo "MODE is log or snapshot, not $MODE" >&2; exit 2 ;;
 esac
+# The node's own default unless CATCHUP_RATE says otherwise, named in the header either way.
+CATCHUP_RATE=${CATCHUP_RATE:-$("$SKIFF" node --print-config | awk -F' = ' '$1 == "catchup-rate" { print $2 }')}
+NODE_FLAGS+=(--catchup-rate "$CATCHUP_RATE")
 cluster_start 3
 leader=$(wait_for_leader)
 lagger=$((leader % 3 + 1))
-echo "cluster up: $(endpoints); leader $leader; node $lagger will fall behind; logs in $BENCH_DIR"
+echo "cluster up: $(endpoints); leader $leader; node $lagger will fall behind; \
+catch-up rate $CATCHUP_RATE bytes/s; logs in $BENCH_DIR"
 
 # progress_match ID: the match index the leader reports for node ID.
 progress_match() {

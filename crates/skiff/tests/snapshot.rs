@@ -5,7 +5,9 @@
 //! as its entries, and the log's disk use stays bounded. A transfer held mid-way by fault
 //! injection lets two tests kill, at a known point, the follower receiving a snapshot (it
 //! restarts and ends with exactly the leader's state) and the leader sending it (the follower
-//! gets the next leader's snapshot instead); no acknowledged write is lost in either.
+//! gets the next leader's snapshot instead); no acknowledged write is lost in either. Without
+//! compaction, a follower far behind catches up from the leader's log, paced by
+//! `--catchup-rate`.
 //!
 //! The nodes snapshot every 50 applied entries, keep 10 entries behind each snapshot, and use
 //! 4 KiB log segments, so a few hundred writes roll, snapshot and compact many times. Every
@@ -416,6 +418,60 @@ fn a_follower_whose_leader_is_killed_mid_transfer_catches_up_from_the_next_leade
     cluster.start_node(leader);
     cluster.check_keys(leader, 0..170);
     cluster.assert_same_state(other, leader);
+}
+
+/// The catch-up rate of the paced test: 512 KiB/s, so its 1.5 MiB of values take about three
+/// seconds, in reads of one 64 KiB chunk (the smallest).
+const SLOW_CATCHUP_RATE: &str = "524288";
+
+#[test]
+fn a_follower_far_behind_catches_up_from_the_log_at_a_paced_rate() {
+    let flags = [
+        "--snapshot-entries",
+        "0",
+        "--snapshot-log-bytes",
+        "0",
+        "--catchup-rate",
+        SLOW_CATCHUP_RATE,
+        "--wal-segment-bytes",
+        "262144",
+    ];
+    let mut cluster = Cluster::start(3, &flags);
+    let leader = cluster.leader();
+    let behind = (1..=3).find(|id| *id != leader).expect("a follower");
+    let other = (1..=3).find(|id| *id != leader && *id != behind).expect("a third node");
+    cluster.write_keys(leader, 0..20);
+    cluster.check_keys(behind, 0..20);
+    cluster.kill(behind);
+    let big_values = 48;
+    cluster.write_big_values(leader, 0..big_values);
+    cluster.write_keys(leader, 20..100);
+
+    // A leader holds its newest entries in memory (16 MiB) and sends them from there. Restarted,
+    // the two others hold none: whichever leads reads what the follower misses from its log.
+    cluster.kill(leader);
+    cluster.kill(other);
+    cluster.start_node(leader);
+    cluster.start_node(other);
+    let leader = cluster.leader();
+    cluster.start_node(behind);
+    cluster.check_keys(behind, 0..100);
+    cluster.check_big_values(behind, 0..big_values);
+    cluster.assert_same_state(leader, behind);
+
+    let read = cluster.metric(leader, "skiff_server_catchup_read_bytes_total");
+    assert!(
+        read >= (big_values * 32_000) as f64,
+        "the leader read the values it sent from its log ({read} bytes):\n{}",
+        cluster.logs()
+    );
+    // Each value is about half a chunk, and reads come back far faster than 512 KiB/s: after
+    // the first chunk, the bucket is in debt and holds them.
+    let paced = cluster.metric(leader, "skiff_server_catchup_paced_seconds_total");
+    assert!(paced > 0.0, "the pacer held reads:\n{}", cluster.logs());
+    // Replication goes on after the catch-up.
+    cluster.write_keys(leader, 100..120);
+    cluster.check_keys(behind, 100..120);
 }
 
 #[test]
