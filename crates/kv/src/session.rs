@@ -107,12 +107,13 @@ impl Sessions {
     /// copy counts as activity of the session; a new write's activity is noted by
     /// [`Sessions::record`].
     pub(crate) fn admit(&mut self, session: Session, index: u64) -> Admission {
-        let Some(record) = self.records.get_mut(&session.client) else {
-            return Admission::Apply;
-        };
-        if session.sequence > record.sequence {
-            return Admission::Apply;
+        // A look first: most commands are new writes, and a mutable lookup would copy the path
+        // to the record for nothing while a snapshot's view shares it.
+        match self.records.get(&session.client) {
+            Some(record) if session.sequence <= record.sequence => {}
+            _ => return Admission::Apply,
         }
+        let record = self.records.get_mut(&session.client).expect("found just above");
         assert!(
             index > record.last_active,
             "index {index} is not after client {}'s last activity at {}",
@@ -137,21 +138,31 @@ impl Sessions {
             !matches!(outcome, Outcome::StaleSequence { .. } | Outcome::Invalid { .. }),
             "only a write's outcome is recorded, not {outcome:?}"
         );
-        let record = SessionRecord {
+        let fresh = SessionRecord {
             sequence: session.sequence,
             outcome,
             applied_at: index,
             last_active: index,
         };
-        if let Some(previous) = self.records.insert(session.client, record) {
-            assert!(
-                previous.sequence < session.sequence,
-                "client {} recorded sequence {} after {}",
-                session.client,
-                session.sequence,
-                previous.sequence
-            );
-            let removed = self.by_activity.remove(&previous.last_active);
+        // An existing record is updated where it is (one lookup); a new one is inserted.
+        let previous_activity = match self.records.get_mut(&session.client) {
+            Some(record) => {
+                assert!(
+                    record.sequence < session.sequence,
+                    "client {} recorded sequence {} after {}",
+                    session.client,
+                    session.sequence,
+                    record.sequence
+                );
+                Some(std::mem::replace(record, fresh).last_active)
+            }
+            None => {
+                self.records.insert(session.client, fresh);
+                None
+            }
+        };
+        if let Some(previous) = previous_activity {
+            let removed = self.by_activity.remove(&previous);
             assert_eq!(removed, Some(session.client), "the activity index lost a session");
         }
         let displaced = self.by_activity.insert(index, session.client);
