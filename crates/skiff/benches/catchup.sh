@@ -9,6 +9,10 @@
 #     follower's match index at the leader's last index as of the restart);
 #   - each slice's puts/s, p50 and p99, marked `catch-up` or `in step`, and the median of each
 #     over the slices, with the ratio catch-up / in step;
+#   - the same for DOWN_SLICES slices (default 5) run before the restart, while the follower is
+#     still down (`one down`), and the ratios catch-up / one down and one down / in step: with
+#     one follower out of step the leader must wait for the other one and for its own disk,
+#     rather than for the faster two of three, which costs the tail whatever the catch-up does;
 #   - leader changes during the catch-up (heartbeats must keep the leader in place);
 #   - the mean fsync time of the leader and of the follower in step, during the catch-up and
 #     after it: all three nodes share this machine's disk, so the catching-up follower's
@@ -28,6 +32,8 @@ ENTRIES=${ENTRIES:-1000000}
 CLIENTS=${CLIENTS:-16}
 VALUE_SIZE=${VALUE_SIZE:-64}
 SLICE=${SLICE:-5s}
+DOWN_SLICES=${DOWN_SLICES:-5}
+LAGGER_NICE=${LAGGER_NICE:-0}
 MODE=${MODE:-log}
 
 source "$(dirname "$0")/cluster.sh"
@@ -87,6 +93,13 @@ while (($(field "$leader" last_index) < target)); do
 done
 
 caught_up_at=$(field "$leader" last_index)
+# The same slices with the follower still down: the leader then commits with the one follower
+# in step and its own disk, never with the faster of two followers, whatever the catch-up costs.
+: >"$BENCH_DIR/slices.tsv"
+for ((i = 0; i < DOWN_SLICES; i++)); do
+    slice "one down" >>"$BENCH_DIR/slices.tsv"
+done
+caught_up_at=$(field "$leader" last_index)
 changes_before=$(curl -sf "http://${CLIENT_ADDRS[leader]}/metrics" \
     | awk '/^skiff_server_leader_changes_seen_total /{print $2}')
 echo "restarting node $lagger: $((caught_up_at - behind_from)) entries behind"
@@ -95,7 +108,16 @@ leader_fsyncs=$(fsync_totals "$leader")
 in_step_fsyncs=$(fsync_totals "$in_step")
 started=$(date +%s.%N)
 node_start "$lagger"
-: >"$BENCH_DIR/slices.tsv"
+if ((LAGGER_NICE != 0)); then
+    # Every thread (Linux nices threads one by one), those started later included: the WAL
+    # thread and the runtime's workers start within the first moments.
+    (for _ in 1 2 3 4 5 6 7 8 9 10; do
+        for task in /proc/"${NODE_PIDS[lagger]}"/task/*; do
+            renice -n "$LAGGER_NICE" -p "${task##*/}" >/dev/null 2>&1 || true
+        done
+        sleep 0.1
+    done) &
+fi
 done_at=""
 while [[ -z $done_at ]]; do
     slice catch-up >>"$BENCH_DIR/slices.tsv" &
@@ -142,14 +164,18 @@ def medians(label):
     if not picked:
         return None
     return [statistics.median(float(r[i]) for r in picked) for i in (1, 2, 3)] + [len(picked)]
-during, after = medians("catch-up"), medians("in step")
+during, after, down = medians("catch-up"), medians("in step"), medians("one down")
 print()
-for label, m in (("catch-up", during), ("in step", after)):
+for label, m in (("one down", down), ("catch-up", during), ("in step", after)):
     if m:
         print(f"median over {m[3]} {label} slices: {m[0]:.0f} puts/s, p50 {m[1]:.2f} ms, p99 {m[2]:.2f} ms")
+def ratio(name, a, b):
+    print(f"{name}: puts/s x{a[0] / b[0]:.2f}, p50 x{a[1] / b[1]:.2f}, p99 x{a[2] / b[2]:.2f}")
 if during and after:
-    print(f"catch-up / in step: puts/s x{during[0] / after[0]:.2f}, "
-          f"p50 x{during[1] / after[1]:.2f}, p99 x{during[2] / after[2]:.2f}")
+    ratio("catch-up / in step", during, after)
+    if down:
+        ratio("catch-up / one down", during, down)
+        ratio("one down / in step", down, after)
 else:
     print("no slice ran wholly during the catch-up: make SLICE shorter or ENTRIES larger")
 EOF
