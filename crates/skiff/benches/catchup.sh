@@ -16,7 +16,10 @@
 #   - leader changes during the catch-up (heartbeats must keep the leader in place);
 #   - the mean fsync time of the leader and of the follower in step, during the catch-up and
 #     after it: all three nodes share this machine's disk, so the catching-up follower's
-#     writes slow theirs, which a deployment with a disk per node does not see.
+#     writes slow theirs, which a deployment with a disk per node does not see; with the share
+#     of fsyncs over 0.8 ms, the tail that the clients' p99 feels.
+# LAGGER_NICE: the niceness the follower restarts at (default 0), to tell its CPU's share in
+# what the clients feel from the leader's.
 #
 # MODE=log (default): no snapshots, so the follower is fed from the leader's log on disk.
 # MODE=snapshot: snapshots every 10,000 entries with 5,000 kept behind, so the follower gets the
@@ -56,17 +59,20 @@ progress_match() {
     status "$leader" | jq -r ".progress[] | select(.id == $1) | .match"
 }
 
-# fsync_totals ID: node ID's fsync count and total seconds (its WAL batches).
+# fsync_totals ID: node ID's fsync count, total seconds, and count of those over 0.8 ms.
 fsync_totals() {
     curl -sf "http://${CLIENT_ADDRS[$1]}/metrics" | awk '
         /^skiff_disk_wal_fsync_duration_seconds_sum/ { sum = $2 }
         /^skiff_disk_wal_fsync_duration_seconds_count/ { count = $2 }
-        END { print count, sum }'
+        /^skiff_disk_wal_fsync_duration_seconds_bucket\{le="0.0008"\}/ { fast = $2 }
+        END { print count, sum, count - fast }'
 }
 
-# fsync_mean BEFORE AFTER: the mean fsync in ms between two fsync_totals.
+# fsync_mean BEFORE AFTER: the mean fsync in ms between two fsync_totals, and the share of
+# fsyncs over 0.8 ms (the disk's tail, which the clients' p99 feels).
 fsync_mean() {
-    echo "$1 $2" | awk '{ if ($3 > $1) printf "%.2f ms (%d fsyncs)", ($4 - $2) * 1000 / ($3 - $1), $3 - $1 }'
+    echo "$1 $2" | awk '{ if ($4 > $1) printf "%.2f ms (%d fsyncs, %.2f %% over 0.8 ms)", \
+        ($5 - $2) * 1000 / ($4 - $1), $4 - $1, ($6 - $3) * 100 / ($4 - $1) }'
 }
 
 # slice LABEL: one bench slice through the leader; prints LABEL, puts/s, p50 and p99 in ms.
@@ -107,16 +113,14 @@ in_step=$((6 - leader - lagger))
 leader_fsyncs=$(fsync_totals "$leader")
 in_step_fsyncs=$(fsync_totals "$in_step")
 started=$(date +%s.%N)
-node_start "$lagger"
 if ((LAGGER_NICE != 0)); then
-    # Every thread (Linux nices threads one by one), those started later included: the WAL
-    # thread and the runtime's workers start within the first moments.
-    (for _ in 1 2 3 4 5 6 7 8 9 10; do
-        for task in /proc/"${NODE_PIDS[lagger]}"/task/*; do
-            renice -n "$LAGGER_NICE" -p "${task##*/}" >/dev/null 2>&1 || true
-        done
-        sleep 0.1
-    done) &
+    # Every thread of the follower at that niceness from its first moment (a wrapper that
+    # execs, so NODE_PIDS still names the node).
+    printf '#!/bin/sh\nexec nice -n %d "%s" "$@"\n' "$LAGGER_NICE" "$SKIFF" >"$BENCH_DIR/nice-skiff"
+    chmod +x "$BENCH_DIR/nice-skiff"
+    SKIFF="$BENCH_DIR/nice-skiff" node_start "$lagger"
+else
+    node_start "$lagger"
 fi
 done_at=""
 while [[ -z $done_at ]]; do
