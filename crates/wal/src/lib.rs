@@ -57,7 +57,9 @@
 //!
 //! The [`Wal`] is synchronous and single-threaded so that the deterministic simulator can drive
 //! it on a [`MemFs`], one step at a time. [`GroupCommit`] puts it on a writer thread for the
-//! server: submissions return at once, and one fsync covers everything queued.
+//! server: submissions return at once, and one fsync covers everything queued; and when the
+//! writer is idle, [`GroupCommit::write_now`] writes on the caller's thread, saving the two
+//! thread wake-ups of a hand-over (a follower's acknowledgement waits on them).
 //!
 //! ## Invariants
 //! - Only [`Wal::sync`] reports entries durable, and only after the fdatasync (and the
@@ -157,7 +159,7 @@ mod wal;
 
 pub use error::{Error, Result};
 pub use fs::{File, Fs, StdFs};
-pub use group_commit::{GroupCommit, MAX_BATCH_BYTES, Notification, Ticket};
+pub use group_commit::{GroupCommit, MAX_BATCH_BYTES, Notification, Ticket, WrittenNow};
 pub use memfs::{Faults, MemFs};
 pub use record::{MAX_PAYLOAD, describe_records};
 pub use recover::TornTail;

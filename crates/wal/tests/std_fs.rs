@@ -135,6 +135,74 @@ fn group_commit_shares_fsyncs_and_reports_every_ticket() {
 }
 
 #[test]
+fn group_commit_writes_on_the_callers_thread_only_while_the_writer_is_idle() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (wal, _) = Wal::open(StdFs, dir.path(), options()).expect("opens");
+    let (sender, receiver) = mpsc::channel();
+    let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+
+    // Idle: written and fsynced right here, with the commit index riding along.
+    let written = group
+        .write_now(Some(Index(1)), &[entry(1, 1, 64), entry(2, 1, 64)])
+        .expect("the writer is idle")
+        .expect("writes");
+    assert_eq!((written.index, written.term), (Index(2), Term(1)));
+    assert!(receiver.try_recv().is_err(), "a write made here is not notified");
+
+    // Busy with a job: declined, and nothing is written; the caller submits instead, behind it.
+    let (started, job_started) = mpsc::channel();
+    let (release, job_released) = mpsc::channel::<()>();
+    group
+        .run(move |_| {
+            started.send(()).expect("the test waits for it");
+            job_released.recv().expect("the test releases it");
+        })
+        .expect("queued");
+    job_started.recv().expect("the job runs");
+    assert!(group.write_now(None, &[entry(3, 1, 64)]).is_none(), "the writer is busy");
+    let ticket = group.append(vec![entry(3, 1, 64)]).expect("queued");
+    // Still busy while the append waits behind the job: declined again.
+    assert!(group.write_now(None, &[entry(4, 1, 64)]).is_none(), "a submission is queued");
+    release.send(()).expect("the job waits for it");
+    let (_, durable) = wait_for(&receiver, ticket);
+    assert_eq!(durable, Index(3));
+
+    // Idle again once everything queued is written and reported.
+    let written = group.write_now(None, &[entry(4, 1, 64)]).expect("idle again").expect("writes");
+    assert_eq!(written.index, Index(4));
+
+    let mut wal = group.stop();
+    assert_eq!(wal.durable(), (Index(4), Term(1)));
+    let read = wal.read(Index(1), Index(5), u64::MAX).expect("reads");
+    assert_eq!(read, (1..=4).map(|index| entry(index, 1, 64)).collect::<Vec<_>>());
+    drop(wal);
+    let (_, recovery) = Wal::open(StdFs, dir.path(), options()).expect("reopens");
+    assert_eq!(recovery.log.last_index, Index(4), "written here or there, all of it is durable");
+    assert_eq!(recovery.commit, Index(1), "the commit index written here is kept");
+}
+
+#[test]
+fn a_failed_write_on_the_callers_thread_poisons_the_log() {
+    let fs = MemFs::new(9);
+    let (wal, _) = Wal::open(fs.clone(), Path::new("/data"), options()).expect("opens");
+    let (sender, _receiver) = mpsc::channel();
+    let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+    group.write_now(None, &[entry(1, 1, 8)]).expect("idle").expect("writes");
+    fs.set_faults(Faults { sync_error_ppm: 1_000_000, ..Faults::default() });
+    match group.write_now(None, &[entry(2, 1, 8)]).expect("idle") {
+        Err(Error::Io { operation, .. }) => assert_eq!(operation, "fsync"),
+        other => panic!("expected the fsync failure, got {other:?}"),
+    }
+    fs.set_faults(Faults::default());
+    assert!(
+        matches!(group.write_now(None, &[entry(3, 1, 8)]), Some(Err(_))),
+        "the log is poisoned: no write succeeds after a failed fsync"
+    );
+    let wal = group.stop();
+    assert!(wal.poisoned().is_some(), "the log is poisoned, not retried");
+}
+
+#[test]
 fn group_commit_stops_for_good_after_a_failed_fsync() {
     let fs = MemFs::new(9);
     let (wal, _) = Wal::open(fs.clone(), Path::new("/data"), options()).expect("opens");
