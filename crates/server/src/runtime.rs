@@ -10,7 +10,12 @@
 //! The actions are performed under the core's contract (crates/raft, crate docs):
 //! - `PersistHardState` and `PersistEntries` go to the write-ahead log's group-commit thread,
 //!   which fsyncs batches and reports the last durable entry, fed back as `Node::persisted`.
-//!   The leader's own write runs while its `Append`s are already on the wire (item 2).
+//!   The leader's own write runs while its `Append`s are already on the wire (item 2). A
+//!   follower writes its entries on the driver's own thread instead, after the batch's other
+//!   actions, whenever the log's thread is idle (`GroupCommit::write_now`): handing over and
+//!   hearing back costs two thread wake-ups on the critical path of every commit its
+//!   acknowledgement makes (measured: +4.5 % puts/s at 1 client, +5 % at 256). It blocks the
+//!   driver for the fsync, meanwhile messages queue, and the next wake-up takes them together.
 //! - Messages after a hard-state write are held until that write is durable (item 1), so a vote
 //!   is never granted by a node that could forget it.
 //! - `ReadEntries` runs on the log's thread and comes back as an input. Reads of entries to send
@@ -877,8 +882,14 @@ impl Runtime {
     /// Takes the core's actions and performs them.
     fn act(&mut self) -> Result<(), skiff_wal::Error> {
         self.submit_reads();
-        let actions = self.node.take_actions();
-        self.perform(actions)?;
+        // A follower's write made right here is durable at once, and the core has the
+        // acknowledgement ready: send it now, not at the next wake-up.
+        loop {
+            let actions = self.node.take_actions();
+            if !self.perform_all(actions)? {
+                break;
+            }
+        }
         self.maybe_snapshot();
         // A batch of reads answered just now leaves the core free for the next one. The driver
         // comes back for it after the tasks runnable now, among them the readers just
@@ -889,44 +900,81 @@ impl Runtime {
         Ok(())
     }
 
-    /// Performs the core's actions.
-    fn perform(&mut self, actions: Vec<Action>) -> Result<(), skiff_wal::Error> {
+    /// Performs the core's actions; says whether entries were made durable right here (then
+    /// the core has new actions).
+    ///
+    /// A leader hands its entries to the log's thread, so that its fsync overlaps the `Append`s
+    /// it sends (contract item 2). Any other node writes them here, after every other action of
+    /// the batch, when the log's thread is idle (`GroupCommit::write_now`): the two thread
+    /// wake-ups that handing over and hearing back cost are on the critical path of every
+    /// commit its acknowledgement makes, and the driver has nothing better to do meanwhile than
+    /// let messages queue, which the next wake-up then takes in one batch.
+    fn perform_all(&mut self, actions: Vec<Action>) -> Result<bool, skiff_wal::Error> {
+        let mut entries_here = None;
         for action in actions {
             match action {
-                Action::PersistHardState(hard_state) => {
-                    self.pending_hard_state = Some(self.wal.save_hard_state(hard_state)?);
+                Action::PersistEntries(entries) if self.node.role() != RoleKind::Leader => {
+                    entries_here = Some(entries);
                 }
-                Action::PersistEntries(entries) => {
-                    let commit = self.node.durable_commit();
-                    if commit > self.saved_commit {
-                        // Rides on the fsync of the entries below.
-                        self.wal.save_commit(commit)?;
-                        self.saved_commit = commit;
-                    }
-                    self.wal.append(entries)?;
-                }
-                Action::Send(message) => match self.pending_hard_state {
-                    Some(ticket) => self.held.push_back((ticket, message)),
-                    None => self.transport.send(message),
-                },
-                Action::ReadEntries(request) => {
-                    let max_bytes = match request.purpose {
-                        // A catch-up reads a chunk at a time (`pacer.rs`); the core takes any
-                        // non-empty prefix of what it asked for.
-                        ReadPurpose::Replicate { .. } => self.pacer.max_bytes(request.max_bytes),
-                        ReadPurpose::Apply => request.max_bytes,
-                    };
-                    let reports = self.storage_sender.clone();
-                    self.wal.read(request.low, request.high, max_bytes, move |result| {
-                        let _ = reports.send(StorageEvent::Read(request, result));
-                    })?;
-                }
-                Action::Apply(entries) => self.apply(entries),
-                Action::FetchSnapshot { from, meta } => self.on_fetch_snapshot(from, meta),
-                Action::ReadReady { index, contexts } => self.on_read_ready(index, &contexts),
-                Action::ReadFailed { contexts } => self.on_read_failed(&contexts),
-                Action::Event(event) => self.on_event(event),
+                action => self.perform(action)?,
             }
+        }
+        let Some(entries) = entries_here else { return Ok(false) };
+        let commit = self.node.durable_commit();
+        let commit = (commit > self.saved_commit).then_some(commit);
+        match self.wal.write_now(commit, &entries) {
+            Some(written) => {
+                let written = written?;
+                if let Some(commit) = commit {
+                    self.saved_commit = commit;
+                }
+                self.metrics.wal_fsync_duration.observe(written.sync_duration.as_secs_f64());
+                self.node.persisted(written.index, written.term);
+                Ok(true)
+            }
+            None => {
+                self.perform(Action::PersistEntries(entries))?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Performs one of the core's actions.
+    fn perform(&mut self, action: Action) -> Result<(), skiff_wal::Error> {
+        match action {
+            Action::PersistHardState(hard_state) => {
+                self.pending_hard_state = Some(self.wal.save_hard_state(hard_state)?);
+            }
+            Action::PersistEntries(entries) => {
+                let commit = self.node.durable_commit();
+                if commit > self.saved_commit {
+                    // Rides on the fsync of the entries below.
+                    self.wal.save_commit(commit)?;
+                    self.saved_commit = commit;
+                }
+                self.wal.append(entries)?;
+            }
+            Action::Send(message) => match self.pending_hard_state {
+                Some(ticket) => self.held.push_back((ticket, message)),
+                None => self.transport.send(message),
+            },
+            Action::ReadEntries(request) => {
+                let max_bytes = match request.purpose {
+                    // A catch-up reads a chunk at a time (`pacer.rs`); the core takes any
+                    // non-empty prefix of what it asked for.
+                    ReadPurpose::Replicate { .. } => self.pacer.max_bytes(request.max_bytes),
+                    ReadPurpose::Apply => request.max_bytes,
+                };
+                let reports = self.storage_sender.clone();
+                self.wal.read(request.low, request.high, max_bytes, move |result| {
+                    let _ = reports.send(StorageEvent::Read(request, result));
+                })?;
+            }
+            Action::Apply(entries) => self.apply(entries),
+            Action::FetchSnapshot { from, meta } => self.on_fetch_snapshot(from, meta),
+            Action::ReadReady { index, contexts } => self.on_read_ready(index, &contexts),
+            Action::ReadFailed { contexts } => self.on_read_failed(&contexts),
+            Action::Event(event) => self.on_event(event),
         }
         Ok(())
     }
