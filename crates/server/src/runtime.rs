@@ -18,7 +18,8 @@
 //!   driver for the fsync, meanwhile messages queue, and the next wake-up takes them together.
 //! - Messages after a hard-state write are held until that write is durable (item 1), so a vote
 //!   is never granted by a node that could forget it.
-//! - `ReadEntries` runs on the log's thread and comes back as an input. Reads of entries to send
+//! - `ReadEntries` runs on the log's reader thread (from sealed segments) or its writer thread
+//!   (from the tail) and comes back as an input. Reads of entries to send
 //!   to a follower (a catch-up from the log) are paced by a token bucket (`pacer.rs`): each asks
 //!   for at most a chunk, and an answer that finds the bucket in debt is held until the debt is
 //!   paid, when a branch of the driver's loop wakes to hand it to the core.

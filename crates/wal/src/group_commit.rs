@@ -12,7 +12,9 @@
 //!
 //! The caller never waits on an fsync it does not need: submitting never blocks, and a job
 //! run on the thread (a read, a compaction, a snapshot) waits only for the batch in progress
-//! ahead of it, never for an fsync of its own.
+//! ahead of it, never for an fsync of its own. Nor do the writes wait for a long read: a read
+//! that starts in a sealed segment is only planned on the writer thread and runs on a second
+//! thread, the reader ([`GroupCommit::read`]; see `read.rs`).
 //!
 //! A failure (a write or fsync error) is reported once with [`Notification::Failed`], and the
 //! thread stops: every later submission fails with [`Error::Stopped`]. The log is poisoned by
@@ -42,6 +44,7 @@ use std::time::{Duration, Instant};
 use skiff_raft::{Entry, HardState, Index, Term};
 
 use crate::error::{Error, Result};
+use crate::read::SealedReader;
 use crate::wal::Wal;
 
 /// The most bytes of entries one batch takes before it is written and fsynced (8 MiB).
@@ -74,6 +77,9 @@ pub enum Notification {
 
 /// A job run on the writer thread with the log, between submissions.
 type Job = Box<dyn FnOnce(&mut Wal) + Send>;
+
+/// A read planned on the writer thread and run on the reader thread.
+type ReadJob = Box<dyn FnOnce(&mut SealedReader) + Send>;
 
 /// What the writer thread is asked to do.
 enum Request {
@@ -126,6 +132,10 @@ pub struct GroupCommit {
     shared: Arc<Shared>,
     /// The writer thread; it ends when the submissions channel closes.
     thread: JoinHandle<()>,
+    /// Reads of sealed segments, planned by the writer, to the reader thread.
+    reads: Sender<ReadJob>,
+    /// The reader thread; it ends when the writer's and this handle's `reads` are gone.
+    reader: JoinHandle<()>,
 }
 
 impl GroupCommit {
@@ -138,15 +148,23 @@ impl GroupCommit {
         let (sender, receiver) = mpsc::channel();
         let shared = Arc::new(Shared { wal: Mutex::new(wal), queued: AtomicUsize::new(0) });
         let writer = shared.clone();
+        let start_error =
+            |source| Error::Io { operation: "start writer thread", path: "".into(), source };
         let thread = thread::Builder::new()
             .name("skiff-wal".into())
             .spawn(move || write_loop(&writer, receiver, notify))
-            .map_err(|source| Error::Io {
-                operation: "start writer thread",
-                path: "".into(),
-                source,
-            })?;
-        Ok(GroupCommit { sender, next_ticket: 1, shared, thread })
+            .map_err(start_error)?;
+        let (reads, read_jobs) = mpsc::channel::<ReadJob>();
+        let reader = thread::Builder::new()
+            .name("skiff-wal-read".into())
+            .spawn(move || {
+                let mut reader = SealedReader::new();
+                while let Ok(job) = read_jobs.recv() {
+                    job(&mut reader);
+                }
+            })
+            .map_err(start_error)?;
+        Ok(GroupCommit { sender, next_ticket: 1, shared, thread, reads, reader })
     }
 
     /// Queues a request for the writer thread.
@@ -220,8 +238,12 @@ impl GroupCommit {
         self.send(Request::Job(Box::new(job)))
     }
 
-    /// Reads entries `[low, high)` within `max_bytes` on the writer thread (see
-    /// [`Wal::read`]) and hands the result to `reply` there.
+    /// Reads entries `[low, high)` within `max_bytes` (see [`Wal::read`]) and hands the result
+    /// to `reply`: on the reader thread when the read starts in a sealed segment, planned by
+    /// the writer thread ([`Wal::plan_sealed_read`]; it may then return a prefix that ends
+    /// with the sealed segments), else on the writer thread, after everything submitted before
+    /// it has been written. Either way a read of many records does not hold up the writes
+    /// queued behind it (see `read.rs`).
     pub fn read(
         &self,
         low: Index,
@@ -229,16 +251,33 @@ impl GroupCommit {
         max_bytes: u64,
         reply: impl FnOnce(Result<Vec<Entry>>) + Send + 'static,
     ) -> Result<()> {
-        self.run(move |wal| reply(wal.read(low, high, max_bytes)))
+        let reads = self.reads.clone();
+        self.run(move |wal| match wal.plan_sealed_read(low, high, max_bytes) {
+            Ok(Some(plan)) => {
+                let job: ReadJob = Box::new(move |reader| reply(reader.run(&plan)));
+                // The reader thread outlives the writer (`stop`), so this fails only if it
+                // panicked; the read then runs here.
+                if let Err(mpsc::SendError(job)) = reads.send(job) {
+                    job(&mut SealedReader::new());
+                }
+            }
+            Ok(None) => reply(wal.read(low, high, max_bytes)),
+            Err(error) => reply(Err(error)),
+        })
     }
 
     /// Stops the writer after it has written, fsynced and reported everything submitted, and
     /// returns the log.
     pub fn stop(self) -> Wal {
-        let GroupCommit { sender, shared, thread, .. } = self;
-        // Closing the channel lets the thread finish the queue and end.
+        let GroupCommit { sender, shared, thread, reads, reader, .. } = self;
+        // Closing the channel lets the thread finish the queue and end; then the reader
+        // thread, which the writer's jobs may have handed reads to until then.
         drop(sender);
         if let Err(panic) = thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+        drop(reads);
+        if let Err(panic) = reader.join() {
             std::panic::resume_unwind(panic);
         }
         let shared = Arc::into_inner(shared).expect("the writer thread, the other holder, ended");

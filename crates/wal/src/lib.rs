@@ -15,6 +15,8 @@
 //! - `catalog.rs`: the in-memory summary: term runs, live segments, sparse index.
 //! - `recover.rs`: open-time recovery: verify everything, cut a torn tail, refuse corruption.
 //! - `wal.rs`: [`Wal`], the synchronous log: append, sync, read, compact, reset.
+//! - `read.rs`: reading records back into entries, and [`SealedRead`], a read of sealed
+//!   segments planned with the log and run without it, on another thread.
 //! - `group_commit.rs`: [`GroupCommit`], a writer thread sharing one fsync among many appends.
 //! - `identity.rs`, `snapshot.rs`: the identity file and snapshot files; `membership.rs`: the
 //!   byte layout of a cluster configuration, in configuration entries and snapshot headers.
@@ -151,6 +153,7 @@ mod group_commit;
 mod identity;
 mod membership;
 mod memfs;
+mod read;
 mod record;
 mod recover;
 mod segment;
@@ -161,6 +164,7 @@ pub use error::{Error, Result};
 pub use fs::{File, Fs, StdFs};
 pub use group_commit::{GroupCommit, MAX_BATCH_BYTES, Notification, Ticket, WrittenNow};
 pub use memfs::{Faults, MemFs};
+pub use read::{SealedRead, SealedReader};
 pub use record::{MAX_PAYLOAD, describe_records};
 pub use recover::TornTail;
 pub use skiff_raft::SnapshotMeta;

@@ -64,9 +64,12 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result, io_error};
 use crate::fs::{File, Fs, TEMPORARY_SUFFIX};
 use crate::identity;
-use crate::record::{self, HeaderKind, MAX_PAYLOAD, Record, SavedState, SegmentHeader};
+use crate::read::{
+    self, Cursor, ReadProgress, SealedRead, SealedSegment, SegmentRead, SegmentSpan,
+};
+use crate::record::{self, HeaderKind, MAX_PAYLOAD, SavedState, SegmentHeader};
 use crate::recover::{self, Recovered, TornTail};
-use crate::segment::{self, RecordReader, Step};
+use crate::segment;
 use crate::snapshot::{self, SnapshotFiles, SnapshotReader, StagedSnapshot};
 
 /// How a [`Wal`] is set up.
@@ -155,18 +158,6 @@ impl Recovery {
     }
 }
 
-/// Where the previous read stopped, so that the next one, if it continues there, need not
-/// search.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Cursor {
-    /// The segment read.
-    sequence: u64,
-    /// The next index.
-    index: Index,
-    /// The offset of its record.
-    offset: u64,
-}
-
 /// The durable log of one node (see the crate and module documentation).
 pub struct Wal {
     /// The file system everything goes through (shared with [`SnapshotFiles`]).
@@ -223,9 +214,6 @@ impl fmt::Debug for Wal {
             .finish_non_exhaustive()
     }
 }
-
-/// The bytes read from a segment at a time when serving reads.
-const READ_CHUNK: usize = 256 << 10;
 
 /// The most zeros written by one call when preallocating.
 const ZERO_CHUNK: u64 = 1 << 20;
@@ -400,30 +388,6 @@ impl Wal {
             read_buffer: Vec::new(),
         })
     }
-}
-
-/// How a read of one segment ended.
-enum SegmentRead {
-    /// The read is complete (the range or the byte budget is exhausted).
-    Done,
-    /// The segment's live entries ran out; the read continues in the next segment.
-    Continue,
-}
-
-/// A read in progress, across segments.
-struct ReadProgress {
-    /// The next index to read.
-    next: Index,
-    /// One past the last index wanted.
-    high: Index,
-    /// The byte budget, by `Entry::size`.
-    max_bytes: u64,
-    /// The bytes read so far, by `Entry::size`.
-    bytes: u64,
-    /// The entries read so far.
-    entries: Vec<Entry>,
-    /// Where the next entry's record starts, once the read stops inside a segment.
-    stopped_at: Option<u64>,
 }
 
 impl Wal {
@@ -800,15 +764,7 @@ impl Wal {
     /// `max_bytes` (by [`Entry::size`]), but always returning at least one entry. Every record
     /// read is verified against its checksum again, and its index and term against the log.
     pub fn read(&mut self, low: Index, high: Index, max_bytes: u64) -> Result<Vec<Entry>> {
-        self.check()?;
-        let (first, last) = (self.catalog.first_index, self.catalog.last_index);
-        if low < first {
-            return Err(Error::Compacted { index: low, first_index: first });
-        }
-        if high > last.next() {
-            return Err(Error::Unavailable { index: high.prev(), last_index: last });
-        }
-        if low >= high {
+        if !self.check_read(low, high)? {
             return Ok(Vec::new());
         }
         // The file must hold every record asked for: write out the buffer (no fsync).
@@ -816,14 +772,7 @@ impl Wal {
             self.flush()?;
         }
         let (mut position, mut offset) = self.start_of(low);
-        let mut progress = ReadProgress {
-            next: low,
-            high,
-            max_bytes,
-            bytes: 0,
-            entries: Vec::new(),
-            stopped_at: None,
-        };
+        let mut progress = ReadProgress::new(low, high, max_bytes);
         loop {
             let sequence = self.catalog.segments[position].sequence;
             let end = self.read_segment(position, offset, &mut progress)?;
@@ -842,6 +791,74 @@ impl Wal {
                 }
             }
         }
+    }
+
+    /// Plans a read like [`Wal::read`]'s of entries `[low, high)` from sealed segments, to run
+    /// without the log on another thread ([`SealedReader::run`]; see `read.rs`): locates the
+    /// first record and opens the segments the read may need, and reads nothing. `None` when
+    /// `low` lies in the tail segment, which only [`Wal::read`] reads, or the range is empty.
+    /// The read it plans stops where the sealed segments end, so it may return a prefix of the
+    /// range even within the byte budget.
+    ///
+    /// # Errors
+    /// As [`Wal::read`]: a poisoned log, a range outside the log, a segment that does not open.
+    pub fn plan_sealed_read(
+        &mut self,
+        low: Index,
+        high: Index,
+        max_bytes: u64,
+    ) -> Result<Option<SealedRead>> {
+        if !self.check_read(low, high)? {
+            return Ok(None);
+        }
+        let (first, offset) = self.catalog.locate(low).expect("a live index has a segment");
+        let sealed = &self.catalog.segments[..self.catalog.segments.len() - 1];
+        let mut segments = Vec::new();
+        let mut bytes = 0;
+        for segment in sealed.iter().skip(first) {
+            // Enough segments for the budget: their record bytes exceed the entries' sizes.
+            if segment.first_index >= high || (bytes > max_bytes && !segments.is_empty()) {
+                break;
+            }
+            let path = self.segment_path(segment.sequence);
+            let file = self.fs.open(&path).map_err(io_error("open", &path))?;
+            bytes += segment.size - if segments.is_empty() { offset } else { 0 };
+            segments.push(SealedSegment {
+                sequence: segment.sequence,
+                file,
+                size: segment.size,
+                last_index: segment.last_index,
+            });
+        }
+        let Some(last) = segments.last() else { return Ok(None) };
+        // The terms of the entries planned: from the one `low` has to the last segment's last.
+        let terms = &self.catalog.term_starts;
+        let start = terms.partition_point(|&(first, _)| first <= low) - 1;
+        let end = terms.partition_point(|&(first, _)| first <= last.last_index);
+        let term_starts = terms[start..end].to_vec();
+        Ok(Some(SealedRead {
+            dir: self.dir.clone(),
+            low,
+            high,
+            max_bytes,
+            offset,
+            segments,
+            term_starts,
+        }))
+    }
+
+    /// Checks a read of `[low, high)` against the log: an error if the log is poisoned or the
+    /// range reaches outside it; whether there is anything to read.
+    fn check_read(&self, low: Index, high: Index) -> Result<bool> {
+        self.check()?;
+        let (first, last) = (self.catalog.first_index, self.catalog.last_index);
+        if low < first {
+            return Err(Error::Compacted { index: low, first_index: first });
+        }
+        if high > last.next() {
+            return Err(Error::Unavailable { index: high.prev(), last_index: last });
+        }
+        Ok(low < high)
     }
 
     /// Where a read of `low` starts: the read cursor if the previous read stopped there, else
@@ -881,55 +898,18 @@ impl Wal {
             Some((_, file)) if !is_tail => (&**file, self.catalog.segments[position].size),
             _ => (&*self.tail, self.written),
         };
-        let segment = &self.catalog.segments[position];
-        let corrupt = |offset: u64, reason: String| Error::Corrupt { file: path(), offset, reason };
-        let buffer = std::mem::take(&mut self.read_buffer);
-        let mut reader = RecordReader::new(file, offset, limit, READ_CHUNK, buffer);
-        let outcome = loop {
-            let step = reader.next().map_err(|source| Error::Io {
-                operation: "read",
-                path: path(),
-                source,
-            })?;
-            let (index, term, payload, at, length) = match step {
-                Step::Record { record: Record::Entry { index, term, payload }, offset, length } => {
-                    (index, term, payload, offset, length)
-                }
-                Step::Record { .. } => continue,
-                Step::End => {
-                    let reason = format!("the segment ends before entry {}", progress.next);
-                    break Err(corrupt(reader.offset(), reason));
-                }
-                Step::Bad { offset, reason, .. } => break Err(corrupt(offset, reason)),
-            };
-            if index < progress.next {
-                continue;
-            }
-            if index != progress.next {
-                break Err(corrupt(at, format!("entry {index} where {} belongs", progress.next)));
-            }
-            if self.catalog.term(index) != Some(term) {
-                let reason = format!("entry {index} has term {term}, the log says otherwise");
-                break Err(corrupt(at, reason));
-            }
-            let entry = Entry { index, term, payload: payload.to_payload() };
-            if !progress.entries.is_empty() && progress.bytes + entry.size() > progress.max_bytes {
-                progress.stopped_at = Some(at);
-                break Ok(SegmentRead::Done);
-            }
-            progress.bytes += entry.size();
-            progress.entries.push(entry);
-            progress.next = index.next();
-            if progress.next > segment.last_index && progress.next < progress.high {
-                break Ok(SegmentRead::Continue);
-            }
-            if progress.next >= progress.high {
-                let continues_here = progress.next <= segment.last_index;
-                progress.stopped_at = continues_here.then_some(at + length);
-                break Ok(SegmentRead::Done);
-            }
+        let span = SegmentSpan {
+            file,
+            path: &path,
+            offset,
+            limit,
+            last_index: self.catalog.segments[position].last_index,
         };
-        self.read_buffer = reader.into_buffer();
+        let catalog = &self.catalog;
+        let buffer = std::mem::take(&mut self.read_buffer);
+        let (outcome, buffer) =
+            read::read_segment(&span, |index| catalog.term(index), progress, buffer);
+        self.read_buffer = buffer;
         outcome
     }
 

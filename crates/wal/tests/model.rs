@@ -3,7 +3,8 @@
 //! Random sequences of appends (superseding suffixes in new terms), votes, commits, syncs,
 //! reads with byte budgets, compactions, clean reopens and crashes run on a `Wal` with random
 //! segment sizes, index intervals and write buffers. After every operation, every index's term,
-//! the summary, the hard state and every read must be what the model says. After a crash the
+//! the summary, the hard state and every read must be what the model says (a read planned from
+//! sealed segments and run without the log, a non-empty prefix of it). After a crash the
 //! recovered log must be one the model allows (see `common::check_recovered`), and becomes the
 //! model from there on.
 
@@ -12,7 +13,7 @@ mod common;
 use common::{DIR, History, ModelLog, check_recovered, entry, read_all};
 use proptest::prelude::*;
 use skiff_raft::{Entry, HardState, Index, LogState, NodeId, Term};
-use skiff_wal::{MemFs, Options, Wal};
+use skiff_wal::{MemFs, Options, SealedReader, Wal};
 
 /// One operation on the log.
 #[derive(Clone, Debug)]
@@ -142,6 +143,8 @@ fn run_ops(ops: Vec<Op>, sizes: (u64, u64, usize), seed: u64) -> Result<(), Test
     options.preallocate = seed % 1000;
     let fs = MemFs::new(seed);
     let (mut wal, _) = Wal::open(fs.clone(), DIR, options.clone()).expect("opens");
+    // Kept across reads, as the server's reader thread keeps it, so that its cursor is used.
+    let mut sealed_reader = SealedReader::new();
     let mut model = Model {
         log: ModelLog::new(),
         term: 1,
@@ -189,7 +192,13 @@ fn run_ops(ops: Vec<Op>, sizes: (u64, u64, usize), seed: u64) -> Result<(), Test
                 let low = model.log.first + span * low / 1000;
                 let high = (model.log.first + span * high / 1000).max(low);
                 let read = wal.read(Index(low), Index(high), max_bytes).expect("reads");
-                prop_assert_eq!(read, model.read(low, high, max_bytes));
+                let expected = model.read(low, high, max_bytes);
+                prop_assert_eq!(&read, &expected);
+                let plan = wal.plan_sealed_read(Index(low), Index(high), max_bytes).expect("plans");
+                if let Some(plan) = plan {
+                    let sealed = sealed_reader.run(&plan).expect("reads sealed segments");
+                    prop_assert!(!sealed.is_empty() && expected.starts_with(&sealed));
+                }
             }
             Op::Compact(per_mille) => {
                 let up_to = model.commit * per_mille / 1000;

@@ -3,7 +3,7 @@
 //! The other tests run on `MemFs`; these check that `StdFs` does the same on real files
 //! (creation, fdatasync, directory fsync, rename, removal, cutting a torn tail), and that
 //! `GroupCommit` batches appends into shared fsyncs, reports every ticket durable in order,
-//! and stops for good after a failure.
+//! reads sealed segments off its writer thread, and stops for good after a failure.
 
 mod common;
 
@@ -12,9 +12,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::entry;
-use skiff_raft::{HardState, Index, Membership, NodeId, Term};
+use skiff_raft::{Entry, HardState, Index, Membership, NodeId, Term};
 use skiff_wal::{
-    Error, Faults, GroupCommit, MemFs, Notification, Options, SnapshotMeta, StdFs, Ticket, Wal,
+    Error, Faults, GroupCommit, MemFs, Notification, Options, SealedReader, SnapshotMeta, StdFs,
+    Ticket, Wal,
 };
 
 /// Options with small segments, so that a few hundred entries roll and compact files.
@@ -132,6 +133,79 @@ fn group_commit_shares_fsyncs_and_reports_every_ticket() {
     let mut wal = group.stop();
     assert_eq!(wal.durable(), (Index(500), Term(1)));
     assert_eq!(wal.sync().expect("nothing left to sync"), (Index(500), Term(1)));
+}
+
+/// Reads `[low, high)` through `group`, returning the entries and the name of the thread that
+/// answered.
+fn read_through(group: &GroupCommit, low: u64, high: u64, max_bytes: u64) -> (Vec<Entry>, String) {
+    let (reply, answer) = mpsc::channel();
+    group
+        .read(Index(low), Index(high), max_bytes, move |result| {
+            let thread = std::thread::current().name().unwrap_or("").to_owned();
+            drop(reply.send((result, thread)));
+        })
+        .expect("queued");
+    let (result, thread) = answer.recv_timeout(Duration::from_secs(30)).expect("an answer");
+    (result.expect("reads"), thread)
+}
+
+#[test]
+fn group_commit_reads_sealed_segments_on_its_reader_thread_and_the_tail_on_the_writer() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (wal, _) = Wal::open(StdFs, dir.path(), options()).expect("opens");
+    let (sender, receiver) = mpsc::channel();
+    let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+    let mut ticket = Ticket(0);
+    for index in 1..=300 {
+        // A new term every 50 entries, so that the reader checks terms it was handed.
+        ticket = group.append(vec![entry(index, 1 + (index - 1) / 50, 64)]).expect("queued");
+    }
+    assert_eq!(wait_for(&receiver, ticket).1, Index(300));
+    let expected = |low: u64, high: u64| -> Vec<Entry> {
+        (low..high).map(|index| entry(index, 1 + (index - 1) / 50, 64)).collect()
+    };
+
+    // Segments of 4 KiB hold a few dozen entries: entry 10 is in a sealed one. A read from
+    // there stops where the sealed segments end at the latest; the rest comes from the tail.
+    let (sealed, thread) = read_through(&group, 10, 301, u64::MAX);
+    assert_eq!(thread, "skiff-wal-read");
+    assert!(sealed.len() > 100, "reads on across sealed segments: {} entries", sealed.len());
+    assert_eq!(sealed, expected(10, 10 + sealed.len() as u64));
+    let next = 10 + sealed.len() as u64;
+    let (tail, thread) = read_through(&group, next, 301, u64::MAX);
+    assert_eq!(thread, "skiff-wal");
+    assert_eq!(tail, expected(next, 301));
+
+    // Within a budget: one chunk after another, continuing where the last stopped.
+    let mut low = 1;
+    while low < next {
+        let (chunk, thread) = read_through(&group, low, 301, 1000);
+        assert_eq!(thread, "skiff-wal-read");
+        assert!(!chunk.is_empty() && chunk.iter().map(Entry::size).sum::<u64>() <= 1000);
+        assert_eq!(chunk, expected(low, low + chunk.len() as u64));
+        low += chunk.len() as u64;
+    }
+    assert_eq!(low, next, "the chunks stop where the sealed segments end");
+    drop(group.stop());
+}
+
+#[test]
+fn a_planned_read_reads_segments_a_compaction_deleted_since() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (mut wal, _) = Wal::open(StdFs, dir.path(), options()).expect("opens");
+    let entries: Vec<Entry> = (1..=300).map(|index| entry(index, 1, 64)).collect();
+    wal.append(&entries).expect("appends");
+    wal.save_commit(Index(300)).expect("saves");
+    wal.sync().expect("syncs");
+    let plan = wal.plan_sealed_read(Index(1), Index(301), u64::MAX).expect("plans");
+    let plan = plan.expect("entry 1 is in a sealed segment");
+    let before = std::fs::read_dir(dir.path()).expect("lists").count();
+    wal.compact(Index(250)).expect("compacts");
+    let after = std::fs::read_dir(dir.path()).expect("lists").count();
+    assert!(after < before, "the compaction deleted segments: {before} files, then {after}");
+    let read = SealedReader::new().run(&plan).expect("reads through the handles it holds");
+    assert!(read.len() > 100);
+    assert_eq!(read, entries[..read.len()]);
 }
 
 #[test]
