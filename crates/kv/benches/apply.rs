@@ -70,20 +70,18 @@ const BATCH: usize = 10_000;
 /// A batch of puts under sessions into a store no view shares.
 #[divan::bench(sample_count = 30)]
 fn put_with_session(bencher: Bencher) {
-    let workload = RefCell::new(Workload::new());
-    bencher
-        .counter(ItemsCount::new(BATCH))
-        .with_inputs(|| {
-            let mut workload = workload.borrow_mut();
-            (0..BATCH).map(|_| workload.next_command()).collect::<Vec<_>>()
-        })
-        .bench_local_values(|commands| apply_all(&workload, &commands, false));
+    bench_batches(bencher, false);
 }
 
 /// The same batch while a view of the store taken before it is held, as while a snapshot is
 /// written: the first write to each part of the maps after the view copies that part.
 #[divan::bench(sample_count = 30)]
 fn put_with_session_under_a_view(bencher: Bencher) {
+    bench_batches(bencher, true);
+}
+
+/// Measures batches of `BATCH` puts, each made before it is measured, under a view if `view`.
+fn bench_batches(bencher: Bencher, view: bool) {
     let workload = RefCell::new(Workload::new());
     bencher
         .counter(ItemsCount::new(BATCH))
@@ -91,7 +89,7 @@ fn put_with_session_under_a_view(bencher: Bencher) {
             let mut workload = workload.borrow_mut();
             (0..BATCH).map(|_| workload.next_command()).collect::<Vec<_>>()
         })
-        .bench_local_values(|commands| apply_all(&workload, &commands, true));
+        .bench_local_values(|commands| apply_all(&workload, &commands, view));
 }
 
 /// Applies `commands` in order, holding a view of the store taken first if `view`; returns the

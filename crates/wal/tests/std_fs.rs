@@ -87,6 +87,13 @@ fn the_log_round_trips_through_real_files() {
     assert!(matches!(wrong, Err(Error::WrongDirectory { .. })), "another node's directory");
 }
 
+/// Starts group commit on `wal`, with its notifications on the channel returned.
+fn start(wal: Wal) -> (GroupCommit, mpsc::Receiver<Notification>) {
+    let (sender, receiver) = mpsc::channel();
+    let group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+    (group, receiver)
+}
+
 /// Waits for the notification that covers `ticket`, returning how many arrived.
 fn wait_for(receiver: &mpsc::Receiver<Notification>, ticket: Ticket) -> (usize, Index) {
     let mut count = 0;
@@ -110,8 +117,7 @@ fn wait_for(receiver: &mpsc::Receiver<Notification>, ticket: Ticket) -> (usize, 
 fn group_commit_shares_fsyncs_and_reports_every_ticket() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (wal, _) = Wal::open(StdFs, dir.path(), options()).expect("opens");
-    let (sender, receiver) = mpsc::channel();
-    let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+    let (mut group, receiver) = start(wal);
     // Keep the writer busy while everything is submitted, as a slow fsync would.
     group.run(|_| std::thread::sleep(Duration::from_millis(50))).expect("queued");
     group.save_hard_state(HardState { term: Term(1), vote: Some(NodeId(3)) }).expect("queued");
@@ -153,8 +159,7 @@ fn read_through(group: &GroupCommit, low: u64, high: u64, max_bytes: u64) -> (Ve
 fn group_commit_reads_sealed_segments_on_its_reader_thread_and_the_tail_on_the_writer() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (wal, _) = Wal::open(StdFs, dir.path(), options()).expect("opens");
-    let (sender, receiver) = mpsc::channel();
-    let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+    let (mut group, receiver) = start(wal);
     let mut ticket = Ticket(0);
     for index in 1..=300 {
         // A new term every 50 entries, so that the reader checks terms it was handed.
@@ -212,8 +217,7 @@ fn a_planned_read_reads_segments_a_compaction_deleted_since() {
 fn group_commit_writes_on_the_callers_thread_only_while_the_writer_is_idle() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (wal, _) = Wal::open(StdFs, dir.path(), options()).expect("opens");
-    let (sender, receiver) = mpsc::channel();
-    let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+    let (mut group, receiver) = start(wal);
 
     // Idle: written and fsynced right here, with the commit index riding along.
     let written = group
@@ -259,8 +263,7 @@ fn group_commit_writes_on_the_callers_thread_only_while_the_writer_is_idle() {
 fn a_failed_write_on_the_callers_thread_poisons_the_log() {
     let fs = MemFs::new(9);
     let (wal, _) = Wal::open(fs.clone(), Path::new("/data"), options()).expect("opens");
-    let (sender, _receiver) = mpsc::channel();
-    let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+    let (mut group, _receiver) = start(wal);
     group.write_now(None, &[entry(1, 1, 8)]).expect("idle").expect("writes");
     fs.set_faults(Faults { sync_error_ppm: 1_000_000, ..Faults::default() });
     match group.write_now(None, &[entry(2, 1, 8)]).expect("idle") {
@@ -280,8 +283,7 @@ fn a_failed_write_on_the_callers_thread_poisons_the_log() {
 fn group_commit_stops_for_good_after_a_failed_fsync() {
     let fs = MemFs::new(9);
     let (wal, _) = Wal::open(fs.clone(), Path::new("/data"), options()).expect("opens");
-    let (sender, receiver) = mpsc::channel();
-    let mut group = GroupCommit::start(wal, move |note| drop(sender.send(note))).expect("starts");
+    let (mut group, receiver) = start(wal);
     let ticket = group.append(vec![entry(1, 1, 8)]).expect("queued");
     wait_for(&receiver, ticket);
     fs.set_faults(Faults { sync_error_ppm: 1_000_000, ..Faults::default() });
