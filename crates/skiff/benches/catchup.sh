@@ -35,7 +35,7 @@
 # MODE=snapshot: snapshots every 10,000 entries with 5,000 kept behind, so the follower gets the
 # leader's snapshot and then the log after it.
 # CATCHUP_RATE: every node's --catchup-rate, the bytes of entries per second a leader reads from
-# its log for followers catching up (default: the node's default, 16 MiB/s; 0: unpaced).
+# its log for followers catching up (default: the node's default, 8 MiB/s; 0: unpaced).
 #
 #   crates/skiff/benches/catchup.sh                       # 1,000,000 entries, 16 clients
 #   ENTRIES=200000 MODE=snapshot crates/skiff/benches/catchup.sh

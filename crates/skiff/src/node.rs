@@ -86,7 +86,7 @@ pub struct NodeArgs {
     /// The bytes of entries per second a leader reads from its log for followers catching up,
     /// all of them together (by their commands plus 24 bytes each), so that a follower far
     /// behind does not take the leader's CPU from its clients; 0: as fast as it can
-    /// [default: 16777216, 16 MiB/s].
+    /// [default: 8388608, 8 MiB/s].
     #[arg(long, env = "SKIFF_CATCHUP_RATE")]
     pub catchup_rate: Option<u64>,
     /// The size of a write-ahead-log segment file in bytes; compaction deletes whole segments
