@@ -54,7 +54,10 @@
 //! 4. [`Action::ReadEntries`] asks for durable entries the core no longer holds in memory (for a
 //!    follower far behind, or for applying after a restart). Read them in the background and hand
 //!    them back with [`Node::entries_read`]; the core checks their terms against its own log.
-//!    It never asks for an entry at or below a compaction point it was told of (item 10).
+//!    It never asks for an entry at or below a compaction point it was told of (item 10). An
+//!    answer to a read for a follower that comes after this node stopped leading, or led again
+//!    in a later term, is ignored whatever it holds (the log may have been truncated since):
+//!    hand back what the storage returns, even nothing.
 //! 5. [`Action::Apply`] entries are committed and durable here: apply them in order, after
 //!    everything applied before. Applying may run in parallel with everything else. No-ops and
 //!    configuration entries ([`Payload::Membership`]) come too: the state machine skips them,

@@ -545,6 +545,16 @@ impl Node {
             // then (contract item 10), and the entries are no longer its log's to check.
             return Ok(());
         }
+        if let ReadPurpose::Replicate { term, .. } = request.purpose
+            && (term != self.term || !matches!(self.role, Role::Leader(_)))
+        {
+            // Asked for by a leadership that has ended: the next leader may have truncated the
+            // log since (Raft §5.3), so the entries, read before or after that, need not be
+            // ours any more, and nobody wants them. A node leads at most once per term, and a
+            // leader never truncates its own log, so a read of the leadership still in place
+            // is checked in full below.
+            return Ok(());
+        }
         let bad_read = || ReportError::BadRead { low: request.low, high: request.high };
         let consecutive = entries
             .iter()

@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use skiff_raft::testkit::LocalCluster;
-use skiff_raft::{Action, Body, NodeId, ReadPurpose};
+use skiff_raft::{
+    Action, Body, Entry, Index, Message, NodeId, Payload, ReadPurpose, RoleKind, Term,
+};
 
 const BEHIND: u64 = 50_000;
 const BATCH: usize = 64;
@@ -114,5 +116,71 @@ fn replay(cluster: &mut LocalCluster, id: NodeId, action: Action) {
         }
         Action::ReadReady { .. } | Action::ReadFailed { .. } | Action::Event(_) => {}
         Action::FetchSnapshot { .. } => unreachable!("only the leader's actions are replayed"),
+    }
+}
+
+/// A read for a follower answered after its leader stepped down is ignored whatever it holds:
+/// the next leader may have truncated the log meanwhile, so the storage may hand back other
+/// entries or none. While the leader still leads, the same answer is a storage bug.
+#[test]
+fn a_read_answered_after_its_leadership_ended_is_ignored() {
+    let (leader, healthy, lagging) = (NodeId(1), NodeId(2), NodeId(3));
+    let mut cluster = LocalCluster::new(3, false, |config| {
+        config.max_append_entries = BATCH;
+        config.max_cached_bytes = 4 << 10;
+    });
+    cluster.node_mut(leader).campaign();
+    cluster.stabilize();
+    cluster.crash(lagging);
+    for item in 0..2_000 {
+        let command = Bytes::from(format!("put {item}"));
+        cluster.node_mut(leader).propose(command).expect("node 1 leads");
+    }
+    cluster.stabilize();
+
+    // The follower comes back; drive the leader until it asks its storage for entries to send.
+    cluster.restart(lagging);
+    let request = 'found: loop {
+        if cluster.network.is_empty() {
+            cluster.node_mut(leader).tick();
+        }
+        for action in cluster.node_mut(leader).take_actions() {
+            match action {
+                Action::ReadEntries(request)
+                    if matches!(request.purpose, ReadPurpose::Replicate { .. }) =>
+                {
+                    break 'found request;
+                }
+                action => replay(&mut cluster, leader, action),
+            }
+        }
+        if let Some(message) = cluster.network.pop_front() {
+            let to = message.to;
+            cluster.node_mut(to).step(message).expect("cluster messages are well-formed");
+            if to != leader {
+                cluster.process(to);
+            }
+        }
+    };
+    let wrong = vec![Entry { index: request.low, term: Term(99), payload: Payload::Noop }];
+    assert!(
+        cluster.node_mut(leader).entries_read(request, wrong.clone()).is_err(),
+        "while it leads, entries its log does not hold are a storage bug"
+    );
+
+    // A later term's leader heard from: node 1 steps down, and the answer no longer matters.
+    let term = cluster.node(leader).term();
+    let append = Body::Append {
+        prev_index: Index(0),
+        prev_term: Term(0),
+        entries: Vec::new(),
+        commit: Index(0),
+    };
+    let message = Message { from: healthy, to: leader, term: Term(term.0 + 1), body: append };
+    cluster.node_mut(leader).step(message).expect("a well-formed message");
+    assert_ne!(cluster.node(leader).role(), RoleKind::Leader);
+    for answer in [wrong, Vec::new()] {
+        let outcome = cluster.node_mut(leader).entries_read(request, answer);
+        assert_eq!(outcome, Ok(()), "a read of an ended leadership is dropped unchecked");
     }
 }

@@ -396,23 +396,6 @@ fn drop_superseded_membership_waiter(
     }
 }
 
-/// Whether the core may still want the entries `request` asked for, now that they are read, in a
-/// node of `role` in `term`. Entries read for a follower are wanted only while this node still
-/// leads in the term it asked in: once it steps down, the next leader may truncate its log
-/// (Raft §5.3), and entries read before that but handed over after (an answer late from the
-/// log, or held by the pacer) no longer match the core's log, which the core refuses as a bad
-/// read and the driver would take for a broken log. The core would drop such a read anyway
-/// (`replicate_read`), only after checking it. While a node leads its log is never truncated
-/// (Leader Append-Only, Raft §5.3), and entries read to apply are committed: those still match.
-fn read_still_wanted(request: &ReadRequest, role: RoleKind, term: Term) -> bool {
-    match request.purpose {
-        ReadPurpose::Replicate { term: asked_in, .. } => {
-            role == RoleKind::Leader && term == asked_in
-        }
-        ReadPurpose::Apply => true,
-    }
-}
-
 /// Sleeps until `at`, or for ever without it: a `select!` branch with nothing to wait for.
 async fn sleep_until(at: Option<Instant>) {
     match at {
@@ -870,9 +853,8 @@ impl Runtime {
 
     /// Hands entries read from the log to the core (contract item 4).
     fn entries_read(&mut self, request: ReadRequest, entries: Vec<Entry>) {
-        if !read_still_wanted(&request, self.node.role(), self.node.term()) {
-            return;
-        }
+        // A read for a follower answered after this node stopped leading is the core's to
+        // drop (contract item 4): the log may have been truncated since.
         if let Err(error) = self.node.entries_read(request, entries) {
             // The log handed back something the core did not ask for: a bug in the log or
             // here, and the log cannot be trusted.
@@ -1090,22 +1072,5 @@ impl Runtime {
             let wal = self.wal;
             let _ = tokio::task::spawn_blocking(move || drop(wal.stop())).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_read_for_a_follower_is_wanted_only_by_the_leader_of_the_term_it_was_asked_in() {
-        let read = |purpose| ReadRequest { low: Index(5), high: Index(9), max_bytes: 1, purpose };
-        let replicate = read(ReadPurpose::Replicate { to: NodeId(2), term: Term(3) });
-        assert!(read_still_wanted(&replicate, RoleKind::Leader, Term(3)));
-        assert!(!read_still_wanted(&replicate, RoleKind::Follower, Term(3)), "stepped down");
-        assert!(!read_still_wanted(&replicate, RoleKind::Leader, Term(4)), "leads again, later");
-        assert!(!read_still_wanted(&replicate, RoleKind::Candidate, Term(4)));
-        let apply = read(ReadPurpose::Apply);
-        assert!(read_still_wanted(&apply, RoleKind::Follower, Term(7)), "committed entries");
     }
 }
