@@ -30,8 +30,10 @@
 //!
 //! ## Invariants
 //! - Held reads are released in the order they arrived, never before their release time.
-//! - At most one read per follower is held (the core asks for no second one before the first is
-//!   answered), so the memory held is bounded by a chunk per follower.
+//! - At most one read per follower and leadership is held (the core asks for no second one
+//!   before the first is answered, and a new leadership starts afresh; what an ended one left
+//!   held goes to the core, which drops it), so the memory held is bounded by a chunk per
+//!   follower for each leadership of this node still in flight.
 //! - A rate of 0 turns pacing off: nothing is capped, nothing is held.
 //!
 //! ## The default rate
