@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use skiff_kv::Store;
 use skiff_raft::{Config, Node, NodeId, TransferError};
 use skiff_wal::{Options, Recovery, StdFs, Wal};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
@@ -140,15 +140,29 @@ pub struct Server {
     election_timeout: Duration,
 }
 
+/// The length of each listener's queue of connections not yet accepted. A burst of new
+/// connections beyond it has its SYNs dropped, and each is retried only after TCP's one-second
+/// initial timeout: with the 128 that `TcpListener::bind` asks for, 256 clients connecting at
+/// once overflowed it (`nstat`: TcpExtListenOverflows 67) and some requests took 1.03 s. The
+/// kernel caps it at `net.core.somaxconn` (4096 by default), as etcd's listeners are.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` with a queue of [`LISTEN_BACKLOG`] connections (and `SO_REUSEADDR`, as
+/// `TcpListener::bind` sets it, so that a restarted node rebinds its port at once).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl Server {
     /// Binds, recovers and starts everything (see the module documentation).
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         config.validate()?;
-        let peer_listener = TcpListener::bind(config.peer_addr)
-            .await
+        let peer_listener = listen(config.peer_addr)
             .with_context(|| format!("cannot listen for peers on {}", config.peer_addr))?;
-        let client_listener = TcpListener::bind(config.client_addr)
-            .await
+        let client_listener = listen(config.client_addr)
             .with_context(|| format!("cannot listen for clients on {}", config.client_addr))?;
         let client_addr = client_listener.local_addr()?;
         let peer_addr = peer_listener.local_addr()?;
@@ -363,4 +377,30 @@ pub fn cluster_id(token: &str) -> u64 {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listener_queues_a_burst_of_connections_past_the_default_backlog() {
+        // Nothing accepts here, so every connection waits in the listener's queue: the 129th
+        // connects only if the queue is longer than the 128 `TcpListener::bind` asks for.
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).expect("listens");
+        let addr = listener.local_addr().expect("bound");
+        // The kernel caps the queue at net.core.somaxconn (4096 since Linux 5.4, 128 before).
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(4096);
+        let burst = cap.min(300);
+        let connections: Vec<_> = (0..burst)
+            .map(|number| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+                    .unwrap_or_else(|error| panic!("connection {number} not queued: {error}"))
+            })
+            .collect();
+        assert_eq!(connections.len(), burst);
+    }
 }
