@@ -28,7 +28,8 @@
 //! [`GroupCommit::write_now`] writes and fsyncs on the caller's thread instead, when nothing is
 //! queued and no batch is in progress, and says so; otherwise it declines, and the caller
 //! submits as usual (order is kept: the caller is the only submitter, and an idle writer has
-//! reported everything before). The log sits behind a mutex that the writer holds for each
+//! written and fsynced everything before; its notification of that may still be on the way,
+//! and arrive after the caller's own write, whose report covers it). The log sits behind a mutex that the writer holds for each
 //! batch and `write_now` for its write: never both, and never contended when `write_now` is
 //! allowed. A failure poisons the log either way: later submissions fail.
 //!
@@ -286,7 +287,8 @@ impl GroupCommit {
 }
 
 /// The writer thread: batches, one fsync per batch, a notification per fsync. It holds the log
-/// for each batch, and counts the batch's requests done only after letting go of it.
+/// for each batch, and counts the batch's requests done only after letting go of it, and
+/// before notifying.
 fn write_loop(shared: &Shared, receiver: Receiver<Request>, mut notify: impl FnMut(Notification)) {
     while let Ok(first) = receiver.recv() {
         let mut through = None;
@@ -303,11 +305,12 @@ fn write_loop(shared: &Shared, receiver: Receiver<Request>, mut notify: impl FnM
             }
             next = receiver.try_recv().ok();
         }
+        let mut durable = None;
         if let (Ok(()), Some(through)) = (&outcome, through) {
             let started = Instant::now();
             outcome = wal.sync().map(|(index, term)| {
                 let sync_duration = started.elapsed();
-                notify(Notification::Durable { through, index, term, sync_duration });
+                durable = Some(Notification::Durable { through, index, term, sync_duration });
             });
         }
         drop(wal);
@@ -315,7 +318,12 @@ fn write_loop(shared: &Shared, receiver: Receiver<Request>, mut notify: impl FnM
             notify(Notification::Failed(error));
             break;
         }
+        // Counted done before the notification goes out: whoever sees it and has nothing else
+        // queued finds the writer idle (`write_now`).
         shared.queued.fetch_sub(performed, Ordering::SeqCst);
+        if let Some(durable) = durable {
+            notify(durable);
+        }
     }
 }
 
