@@ -275,6 +275,29 @@ async fn a_peer_that_starts_later_is_reached_after_reconnecting() {
 }
 
 #[tokio::test]
+async fn a_peer_that_connects_cuts_the_backoff_to_it_short() {
+    bounded(async {
+        let (listener1, address1) = listen().await;
+        let address2 = dead_address().await;
+        // A backoff far longer than the test may take: only the peer's own hello can end it.
+        let mut config1 = config(1, &[(2, address2)]);
+        config1.backoff_min = Duration::from_secs(60);
+        config1.backoff_max = Duration::from_secs(60);
+        let node1 = Node::start(config1, listener1, 16);
+        node1.transport.send(heartbeat(1, 2, 1));
+        eventually("a dial failed", || node1.count(|m| &m.send_failures, 2) >= 1).await;
+
+        let listener2 = TcpListener::bind(address2).await.expect("the released port is free");
+        let mut node2 = Node::start(config(2, &[(1, address1)]), listener2, 16);
+        node2.transport.send(heartbeat(2, 1, 1));
+        assert_eq!(node2.receive().await, heartbeat(1, 2, 1), "node 1 redialled at once");
+        node1.transport.shutdown().await;
+        node2.transport.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_restarted_peer_is_reached_again() {
     bounded(async {
         let (listener1, address1) = listen().await;

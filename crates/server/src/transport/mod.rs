@@ -18,7 +18,9 @@
 //!
 //! Outgoing connections are kept by one writer task per peer (`writer.rs`): it dials, sends,
 //! and on any failure closes the connection, waits an exponential, jittered backoff
-//! (`backoff.rs`) and dials again. Incoming connections are read by one task each
+//! (`backoff.rs`) and dials again, or at once when the peer connects to this node: a `Hello`
+//! from it shows it is up (say, just restarted), so a backoff grown while it was down does not
+//! keep it unreached for seconds. Incoming connections are read by one task each
 //! (`reader.rs`); a newer connection from the same peer replaces the older one.
 //!
 //! ## Frames
@@ -290,6 +292,8 @@ struct Peer {
     client_addr: Mutex<Option<String>>,
     /// Wakes the reader of the peer's current inbound connection when a newer one replaces it.
     inbound: Mutex<Option<Arc<Notify>>>,
+    /// Wakes the writer from its backoff when the peer connects to this node.
+    heard_from: Notify,
     /// Whether the link to the peer is cut ([`Transport::cut`]); the writer and the readers
     /// watch it, so that a cut closes their connections at once.
     cut: watch::Sender<bool>,
@@ -539,6 +543,7 @@ impl Peer {
             connected: AtomicBool::new(false),
             client_addr: Mutex::new(None),
             inbound: Mutex::new(None),
+            heard_from: Notify::new(),
             cut: watch::channel(false).0,
             removed: watch::channel(false).0,
         }
@@ -555,11 +560,15 @@ impl Peer {
         metrics.connected.get_or_create(&self.label).set(i64::from(connected));
     }
 
-    /// Records a `Hello` received on a new inbound connection: remembers the client address
-    /// and tells the reader of the previous connection, if any, to stop. Returns what the
-    /// new connection's reader must wait on to learn that it was replaced in turn.
+    /// Records a `Hello` received on a new inbound connection: remembers the client address,
+    /// wakes the writer if it is backing off, and tells the reader of the previous connection,
+    /// if any, to stop. Returns what the new connection's reader must wait on to learn that it
+    /// was replaced in turn.
     fn accept_hello(&self, client_addr: String) -> Arc<Notify> {
         *lock(&self.client_addr) = Some(client_addr).filter(|address| !address.is_empty());
+        // A permit kept while the writer is connected ends its next backoff early, once: the
+        // peer may have restarted just before that connection failed.
+        self.heard_from.notify_one();
         let superseded = Arc::new(Notify::new());
         if let Some(previous) = lock(&self.inbound).replace(superseded.clone()) {
             // `notify_one` keeps a permit if the old reader is not waiting right now.

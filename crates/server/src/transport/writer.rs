@@ -10,7 +10,10 @@
 //! write are counted as dropped (Raft retransmits), and the task sleeps a jittered exponential
 //! backoff before dialling again. The backoff starts over only after a connection that lasted
 //! at least `backoff_max`, so a peer that accepts and at once closes (say, because it belongs
-//! to another cluster) is redialled slowly, not every `backoff_min`.
+//! to another cluster) is redialled slowly, not every `backoff_min`; or when the peer itself
+//! connects to this node with a valid `Hello`, which ends the wait at once: a restarted peer
+//! hears from this node within moments of coming up, not after the backoff its downtime grew
+//! (a leader's heartbeats held back that long let the peer's election timer run out).
 //!
 //! While the link is cut (fault injection, [`super::Transport::cut`]) the writer holds no
 //! connection: it closes the one it has, discards what is queued (counted as dropped) and
@@ -80,7 +83,10 @@ async fn serve(shared: Arc<Shared>, peer: Arc<Peer>) {
                 );
             }
         }
-        tokio::time::sleep(backoff.next_delay()).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = peer.heard_from.notified() => backoff.reset(),
+        }
     }
 }
 
