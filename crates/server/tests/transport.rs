@@ -288,8 +288,8 @@ async fn a_peer_that_connects_cuts_the_backoff_to_it_short() {
         eventually("a dial failed", || node1.count(|m| &m.send_failures, 2) >= 1).await;
 
         let listener2 = TcpListener::bind(address2).await.expect("the released port is free");
+        // Node 2 dials node 1 as it starts; its hello is what ends node 1's backoff.
         let mut node2 = Node::start(config(2, &[(1, address1)]), listener2, 16);
-        node2.transport.send(heartbeat(2, 1, 1));
         assert_eq!(node2.receive().await, heartbeat(1, 2, 1), "node 1 redialled at once");
         node1.transport.shutdown().await;
         node2.transport.shutdown().await;

@@ -10,8 +10,9 @@
 #   NODE_WORKERS  each node's --worker-threads (default: the machine's CPUs divided among the
 #               nodes, at least 1). The nodes share one machine here, so each gets its share,
 #               as `skiff demo` does; a node alone on its machine takes one per CPU. On two
-#               CPUs with three nodes, one worker each gave +4 % puts/s at 1 client, +8 % at 256
-#               and +13 % linearizable gets/s at 256 over two each (compare.sh, 4 rounds, 2026-12-05).
+#               CPUs with three nodes, one worker each gave +4 % puts/s at 1 client, +8 % at
+#               256 and +13 % linearizable gets/s at 256 over two each (compare.sh, 4 rounds,
+#               2026-12-05).
 
 set -euo pipefail
 

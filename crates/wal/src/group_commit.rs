@@ -29,9 +29,10 @@
 //! queued and no batch is in progress, and says so; otherwise it declines, and the caller
 //! submits as usual (order is kept: the caller is the only submitter, and an idle writer has
 //! written and fsynced everything before; its notification of that may still be on the way,
-//! and arrive after the caller's own write, whose report covers it). The log sits behind a mutex that the writer holds for each
-//! batch and `write_now` for its write: never both, and never contended when `write_now` is
-//! allowed. A failure poisons the log either way: later submissions fail.
+//! and arrive after the caller's own write, whose report covers it). The log sits behind a
+//! mutex that the writer holds for each batch and `write_now` for its write: never both, and
+//! never contended when `write_now` is allowed. A failure poisons the log either way: later
+//! submissions fail.
 //!
 //! This layer is deliberately thin and holds no logic the [`Wal`] does not: the simulator
 //! drives the `Wal` directly, step by step, and the server drives it through this.
@@ -308,10 +309,13 @@ fn write_loop(shared: &Shared, receiver: Receiver<Request>, mut notify: impl FnM
         let mut durable = None;
         if let (Ok(()), Some(through)) = (&outcome, through) {
             let started = Instant::now();
-            outcome = wal.sync().map(|(index, term)| {
-                let sync_duration = started.elapsed();
-                durable = Some(Notification::Durable { through, index, term, sync_duration });
-            });
+            match wal.sync() {
+                Ok((index, term)) => {
+                    let sync_duration = started.elapsed();
+                    durable = Some(Notification::Durable { through, index, term, sync_duration });
+                }
+                Err(error) => outcome = Err(error),
+            }
         }
         drop(wal);
         if let Err(error) = outcome {
