@@ -15,6 +15,11 @@
 //! panic the server, and a write is either proposed whole or not at all: the command is
 //! validated against the store's limits before it goes into the log.
 
+mod keys;
+mod serve;
+
+pub use serve::{ClientService, serve};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +27,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,12 +37,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use skiff_kv::{Command, MAX_KEY_BYTES, MAX_VALUE_BYTES, Op, Outcome, Session};
+use skiff_kv::{Command, MAX_KEY_BYTES, MAX_VALUE_BYTES, Op, Session};
 use skiff_raft::{Index, Membership, MembershipChange, MembershipError, NodeId, TransferError};
 
 use crate::members;
 use crate::metrics::Metrics;
-use crate::runtime::{Handle, NodeStatus, ServiceError, SnapshotOutcome, Transferred, Written};
+use crate::runtime::{Handle, NodeStatus, ServiceError, SnapshotOutcome, Transferred};
 use crate::snapshot::{self, MAX_CHUNK_BYTES, SNAPSHOT_CHUNK_PATH};
 
 /// The header a forwarding follower adds, naming itself.
@@ -92,6 +97,15 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// A `413 too_large` for a body over [`BODY_LIMIT`] or a value over [`MAX_VALUE_BYTES`].
+    fn too_large_body() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is over the limit of {MAX_VALUE_BYTES} bytes"),
+        )
+    }
+
     /// A `404 key_not_found` for `key`.
     fn not_found(key: &str) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("key not found: {key}"))
@@ -124,16 +138,25 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-/// The router of the whole API.
-pub fn router(handle: Handle, metrics: Arc<Metrics>, id: u64) -> Router {
+/// The most bytes of a request body read: a value at its limit, with room for a JSON
+/// compare-and-swap's quoting or a membership change's body.
+const BODY_LIMIT: usize = MAX_VALUE_BYTES + 64 * 1024;
+
+/// The whole client API: the key routes served directly (`keys.rs`), everything else by an axum
+/// router, which `extend` may add routes and layers to (fault injection).
+pub fn service(
+    handle: Handle,
+    metrics: Arc<Metrics>,
+    id: u64,
+    extend: impl FnOnce(Router) -> Router,
+) -> ClientService {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     let forwarder = Client::builder(TokioExecutor::new()).build(connector);
     let api = Api(Arc::new(Shared { handle, metrics, id, forwarder }));
-    Router::new()
+    let router = Router::new()
         .route("/v1/kv", get(scan))
-        .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key).post(post_key))
         .route("/v1/status", get(status))
         .route("/v1/members", get(get_members).post(post_members))
         .route("/v1/leader/transfer", post(transfer_leader))
@@ -143,11 +166,12 @@ pub fn router(handle: Handle, metrics: Arc<Metrics>, id: u64) -> Router {
         .route("/health", get(ready))
         .route("/readyz", get(ready))
         .route("/livez", get(live))
-        .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES + 64 * 1024))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api.clone())
         .merge(
             crate::dashboard::Dashboard::for_node(api.handle.clone(), api.metrics.clone()).router(),
-        )
+        );
+    ClientService::new(api.clone(), extend(router))
 }
 
 /// How a read is served.
@@ -219,15 +243,16 @@ fn check_written_key(key: &str) -> Result<(), ApiError> {
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the body is over the limit of {MAX_VALUE_BYTES} bytes"),
-            )
+            ApiError::too_large_body()
         } else {
             ApiError::bad_request(format!("unreadable body: {rejection}"))
         }
     })?;
+    check_value(body)
+}
+
+/// A body whose bytes are within a value's limit.
+fn check_value(body: Bytes) -> Result<Bytes, ApiError> {
     if body.len() > MAX_VALUE_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -362,7 +387,7 @@ impl Api {
             Ok(written) => {
                 // Lock-free (dashboard::latency): the only cost the dashboard adds to a write.
                 self.metrics.write_duration.observe(started.elapsed());
-                render_written(key, written)
+                keys::render_written(key, written)
             }
         }
     }
@@ -382,155 +407,6 @@ impl Api {
             Err(ServiceError::NotLeader { leader_client_addr, .. }) => Ok(Err(leader_client_addr)),
             Err(error) => Err(error.into()),
         }
-    }
-}
-
-/// Renders the outcome of an applied write.
-fn render_written(key: &str, written: Written) -> Response {
-    let revision = written.index.0;
-    match written.outcome {
-        Outcome::Put | Outcome::CasSucceeded => {
-            axum::Json(json!({ "revision": revision })).into_response()
-        }
-        Outcome::Deleted { existed: true } => {
-            axum::Json(json!({ "revision": revision, "deleted": true })).into_response()
-        }
-        Outcome::Deleted { existed: false } => ApiError::not_found(key).into_response(),
-        Outcome::CasFailed { current } => {
-            let current = current.map(|value| String::from_utf8_lossy(&value).into_owned());
-            let body = json!({
-                "code": "cas_mismatch",
-                "message": format!("the value of {key} is not the expected one"),
-                "current": current,
-            });
-            (StatusCode::CONFLICT, axum::Json(body)).into_response()
-        }
-        Outcome::StaleSequence { last } => ApiError::new(
-            StatusCode::CONFLICT,
-            "stale_sequence",
-            format!("this client's last applied sequence is {last}; the request is older"),
-        )
-        .into_response(),
-        Outcome::Invalid { reason } => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("the state machine refused a validated command: {reason}"),
-        )
-        .into_response(),
-    }
-}
-
-/// `PUT /v1/kv/{key}`: sets the key to the body.
-async fn put_key(
-    State(api): State<Api>,
-    Path(key): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let prepared = check_written_key(&key).and_then(|()| body_bytes(body));
-    let body = match prepared {
-        Ok(body) => body,
-        Err(error) => return error.into_response(),
-    };
-    let op = Op::Put { key: Bytes::from(key.clone().into_bytes()), value: body.clone() };
-    api.write(Original { method, uri, headers, body }, &key, op).await
-}
-
-/// `DELETE /v1/kv/{key}`.
-async fn delete_key(
-    State(api): State<Api>,
-    Path(key): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(error) = check_written_key(&key) {
-        return error.into_response();
-    }
-    let op = Op::Delete { key: Bytes::from(key.clone().into_bytes()) };
-    api.write(Original { method, uri, headers, body: Bytes::new() }, &key, op).await
-}
-
-/// The body of a compare-and-swap.
-#[derive(Debug, Deserialize)]
-struct CasBody {
-    /// The value the key must have (`null`: the key must be absent).
-    expected: Option<String>,
-    /// The value to set (`null`: delete the key).
-    value: Option<String>,
-}
-
-/// `POST /v1/kv/{key}/cas`: compare-and-swap. (A key may itself contain `/`, so the route is a
-/// wildcard and the `/cas` suffix is taken off here.)
-async fn post_key(
-    State(api): State<Api>,
-    Path(path): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let Some(key) = path.strip_suffix("/cas") else {
-        return ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "bad_request",
-            "POST is only for compare-and-swap: POST /v1/kv/{key}/cas",
-        )
-        .into_response();
-    };
-    let key = key.to_string();
-    let prepared = check_written_key(&key).and_then(|()| body_bytes(body)).and_then(|body| {
-        let cas: CasBody = serde_json::from_slice(&body).map_err(|error| {
-            ApiError::bad_request(format!(
-                "the body must be {{\"expected\": string or null, \"value\": string or null}}: {error}"
-            ))
-        })?;
-        Ok((body, cas))
-    });
-    let (body, cas) = match prepared {
-        Ok(prepared) => prepared,
-        Err(error) => return error.into_response(),
-    };
-    let op = Op::Cas {
-        key: Bytes::from(key.clone().into_bytes()),
-        expected: cas.expected.map(|value| Bytes::from(value.into_bytes())),
-        value: cas.value.map(|value| Bytes::from(value.into_bytes())),
-    };
-    api.write(Original { method, uri, headers, body }, &key, op).await
-}
-
-/// `GET /v1/kv/{key}`: the raw value, linearizable unless `consistency=lease` or `stale`.
-async fn get_key(
-    State(api): State<Api>,
-    Path(key): Path<String>,
-    Query(params): Query<ReadParams>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let result: Result<Result<Response, Option<String>>, ApiError> = async {
-        check_key(&key)?;
-        if let Err(leader) = api.read_barrier(params.consistency()?).await? {
-            return Ok(Err(leader));
-        }
-        let value = api.handle.read_store(|store| store.get(key.as_bytes()).cloned());
-        let value = value.ok_or_else(|| ApiError::not_found(&key))?;
-        let mut response = Response::new(Body::from(value.data));
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-        headers.insert(REVISION, HeaderValue::from(value.revision));
-        Ok(Ok(response))
-    }
-    .await;
-    match result {
-        Ok(Ok(response)) => response,
-        Ok(Err(leader)) => {
-            let original = Original { method, uri, headers, body: Bytes::new() };
-            api.forward_to_leader(original, leader).await
-        }
-        Err(error) => error.into_response(),
     }
 }
 

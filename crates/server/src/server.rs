@@ -133,7 +133,7 @@ pub struct Server {
     /// The driver task.
     driver: tokio::task::JoinHandle<Result<(), skiff_wal::Error>>,
     /// The HTTP task.
-    api: tokio::task::JoinHandle<std::io::Result<()>>,
+    api: tokio::task::JoinHandle<()>,
     /// Tells the driver and the HTTP API to stop.
     stop: watch::Sender<bool>,
     /// The election timeout: how long the core tries a leadership transfer before giving up.
@@ -261,17 +261,19 @@ impl Server {
         })?;
         let (stop, stopped) = watch::channel(false);
         let driver = tokio::spawn(runtime.run(wait_for(stopped.clone())));
-        let mut router = http::router(handle.clone(), metrics, config.id.0).merge(faults);
-        if config.allow_fault_injection {
+        let hold_chunks = config.allow_fault_injection;
+        let service = http::service(handle.clone(), metrics, config.id.0, |router| {
+            let router = router.merge(faults);
+            if !hold_chunks {
+                return router;
+            }
             // Snapshot transfers can be held mid-way (`snapshot::ChunkHold`).
             let hold = snapshot::ChunkHold::default();
-            router = router
+            router
                 .merge(hold.router())
-                .layer(axum::middleware::from_fn_with_state(hold, snapshot::hold_chunks));
-        }
-        let api = tokio::spawn(async move {
-            axum::serve(client_listener, router).with_graceful_shutdown(wait_for(stopped)).await
+                .layer(axum::middleware::from_fn_with_state(hold, snapshot::hold_chunks))
         });
+        let api = tokio::spawn(http::serve(client_listener, service, wait_for(stopped)));
         tracing::info!(node = config.id.0, %client_addr, %peer_addr, "serving");
         let election_timeout = config.election_timeout;
         Ok(Server { handle, client_addr, driver, api, stop, election_timeout })
@@ -303,10 +305,10 @@ impl Server {
             Some(result) => result,
             None => self.driver.await,
         };
-        match tokio::time::timeout(Duration::from_secs(5), self.api).await {
-            Ok(Ok(Err(error))) => tracing::warn!(%error, "the HTTP server stopped with an error"),
-            Ok(Err(error)) => tracing::warn!(%error, "the HTTP server task failed"),
-            Ok(Ok(Ok(()))) | Err(_) => {}
+        // A connection still busy after that (a dashboard's event stream never ends) is left to
+        // the runtime's shutdown.
+        if let Ok(Err(error)) = tokio::time::timeout(Duration::from_secs(5), self.api).await {
+            tracing::warn!(%error, "the HTTP server task failed");
         }
         driver_result
             .context("the driver task failed")?

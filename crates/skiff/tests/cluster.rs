@@ -228,8 +228,25 @@ fn a_cluster_elects_a_leader_replicates_writes_and_forwards_from_followers() {
     let bad_consistency =
         http(cluster.client(leader), "GET", "/v1/kv/k?consistency=maybe", b"").expect("an answer");
     assert_eq!(bad_consistency.status, 400, "{bad_consistency:?}");
+    let not_utf8 = http(cluster.client(leader), "PUT", "/v1/kv/%FF", b"v").expect("an answer");
+    assert_eq!(not_utf8.status, 400, "{not_utf8:?}");
+    assert!(not_utf8.body.contains("bad_request"), "{not_utf8:?}");
+    let patch = http(cluster.client(leader), "PATCH", "/v1/kv/big", b"v").expect("an answer");
+    assert_eq!(patch.status, 405, "{patch:?}");
+    assert!(patch.body.contains("method_not_allowed"), "{patch:?}");
+    assert_eq!(patch.header("allow"), Some("GET, HEAD, PUT, DELETE, POST"), "{patch:?}");
     let missing = http(cluster.client(leader), "GET", "/v1/kv/big", b"").expect("an answer");
     assert_eq!(missing.status, 404, "the refused writes left nothing behind: {missing:?}");
+
+    // Keys are percent-decoded from the path, `/` and all; HEAD is GET without the body.
+    cluster.until(leader, "PUT", "/v1/kv/dir%2Fa%20b", b"spaced", 200);
+    let spaced = cluster.until(leader, "GET", "/v1/kv/dir/a%20b", b"", 200);
+    assert_eq!(spaced.body, "spaced");
+    let listed = cluster.until(leader, "GET", "/v1/kv?prefix=dir/", b"", 200);
+    assert!(listed.body.contains("\"key\":\"dir/a b\""), "{listed:?}");
+    let head = cluster.until(leader, "HEAD", "/v1/kv/dir/a%20b", b"", 200);
+    assert_eq!(head.body, "", "{head:?}");
+    assert!(head.header("skiff-revision").is_some(), "{head:?}");
 
     // Status and metrics.
     let status = cluster.until(leader, "GET", "/v1/status", b"", 200);
