@@ -929,13 +929,13 @@ impl Runtime {
                 self.pending_hard_state = Some(self.wal.save_hard_state(hard_state)?);
             }
             Action::PersistEntries(entries) => {
+                // The commit index rides on the fsync of the entries.
                 let commit = self.node.durable_commit();
-                if commit > self.saved_commit {
-                    // Rides on the fsync of the entries below.
-                    self.wal.save_commit(commit)?;
+                let commit = (commit > self.saved_commit).then_some(commit);
+                self.wal.append(commit, entries)?;
+                if let Some(commit) = commit {
                     self.saved_commit = commit;
                 }
-                self.wal.append(entries)?;
             }
             Action::Send(message) => match self.pending_hard_state {
                 Some(ticket) => self.held.push_back((ticket, message)),

@@ -261,7 +261,7 @@ fn group_commit(bencher: Bencher) {
                 payload: Payload::Command(command.clone()),
             };
             next += 1;
-            last = Some(group.append(vec![entry]).expect("queued"));
+            last = Some(group.append(None, vec![entry]).expect("queued"));
         }
         let last = last.expect("submitted");
         loop {

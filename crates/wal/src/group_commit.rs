@@ -85,12 +85,11 @@ type ReadJob = Box<dyn FnOnce(&mut SealedReader) + Send>;
 
 /// What the writer thread is asked to do.
 enum Request {
-    /// Append entries.
-    Append(Ticket, Vec<Entry>),
+    /// Save a commit index, if any, then append entries: one request, so that one batch,
+    /// and one fsync, takes both.
+    Append(Ticket, Option<Index>, Vec<Entry>),
     /// Save the hard state.
     HardState(Ticket, HardState),
-    /// Save the commit index.
-    Commit(Ticket, Index),
     /// Run a job with the log.
     Job(Job),
 }
@@ -217,20 +216,23 @@ impl GroupCommit {
         Some(written)
     }
 
-    /// Queues entries to append (see [`Wal::append`]); durable when a notification's `through`
-    /// reaches the ticket.
-    pub fn append(&mut self, entries: Vec<Entry>) -> Result<Ticket> {
-        self.submit(|ticket| Request::Append(ticket, entries))
+    /// Queues `commit` (if any) to save and entries to append (see [`Wal::save_commit`] and
+    /// [`Wal::append`]), as [`GroupCommit::write_now`] takes them; durable when a
+    /// notification's `through` reaches the ticket.
+    ///
+    /// One submission for both, not two: the writer starts a batch with whatever is queued
+    /// when it wakes, so a commit index submitted on its own could wake an idle writer, be
+    /// fsynced alone, and leave the entries behind it to a second fsync. Measured at one client
+    /// (`perf stat -e syscalls:sys_enter_fdatasync` on each node over 4 s of puts): a leader
+    /// made 1.28 fdatasyncs per put when these were two submissions, on the disk its
+    /// followers' fsyncs wait for, and makes 1.00 now.
+    pub fn append(&mut self, commit: Option<Index>, entries: Vec<Entry>) -> Result<Ticket> {
+        self.submit(|ticket| Request::Append(ticket, commit, entries))
     }
 
     /// Queues a hard state to save (see [`Wal::save_hard_state`]).
     pub fn save_hard_state(&mut self, hard_state: HardState) -> Result<Ticket> {
         self.submit(|ticket| Request::HardState(ticket, hard_state))
-    }
-
-    /// Queues a commit index to save (see [`Wal::save_commit`]).
-    pub fn save_commit(&mut self, commit: Index) -> Result<Ticket> {
-        self.submit(|ticket| Request::Commit(ticket, commit))
     }
 
     /// Runs `job` on the writer thread with the log, after everything submitted before it has
@@ -339,17 +341,16 @@ fn perform(
     batch_bytes: &mut u64,
 ) -> Result<()> {
     match request {
-        Request::Append(ticket, entries) => {
+        Request::Append(ticket, commit, entries) => {
+            if let Some(commit) = commit {
+                wal.save_commit(commit)?;
+            }
             *batch_bytes += entries.iter().map(Entry::size).sum::<u64>();
             wal.append(&entries)?;
             *through = Some(ticket);
         }
         Request::HardState(ticket, hard_state) => {
             wal.save_hard_state(hard_state)?;
-            *through = Some(ticket);
-        }
-        Request::Commit(ticket, commit) => {
-            wal.save_commit(commit)?;
             *through = Some(ticket);
         }
         Request::Job(job) => job(wal),

@@ -123,7 +123,7 @@ fn group_commit_shares_fsyncs_and_reports_every_ticket() {
     group.save_hard_state(HardState { term: Term(1), vote: Some(NodeId(3)) }).expect("queued");
     let mut ticket = Ticket(0);
     for index in 1..=500 {
-        ticket = group.append(vec![entry(index, 1, 64)]).expect("queued");
+        ticket = group.append(None, vec![entry(index, 1, 64)]).expect("queued");
     }
     let (fsyncs, durable) = wait_for(&receiver, ticket);
     assert_eq!(durable, Index(500));
@@ -163,7 +163,7 @@ fn group_commit_reads_sealed_segments_on_its_reader_thread_and_the_tail_on_the_w
     let mut ticket = Ticket(0);
     for index in 1..=300 {
         // A new term every 50 entries, so that the reader checks terms it was handed.
-        ticket = group.append(vec![entry(index, 1 + (index - 1) / 50, 64)]).expect("queued");
+        ticket = group.append(None, vec![entry(index, 1 + (index - 1) / 50, 64)]).expect("queued");
     }
     assert_eq!(wait_for(&receiver, ticket).1, Index(300));
     let expected = |low: u64, high: u64| -> Vec<Entry> {
@@ -238,7 +238,7 @@ fn group_commit_writes_on_the_callers_thread_only_while_the_writer_is_idle() {
         .expect("queued");
     job_started.recv().expect("the job runs");
     assert!(group.write_now(None, &[entry(3, 1, 64)]).is_none(), "the writer is busy");
-    let ticket = group.append(vec![entry(3, 1, 64)]).expect("queued");
+    let ticket = group.append(None, vec![entry(3, 1, 64)]).expect("queued");
     // Still busy while the append waits behind the job: declined again.
     assert!(group.write_now(None, &[entry(4, 1, 64)]).is_none(), "a submission is queued");
     release.send(()).expect("the job waits for it");
@@ -257,6 +257,22 @@ fn group_commit_writes_on_the_callers_thread_only_while_the_writer_is_idle() {
     let (_, recovery) = Wal::open(StdFs, dir.path(), options()).expect("reopens");
     assert_eq!(recovery.log.last_index, Index(4), "written here or there, all of it is durable");
     assert_eq!(recovery.commit, Index(1), "the commit index written here is kept");
+}
+
+#[test]
+fn a_commit_index_takes_the_fsync_of_the_entries_it_is_submitted_with() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (wal, _) = Wal::open(StdFs, dir.path(), options()).expect("opens");
+    let (mut group, receiver) = start(wal);
+    let first = group.append(None, vec![entry(1, 1, 64), entry(2, 1, 64)]).expect("queued");
+    wait_for(&receiver, first);
+    // One submission: the writer, idle until now, cannot wake for the commit index alone.
+    let second = group.append(Some(Index(2)), vec![entry(3, 1, 64)]).expect("queued");
+    let (fsyncs, durable) = wait_for(&receiver, second);
+    assert_eq!((fsyncs, durable), (1, Index(3)), "one fsync for the commit index and the entry");
+    drop(group.stop());
+    let (_, recovery) = Wal::open(StdFs, dir.path(), options()).expect("reopens");
+    assert_eq!((recovery.commit, recovery.log.last_index), (Index(2), Index(3)));
 }
 
 #[test]
@@ -284,10 +300,10 @@ fn group_commit_stops_for_good_after_a_failed_fsync() {
     let fs = MemFs::new(9);
     let (wal, _) = Wal::open(fs.clone(), Path::new("/data"), options()).expect("opens");
     let (mut group, receiver) = start(wal);
-    let ticket = group.append(vec![entry(1, 1, 8)]).expect("queued");
+    let ticket = group.append(None, vec![entry(1, 1, 8)]).expect("queued");
     wait_for(&receiver, ticket);
     fs.set_faults(Faults { sync_error_ppm: 1_000_000, ..Faults::default() });
-    group.append(vec![entry(2, 1, 8)]).expect("queued");
+    group.append(None, vec![entry(2, 1, 8)]).expect("queued");
     match receiver.recv_timeout(Duration::from_secs(30)).expect("a notification") {
         Notification::Failed(Error::Io { operation, .. }) => assert_eq!(operation, "fsync"),
         other => panic!("expected the fsync failure, got {other:?}"),
@@ -295,7 +311,7 @@ fn group_commit_stops_for_good_after_a_failed_fsync() {
     // The writer is gone: submissions fail once it has dropped its end.
     let stopped = (0..1000).any(|index| {
         std::thread::sleep(Duration::from_millis(1));
-        matches!(group.append(vec![entry(3 + index, 1, 8)]), Err(Error::Stopped))
+        matches!(group.append(None, vec![entry(3 + index, 1, 8)]), Err(Error::Stopped))
     });
     assert!(stopped, "submissions after a failure must fail");
     let wal = group.stop();
