@@ -44,6 +44,15 @@ pub struct Config {
     pub max_cached_bytes: u64,
     /// At most this many bytes of entries in one `Apply` action (one entry is always allowed).
     pub max_apply_bytes: u64,
+    /// Whether a leader tells its followers of a new commit index at once, with an `Append`
+    /// that carries nothing else (as etcd's raft does), or lets it ride on the next `Append`
+    /// with entries or the next heartbeat (as the Raft paper has it, §5.3). At once costs two
+    /// messages per follower per commit when writes come one at a time (the `Append` and its
+    /// answer, and their wake-ups); later, a follower applies a write, and serves it to stale
+    /// reads, up to a heartbeat interval after the leader did when no write follows it.
+    /// Linearizable reads wait for neither: the heartbeat round that confirms a read index
+    /// carries the commit index to every follower.
+    pub eager_commit: bool,
     /// Serve [`Node::lease_read`](crate::Node::lease_read)s (thesis §6.4.1): off by default.
     /// Lease reads are correct only while the nodes' clocks (their tick rates) drift apart by
     /// less than `clock_drift_bound` ticks per election timeout; they need `check_quorum`, and
@@ -63,10 +72,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with the defaults used by skiff's server: a 10-tick election timeout
-    /// with a 1-tick heartbeat, pre-vote and check-quorum on, 64-entry / 1 MiB appends with a
-    /// window of 32, a 16 MiB cache, learners promoted when at most 1,000 entries behind, and
-    /// lease reads off (with a drift bound of 2 ticks for when they are turned on).
+    /// A configuration with these defaults: a 10-tick election timeout with a 1-tick
+    /// heartbeat, pre-vote and check-quorum on, 64-entry / 1 MiB appends with a window of 32, a
+    /// 16 MiB cache, commit indexes sent to followers at once, learners promoted when at most
+    /// 1,000 entries behind, and lease reads off (with a drift bound of 2 ticks for when they
+    /// are turned on). skiff's server changes some (crates/server, `server.rs`).
     pub fn new(id: NodeId, voters: impl IntoIterator<Item = NodeId>) -> Config {
         Config {
             id,
@@ -80,6 +90,7 @@ impl Config {
             max_inflight_appends: 32,
             max_cached_bytes: 16 << 20,
             max_apply_bytes: 1 << 20,
+            eager_commit: true,
             max_learner_lag: 1000,
             lease_reads: false,
             clock_drift_bound: 2,

@@ -54,10 +54,12 @@ impl Node {
             let last = self.log.last_index();
             if next > last {
                 let probing = matches!(progress.state, ProgressState::Probe { .. });
-                if probing || progress.sent_commit < self.log.commit() {
+                if probing || (self.config.eager_commit && progress.sent_commit < self.log.commit())
+                {
                     // A probe with no entries still learns where the logs match; an empty
                     // append in replicate state tells the follower the new commit index now
-                    // rather than at the next heartbeat. Neither takes a window slot.
+                    // rather than at the next heartbeat (`Config::eager_commit`). Neither takes
+                    // a window slot.
                     progress.sent(next.prev(), false);
                     self.send_append(peer, next.prev(), Vec::new());
                 }

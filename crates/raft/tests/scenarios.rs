@@ -18,8 +18,8 @@
 //! - `cluster nodes=N [pre_vote=B] [check_quorum=B] [election_timeout=T]
 //!   [heartbeat_interval=H] [max_append_entries=E] [max_append_bytes=B]
 //!   [max_inflight_appends=W] [max_cached_bytes=C] [max_learner_lag=L] [lease_reads=B]
-//!   [clock_drift_bound=D]`: a new cluster of nodes 1..=N with the
-//!   server's default configuration (`Config::new`) changed as given. Node `i` seeds its election
+//!   [clock_drift_bound=D] [eager_commit=B]`: a new cluster of nodes 1..=N with the
+//!   default configuration (`Config::new`) changed as given. Node `i` seeds its election
 //!   timeouts with `i`, so runs are reproducible.
 //! - `campaign ID`: the node starts an election now (`Node::campaign`), with pre-vote if on.
 //! - `tick ID... [n=K]`: K rounds (default 1); in each, every listed node ticks once.
@@ -142,6 +142,8 @@ enum Command {
         lease_reads: Option<bool>,
         #[arg(key)]
         clock_drift_bound: Option<u32>,
+        #[arg(key)]
+        eager_commit: Option<bool>,
     },
     /// `campaign ID`
     Campaign(u64),
@@ -610,6 +612,7 @@ fn build_cluster(command: &Command) -> LocalCluster {
         max_learner_lag,
         lease_reads,
         clock_drift_bound,
+        eager_commit,
     } = command
     else {
         unreachable!("only called for the cluster command");
@@ -626,6 +629,7 @@ fn build_cluster(command: &Command) -> LocalCluster {
         config.max_learner_lag = max_learner_lag.unwrap_or(config.max_learner_lag);
         config.lease_reads = lease_reads.unwrap_or(config.lease_reads);
         config.clock_drift_bound = clock_drift_bound.unwrap_or(config.clock_drift_bound);
+        config.eager_commit = eager_commit.unwrap_or(config.eager_commit);
     })
 }
 

@@ -202,6 +202,7 @@ impl SimNode {
         config.max_inflight_appends = parameters.max_inflight_appends;
         config.max_cached_bytes = parameters.max_cached_bytes;
         config.max_apply_bytes = parameters.max_apply_bytes;
+        config.eager_commit = parameters.eager_commit;
         config.sabotage = defect.map(Defect::core_switches).unwrap_or_default();
         for _ in 0..id.0 {
             random.next_u64();

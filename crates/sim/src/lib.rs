@@ -95,8 +95,10 @@
 //! A seed replays on the commit that ran it; a later change to what the simulator draws moves
 //! its world on, and a pinned seed may stop reaching the bug it found. A new fault that would
 //! move the run of nearly every seed is therefore an option of [`Options`], on by default, and
-//! the seeds pinned before it run with it off. One so far: `reorder_sectors` (off with
-//! `skiff sim --no-reorder-sectors`, which a failing seed's replay command carries).
+//! the seeds pinned before it run with it off. Two so far: `reorder_sectors` (off with
+//! `skiff sim --no-reorder-sectors`, which a failing seed's replay command carries) and
+//! `lazy_commit`, the server's way of telling followers of commits (off with
+//! `--no-lazy-commit`).
 
 //! ## Left out for now
 //! Bit flips and I/O errors from the file system (crates/wal's `MemFs` can inject both; a node

@@ -161,6 +161,9 @@ pub struct Parameters {
     pub max_cached_bytes: u64,
     /// The core's limit of bytes per `Apply`.
     pub max_apply_bytes: u64,
+    /// Whether leaders send followers each new commit index at once (`Config::eager_commit`;
+    /// set from `Options::lazy_commit`, not drawn).
+    pub eager_commit: bool,
     /// The network.
     pub network: NetworkParameters,
     /// The disks.
@@ -231,6 +234,7 @@ impl Parameters {
             max_inflight_appends: random.pick(&[1, 2, 32]),
             max_cached_bytes: random.pick(&[0, 512, 16 << 20]),
             max_apply_bytes: random.pick(&[1, 1 << 20]),
+            eager_commit: false,
             network,
             disk,
             workload,
@@ -428,12 +432,14 @@ impl Parameters {
         );
         let _ = writeln!(
             text,
-            "flow: {} entries / {} bytes per append, window {}, cache {} bytes, apply {} bytes",
+            "flow: {} entries / {} bytes per append, window {}, cache {} bytes, apply {} bytes, \
+             commit sent at once {}",
             self.max_append_entries,
             self.max_append_bytes,
             self.max_inflight_appends,
             self.max_cached_bytes,
-            self.max_apply_bytes
+            self.max_apply_bytes,
+            self.eager_commit
         );
         let _ = writeln!(
             text,

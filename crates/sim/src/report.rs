@@ -235,6 +235,9 @@ pub fn replay_command(options: &Options) -> String {
     if !options.reorder_sectors {
         command.push_str(" --no-reorder-sectors");
     }
+    if !options.lazy_commit {
+        command.push_str(" --no-lazy-commit");
+    }
     if let Some(keep) = &options.keep_faults {
         let numbers: Vec<String> = keep.iter().map(usize::to_string).collect();
         let _ = write!(

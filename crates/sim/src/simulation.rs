@@ -72,11 +72,16 @@ pub struct Options {
     /// On by default. Not drawn from the seed but chosen, because it changes the run of every
     /// seed with a crash: seeds found before it existed replay only with it off.
     pub reorder_sectors: bool,
+    /// Whether leaders let a new commit index ride on the next `Append` or heartbeat, as the
+    /// server's do (`Config::eager_commit` off), rather than send it at once. On by default.
+    /// Chosen, not drawn, for the same reason as `reorder_sectors`: seeds found before it
+    /// existed replay only with it off.
+    pub lazy_commit: bool,
 }
 
 impl Options {
     /// Seed `seed` with every default: no defect, drawn cluster size, ten seconds of faults, no
-    /// trace, the whole fault schedule, sectors reordered in crashes.
+    /// trace, the whole fault schedule, sectors reordered in crashes, commit indexes sent lazily.
     pub fn new(seed: u64) -> Options {
         Options {
             seed,
@@ -86,6 +91,7 @@ impl Options {
             trace: TraceMode::Off,
             keep_faults: None,
             reorder_sectors: true,
+            lazy_commit: true,
         }
     }
 }
@@ -252,6 +258,7 @@ impl Simulation {
         let mut parameters =
             Parameters::from_seed(options.seed, options.nodes, options.fault_phase);
         parameters.disk.reorder_sectors = options.reorder_sectors;
+        parameters.eager_commit = !options.lazy_commit;
         // Independent streams, forked in a fixed order (see `random.rs`).
         let mut root = Random::new(options.seed ^ 0xF0F0_0000_0000_0001);
         let mut fault_random = root.fork();

@@ -36,6 +36,8 @@ pub struct Sweep {
     pub stop_at_first_failure: bool,
     /// Whether crashes may keep unsynced sectors out of order (`Options::reorder_sectors`).
     pub reorder_sectors: bool,
+    /// Whether leaders send commit indexes lazily (`Options::lazy_commit`).
+    pub lazy_commit: bool,
 }
 
 impl Sweep {
@@ -49,6 +51,7 @@ impl Sweep {
             fault_phase: DEFAULT_FAULT_PHASE,
             stop_at_first_failure: false,
             reorder_sectors: true,
+            lazy_commit: true,
         }
     }
 
@@ -62,6 +65,7 @@ impl Sweep {
             trace: TraceMode::Off,
             keep_faults: None,
             reorder_sectors: self.reorder_sectors,
+            lazy_commit: self.lazy_commit,
         }
     }
 }

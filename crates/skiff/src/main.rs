@@ -18,7 +18,7 @@
 //! skiff sim --seed 42 --trace    # one seed, with its whole trace
 //! skiff sim --sabotage forget-vote   # the self-test: this defect must be caught
 //! skiff sim --seed 42 --web      # the visualizer: step through seed 42 in a browser
-//! skiff sim --seed 205 --no-reorder-sectors   # crashes keep unsynced writes in order
+//! skiff sim --seed 205 --no-reorder-sectors --no-lazy-commit   # a seed pinned before both
 //! ```
 //! A failing seed prints its report (the broken invariant, the last trace lines, the replay
 //! command) and the process exits with status 1.

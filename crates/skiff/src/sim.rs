@@ -54,6 +54,11 @@ pub struct SimArgs {
     /// the fault model of seeds found before sectors were reordered, which replay only with it.
     #[arg(long)]
     no_reorder_sectors: bool,
+    /// Leaders send followers each new commit index at once, in an append of its own, instead
+    /// of with the next append or heartbeat as skiff's server does: how seeds found before
+    /// 2026-12-05 ran, which replay only with it.
+    #[arg(long)]
+    no_lazy_commit: bool,
     /// Serve the visualizer for the seed (--seed, default 0) instead of running it: a web page
     /// that steps through the run forwards and backwards, and a small cluster to drive by hand.
     #[arg(long)]
@@ -74,6 +79,7 @@ impl SimArgs {
             trace: TraceMode::Off,
             keep_faults: self.faults.as_ref().map(|list| list.0.clone()),
             reorder_sectors: !self.no_reorder_sectors,
+            lazy_commit: !self.no_lazy_commit,
         }
     }
 }
@@ -122,6 +128,7 @@ pub fn simulate(args: SimArgs) -> ExitCode {
         fault_phase: Time::millis(args.fault_ms),
         stop_at_first_failure: !args.keep_going,
         reorder_sectors: !args.no_reorder_sectors,
+        lazy_commit: !args.no_lazy_commit,
     };
     let started = Instant::now();
     let interactive = std::io::stderr().is_terminal();
