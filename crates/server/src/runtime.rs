@@ -582,6 +582,14 @@ impl Runtime {
                 }
                 Some(request) = self.requests.recv() => {
                     self.on_request(request);
+                    // Under load (other writes in flight), let the tasks runnable now go first:
+                    // other clients' handlers, about to send their requests, join this batch.
+                    // Tokio runs a task right after the task that woke it, so without this the
+                    // driver took 1.5 requests per round at 256 clients (12 with it) and paid
+                    // its whole round for each. A lone write goes at once.
+                    if self.writes.len() > 1 {
+                        tokio::task::yield_now().await;
+                    }
                     Ok(())
                 }
                 _ = ticker.tick() => {
