@@ -5,7 +5,9 @@
 //! then drains every other input already waiting (up to a bound), and only then asks the core
 //! for its actions. That is where batching comes from: under load one wake-up carries many
 //! proposals and many responses, and the core turns them into one write and one `Append` per
-//! follower.
+//! follower. Woken by a client request while other writes are in flight, the driver first
+//! yields once, so that the handlers runnable at that moment send theirs before the drain
+//! (tokio runs a woken task right after the one that woke it: one request per round otherwise).
 //!
 //! The actions are performed under the core's contract (crates/raft, crate docs):
 //! - `PersistHardState` and `PersistEntries` go to the write-ahead log's group-commit thread,
