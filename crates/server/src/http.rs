@@ -28,7 +28,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
@@ -263,9 +263,12 @@ fn check_value(body: Bytes) -> Result<Bytes, ApiError> {
     Ok(body)
 }
 
-/// The session of a write, from its headers.
+/// The session of a write, from its headers. (Looked up by [`HeaderName`]s made once: a
+/// lookup by `&str` parses the name again on every request.)
 fn session(headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
-    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+    static CLIENT_ID_HEADER: HeaderName = HeaderName::from_static(CLIENT_ID);
+    static SEQUENCE_HEADER: HeaderName = HeaderName::from_static(SEQUENCE);
+    let number = |name: &HeaderName| -> Result<Option<u64>, ApiError> {
         headers
             .get(name)
             .map(|value| {
@@ -277,7 +280,7 @@ fn session(headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
             })
             .transpose()
     };
-    match (number(CLIENT_ID)?, number(SEQUENCE)?) {
+    match (number(&CLIENT_ID_HEADER)?, number(&SEQUENCE_HEADER)?) {
         (Some(client), Some(sequence)) if sequence > 0 => Ok(Some(Session { client, sequence })),
         (Some(_), Some(_)) => Err(ApiError::bad_request(format!("{SEQUENCE} starts at 1"))),
         (None, None) => Ok(None),
