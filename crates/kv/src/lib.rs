@@ -45,6 +45,7 @@
 //! - Incremental snapshots: a snapshot is the whole state, written as one stream.
 
 mod command;
+mod key;
 mod session;
 mod snapshot;
 mod store;

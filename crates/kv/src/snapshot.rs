@@ -62,6 +62,7 @@ use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Write};
 
 use bytes::Bytes;
 
+use crate::key::Key;
 use crate::session::{SessionRecord, Sessions};
 use crate::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Outcome, Store, Value};
 
@@ -156,7 +157,7 @@ impl Store {
         let mut keys_written = 0;
         for (key, value) in &self.data {
             record.clear();
-            put_bytes(&mut record, key);
+            put_bytes(&mut record, key.as_bytes());
             record.extend_from_slice(&value.revision.to_le_bytes());
             put_length(&mut record, value.data.len());
             sink.write(&record)?;
@@ -315,12 +316,12 @@ fn read_data<R: Read>(source: &mut Source<R>, store: &mut Store) -> Result<(), S
         }
         let data = source.bytes("value", MAX_VALUE_BYTES)?;
         if let Some((last, _)) = store.data.get_max()
-            && key <= *last
+            && key.as_ref() <= last.as_bytes()
         {
             return Err(malformed(format!("key {key:?} follows key {last:?}")));
         }
         store.data_bytes += (key.len() + data.len()) as u64;
-        store.data.insert(key, Value { data, revision });
+        store.data.insert(Key::new(key), Value { data, revision });
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 use imbl::OrdMap;
 
+use crate::key::Key;
 use crate::session::{Admission, SessionRecord, Sessions};
 use crate::{Command, DEFAULT_MAX_SESSIONS, Op};
 
@@ -80,7 +81,7 @@ pub struct Value {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Store {
     /// The keys and their values, in key order (a persistent map: cloning it is `O(1)`).
-    pub(crate) data: OrdMap<Bytes, Value>,
+    pub(crate) data: OrdMap<Key, Value>,
     /// The client sessions, bounded.
     pub(crate) sessions: Sessions,
     /// The index of the last log entry applied or skipped; 0 before the first.
@@ -158,11 +159,11 @@ impl Store {
         let mut matching = self
             .data
             .range::<_, [u8]>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix));
+            .take_while(|(key, _)| key.as_bytes().starts_with(prefix));
         let found: Vec<(Bytes, Value)> = matching
             .by_ref()
             .take(limit)
-            .map(|(key, value)| (key.clone(), value.clone()))
+            .map(|(key, value)| (key.to_bytes(), value.clone()))
             .collect();
         let more = matching.next().is_some();
         (found, more)
@@ -227,7 +228,7 @@ impl Store {
             }
             Op::Delete { key } => Outcome::Deleted { existed: self.remove(&key) },
             Op::Cas { key, expected, value } => {
-                let current = self.data.get(&key).map(|current| &current.data);
+                let current = self.data.get(key.as_ref()).map(|current| &current.data);
                 if current != expected.as_ref() {
                     return Outcome::CasFailed { current: current.cloned() };
                 }
@@ -246,7 +247,7 @@ impl Store {
     fn put(&mut self, index: u64, key: Bytes, data: Bytes) {
         let added = data.len() as u64;
         let key_bytes = key.len() as u64;
-        match self.data.insert(key, Value { data, revision: index }) {
+        match self.data.insert(Key::new(key), Value { data, revision: index }) {
             None => self.data_bytes += key_bytes + added,
             Some(previous) => {
                 assert!(
