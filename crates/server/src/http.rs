@@ -11,6 +11,10 @@
 //! answers `503 no_leader`, and the client retries), so two nodes with stale views of the
 //! leader cannot bounce a request between them.
 //!
+//! The key routes, `/v1/kv/{key}`, the path of nearly every request, are served on hyper
+//! directly (`keys.rs`, which says why); every other route goes through an axum router.
+//! `serve.rs` is the accept loop and the service that sends each request to one or the other.
+//!
 //! Every error is JSON `{code, message}` with a fitting status; nothing a client sends can
 //! panic the server, and a write is either proposed whole or not at all: the command is
 //! validated against the store's limits before it goes into the log.
