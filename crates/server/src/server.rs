@@ -313,8 +313,8 @@ impl Server {
             Some(result) => result,
             None => self.driver.await,
         };
-        // A connection still busy after that (a dashboard's event stream never ends) is left to
-        // the runtime's shutdown.
+        // The HTTP server gets 5 s to finish the requests it serves; a connection still busy
+        // then (a dashboard's event stream never ends) is left to the runtime's shutdown.
         if let Ok(Err(error)) = tokio::time::timeout(Duration::from_secs(5), self.api).await {
             tracing::warn!(%error, "the HTTP server task failed");
         }
