@@ -7,7 +7,9 @@
 # a fresh three-node cluster and one `skiff bench --op OP` run through the leader at CLIENTS
 # clients for DURATION; the script prints ops/s, p99, and the user+system CPU microseconds per
 # operation of the leader, of the two followers together and of the bench, read from
-# /proc/PID/stat (nodes) and bash's `time` (bench) around the run.
+# /proc/PID/stat (nodes) and bash's `time` (bench) around the run. Operations are counted as
+# ops/s times DURATION; the CPU includes the bench's set-up (for gets, writing KEYS keys first),
+# the same for every build, so compare builds, not operations.
 #
 #   crates/skiff/benches/cpu_per_op.sh OLD_SKIFF NEW_SKIFF
 #   ROUNDS=5 OP=get CLIENTS=64 DURATION=5s crates/skiff/benches/cpu_per_op.sh target/release/skiff
