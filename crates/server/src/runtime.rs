@@ -913,8 +913,7 @@ impl Runtime {
             }
         }
         let Some(entries) = entries_here else { return Ok(false) };
-        let commit = self.node.durable_commit();
-        let commit = (commit > self.saved_commit).then_some(commit);
+        let commit = self.commit_to_save();
         match self.wal.write_now(commit, &entries) {
             Some(written) => {
                 let written = written?;
@@ -932,6 +931,13 @@ impl Runtime {
         }
     }
 
+    /// The commit index to save with the next entries written, if it moved since the last
+    /// one saved (contract: always the core's durable commit, never the bare commit index).
+    fn commit_to_save(&self) -> Option<Index> {
+        let commit = self.node.durable_commit();
+        (commit > self.saved_commit).then_some(commit)
+    }
+
     /// Performs one of the core's actions.
     fn perform(&mut self, action: Action) -> Result<(), skiff_wal::Error> {
         match action {
@@ -940,8 +946,7 @@ impl Runtime {
             }
             Action::PersistEntries(entries) => {
                 // The commit index rides on the fsync of the entries.
-                let commit = self.node.durable_commit();
-                let commit = (commit > self.saved_commit).then_some(commit);
+                let commit = self.commit_to_save();
                 self.wal.append(commit, entries)?;
                 if let Some(commit) = commit {
                     self.saved_commit = commit;

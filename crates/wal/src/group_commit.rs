@@ -206,10 +206,7 @@ impl GroupCommit {
         let mut wal = self.shared.wal.try_lock().ok()?;
         let started = Instant::now();
         let written = (|| {
-            if let Some(commit) = commit {
-                wal.save_commit(commit)?;
-            }
-            wal.append(entries)?;
+            write_commit_and_entries(&mut wal, commit, entries)?;
             let (index, term) = wal.sync()?;
             Ok(WrittenNow { index, term, sync_duration: started.elapsed() })
         })();
@@ -333,6 +330,15 @@ fn write_loop(shared: &Shared, receiver: Receiver<Request>, mut notify: impl FnM
     }
 }
 
+/// Saves `commit` (if any), then appends `entries`, unsynced: what an append carries, on the
+/// writer thread or the caller's.
+fn write_commit_and_entries(wal: &mut Wal, commit: Option<Index>, entries: &[Entry]) -> Result<()> {
+    if let Some(commit) = commit {
+        wal.save_commit(commit)?;
+    }
+    wal.append(entries)
+}
+
 /// Performs one request; writes raise `through` to their ticket.
 fn perform(
     wal: &mut Wal,
@@ -342,11 +348,8 @@ fn perform(
 ) -> Result<()> {
     match request {
         Request::Append(ticket, commit, entries) => {
-            if let Some(commit) = commit {
-                wal.save_commit(commit)?;
-            }
             *batch_bytes += entries.iter().map(Entry::size).sum::<u64>();
-            wal.append(&entries)?;
+            write_commit_and_entries(wal, commit, &entries)?;
             *through = Some(ticket);
         }
         Request::HardState(ticket, hard_state) => {

@@ -91,13 +91,16 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     }
 }
 
+/// The body of a write to `key`: the key checked first (a refused key reads no body), then the
+/// body read and held to a value's limit.
+async fn written_body(key: &str, body: Incoming) -> Result<Bytes, ApiError> {
+    check_written_key(key)?;
+    read_body(body).await.and_then(check_value)
+}
+
 /// `PUT /v1/kv/{key}`: sets the key to the body.
 async fn put(api: &Api, key: String, parts: Parts, body: Incoming) -> Response {
-    let prepared = match check_written_key(&key) {
-        Ok(()) => read_body(body).await.and_then(check_value),
-        Err(error) => Err(error),
-    };
-    let body = match prepared {
+    let body = match written_body(&key, body).await {
         Ok(body) => body,
         Err(error) => return error.into_response(),
     };
@@ -130,11 +133,7 @@ async fn cas(api: &Api, path: String, parts: Parts, body: Incoming) -> Response 
         let message = "POST is only for compare-and-swap: POST /v1/kv/{key}/cas";
         return method_not_allowed(message.to_owned());
     };
-    let prepared = match check_written_key(key) {
-        Ok(()) => read_body(body).await.and_then(check_value),
-        Err(error) => Err(error),
-    };
-    let prepared = prepared.and_then(|body| {
+    let prepared = written_body(key, body).await.and_then(|body| {
         let cas: CasBody = serde_json::from_slice(&body).map_err(|error| {
             ApiError::bad_request(format!(
                 "the body must be {{\"expected\": string or null, \"value\": string or null}}: {error}"
