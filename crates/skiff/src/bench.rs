@@ -189,8 +189,22 @@ struct Workload {
 
 /// Key number `number` of the bench's key space.
 fn bench_key(prefix: &str, number: u64) -> String {
-    format!("{prefix}{number:08}")
+    let mut key = String::new();
+    set_bench_key(&mut key, prefix, number);
+    key
 }
+
+/// Makes `key` key number `number` of the bench's key space, reusing its allocation.
+fn set_bench_key(key: &mut String, prefix: &str, number: u64) {
+    use std::fmt::Write as _;
+    key.clear();
+    write!(key, "{prefix}{number:08}").expect("writing to a String cannot fail");
+}
+
+/// How many requests a client finishes between two updates of the shared count the progress
+/// bar shows (one shared atomic written by every request of every client was a cache line
+/// bouncing between the bench's threads).
+const FINISHED_BATCH: u64 = 32;
 
 /// What one client measured.
 #[derive(Debug)]
@@ -433,8 +447,10 @@ async fn send_until_deadline(mut client: WireClient, workload: Arc<Workload>) ->
     let mut latencies = new_histogram();
     let mut errors = ErrorTally::default();
     let mut value = vec![0u8; workload.value_size];
+    let mut key = String::new();
+    let mut unreported = 0;
     while Instant::now() < workload.deadline {
-        let key = bench_key(&workload.prefix, random.below(workload.keys));
+        set_bench_key(&mut key, &workload.prefix, random.below(workload.keys));
         let started = Instant::now();
         let outcome = match workload.operation {
             Operation::Put => {
@@ -451,8 +467,13 @@ async fn send_until_deadline(mut client: WireClient, workload: Arc<Workload>) ->
                 tokio::time::sleep(ERROR_PAUSE).await;
             }
         }
-        workload.finished.fetch_add(1, Ordering::Relaxed);
+        unreported += 1;
+        if unreported == FINISHED_BATCH {
+            workload.finished.fetch_add(unreported, Ordering::Relaxed);
+            unreported = 0;
+        }
     }
+    workload.finished.fetch_add(unreported, Ordering::Relaxed);
     ClientResult { latencies, errors }
 }
 
