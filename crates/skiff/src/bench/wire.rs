@@ -313,7 +313,6 @@ fn parse_answer(bytes: &[u8]) -> Result<Option<Answer>, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     /// A node on a real socket that reads requests one at a time and answers the n-th after
     /// `delays[n]` (`None`: never).
