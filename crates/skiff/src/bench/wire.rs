@@ -338,14 +338,15 @@ mod tests {
 
     #[tokio::test]
     async fn each_request_gets_the_whole_timeout_and_no_more() {
-        let timeout = Duration::from_millis(300);
-        let delays = vec![Some(Duration::ZERO), Some(Duration::from_millis(250)), None];
+        let timeout = Duration::from_secs(1);
+        let delays = vec![Some(Duration::ZERO), Some(timeout / 2), None];
         let endpoint = slow_node(delays).await;
         let mut client = WireClient::new(Protocol::Skiff, vec![endpoint], timeout, 7);
         client.put("a", b"1").await.expect("answered at once");
-        // The timer still runs to the first request's deadline, 300 ms after it started; the
-        // second request starts 100 ms later and is answered 250 ms after that, in its time.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The timer still runs to the first request's deadline, a second after it started. The
+        // second request starts 750 ms later and is answered half a second after that: after
+        // the timer fired (which must not fail it), half a second within its own deadline.
+        tokio::time::sleep(timeout * 3 / 4).await;
         client.put("a", b"2").await.expect("answered within its own timeout");
         let started = std::time::Instant::now();
         let error = client.put("a", b"3").await.expect_err("never answered");
