@@ -70,7 +70,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // Answers are copied into the connection's write buffer and go out in one `write`, instead
+    // of a `writev` of the head and the body's own buffer. The copy is a few hundred bytes for
+    // a put's answer or a get's value; what it saves is hyper's queue of buffers and the
+    // kernel's second segment of the vector. `cpu_per_op.sh`, 6 alternating rounds of puts at
+    // 256 clients: the leader's CPU per put lower in all 6 (-2 to -12 %, -5.5 % mean), puts/s
+    // +1.7 % mean; gets at 256 clients, 2 rounds: 12.1/12.4 -> 11.7/11.6 us, +2/+7 % gets/s.
+    builder.writev(false);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
