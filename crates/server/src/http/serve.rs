@@ -93,6 +93,12 @@ pub async fn serve(
                 continue;
             }
         };
+        // As every other socket of the project: an answer written in more than one piece (a
+        // large scan flushed as the buffer fills) must not wait for the client's delayed ACK.
+        // Puts at 256 clients, 6 alternating rounds: leader CPU per put -2 % (noise level).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a client connection");
+        }
         let connection =
             graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()));
         tokio::spawn(async move {
