@@ -71,7 +71,7 @@ pub struct NodeArgs {
     #[arg(long, env = "SKIFF_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
     /// Take a snapshot and compact the log every this many applied entries; 0 only on
-    /// `POST /v1/snapshot` [default: 10000].
+    /// `POST /v1/snapshot` [default: 100000].
     #[arg(long, env = "SKIFF_SNAPSHOT_ENTRIES")]
     pub snapshot_entries: Option<u64>,
     /// Also take a snapshot once the entries applied since the latest one add up to this many
