@@ -505,6 +505,13 @@ impl Runtime {
         // The state machine starts where its snapshot left it, and the core hands out nothing
         // at or below that (contract item 12).
         let applied = Index(parts.store.applied());
+        // What the snapshot policy weighs the log against (0, which holds nothing back, if the
+        // file cannot be read: the store was restored from it a moment ago).
+        let latest_snapshot_bytes = parts
+            .node
+            .snapshot()
+            .and_then(|meta| snapshot_files.open(meta.index).ok().flatten())
+            .map_or(0, |(_, reader)| reader.data_len());
         let (storage_sender, storage) = mpsc::unbounded_channel();
         let notifications = storage_sender.clone();
         let wal = GroupCommit::start(parts.wal, move |notification| {
@@ -551,7 +558,7 @@ impl Runtime {
             reads: Reads::new(parts.election_timeout * 2),
             applied,
             running,
-            snapshots: Snapshots::new(parts.snapshots, snapshot_files),
+            snapshots: Snapshots::new(parts.snapshots, snapshot_files, latest_snapshot_bytes),
             pacer: Pacer::new(parts.catchup_rate),
         };
         Ok((runtime, handle))

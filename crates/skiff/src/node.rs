@@ -70,8 +70,9 @@ pub struct NodeArgs {
     /// How long a client request may take, in milliseconds [default: 5000].
     #[arg(long, env = "SKIFF_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
-    /// Take a snapshot and compact the log every this many applied entries; 0 only on
-    /// `POST /v1/snapshot` [default: 100000].
+    /// Take a snapshot and compact the log every this many applied entries (for a snapshot
+    /// over 64 MiB, once they also add up to half its size); 0 only on `POST /v1/snapshot`
+    /// or by --snapshot-log-bytes [default: 100000].
     #[arg(long, env = "SKIFF_SNAPSHOT_ENTRIES")]
     pub snapshot_entries: Option<u64>,
     /// Also take a snapshot once the entries applied since the latest one add up to this many

@@ -4,7 +4,9 @@
 //! ## Taking a snapshot
 //! When [`SnapshotPolicy::entries`] entries have been applied since the latest snapshot, or
 //! entries adding up to [`SnapshotPolicy::log_bytes`] (large values fill the log long before
-//! many entries do), or when `POST /v1/snapshot` asks, the driver asks the core for the metadata at its applied index
+//! many entries do), or when `POST /v1/snapshot` asks (the entries trigger waits, for a store
+//! whose snapshot is large, until the log since is at least half the snapshot:
+//! [`SnapshotPolicy::due`]), the driver asks the core for the metadata at its applied index
 //! (`Node::snapshot_meta_at`) and **clones the store** under its lock. The store's maps are
 //! persistent B-trees (skiff-kv, `store.rs`), so the clone is `O(1)` whatever the store's size:
 //! a point-in-time view sharing every node with the live store, which later applies copy on
@@ -48,10 +50,18 @@ use crate::snapshot::{self as transfer, FetchClient};
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 /// When the driver takes snapshots, and how much log it keeps behind them.
+///
+/// A snapshot rewrites the whole store, however few entries it covers. So the entries
+/// trigger waits, for a store whose latest snapshot file is over [`LARGE_SNAPSHOT_BYTES`],
+/// until the entries applied since add up to at least half that file: snapshots then write at
+/// most twice the bytes of log they replace, whatever the store's size (a 1 GiB store of
+/// small values would otherwise be rewritten for every 30 MiB of log). The bytes trigger,
+/// which bounds the log on disk, is never held back. See [`SnapshotPolicy::due`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotPolicy {
-    /// Take a snapshot once this many entries were applied since the latest one; 0 takes
-    /// snapshots only when asked (`POST /v1/snapshot`).
+    /// Take a snapshot once this many entries were applied since the latest one (held back
+    /// for a large store, above); 0 takes snapshots only when asked (`POST /v1/snapshot`) or
+    /// by `log_bytes`.
     pub entries: u64,
     /// Take a snapshot once the entries applied since the latest one add up to this many bytes
     /// (`Entry::size`: the command plus a small fixed overhead, close to what the entry takes
@@ -76,6 +86,33 @@ impl Default for SnapshotPolicy {
     /// puts per second and a third of their p99 latency against 100,000.
     fn default() -> SnapshotPolicy {
         SnapshotPolicy { entries: 100_000, log_bytes: 256 << 20, catchup_entries: 5_000 }
+    }
+}
+
+/// A snapshot file larger than this (64 MiB) holds back the entries trigger until the log
+/// since it is at least half its size; a smaller one is cheap enough to rewrite every
+/// [`SnapshotPolicy::entries`] entries.
+pub const LARGE_SNAPSHOT_BYTES: u64 = 64 << 20;
+
+impl SnapshotPolicy {
+    /// Why a snapshot is due, if one is: `entries` entries adding up to `log_bytes` (by
+    /// `Entry::size`) were applied since the latest snapshot, whose file holds
+    /// `latest_file_bytes` (0 if there is none).
+    pub fn due(
+        &self,
+        entries: u64,
+        log_bytes: u64,
+        latest_file_bytes: u64,
+    ) -> Option<&'static str> {
+        let worth_rewriting = latest_file_bytes <= LARGE_SNAPSHOT_BYTES
+            || log_bytes.saturating_mul(2) >= latest_file_bytes;
+        if self.entries > 0 && entries >= self.entries && worth_rewriting {
+            Some("entries")
+        } else if self.log_bytes > 0 && log_bytes >= self.log_bytes {
+            Some("log bytes")
+        } else {
+            None
+        }
     }
 }
 
@@ -133,13 +170,23 @@ pub(super) struct Snapshots {
     applied_bytes: u64,
     /// The log bytes the snapshot being taken covers: counted again if it fails.
     taking_bytes: u64,
+    /// The size of the latest snapshot's file (0 with none): what the policy weighs the log
+    /// against.
+    latest_file_bytes: u64,
+    /// The size of the file of the snapshot being saved or installed.
+    pending_file_bytes: u64,
     /// No policy snapshot before this, after a failure.
     retry_at: Option<Instant>,
 }
 
 impl Snapshots {
-    /// The state of a driver that has just started.
-    pub(super) fn new(policy: SnapshotPolicy, files: SnapshotFiles) -> Snapshots {
+    /// The state of a driver that has just started, whose latest snapshot holds
+    /// `latest_file_bytes` (0 for none).
+    pub(super) fn new(
+        policy: SnapshotPolicy,
+        files: SnapshotFiles,
+        latest_file_bytes: u64,
+    ) -> Snapshots {
         Snapshots {
             policy,
             files,
@@ -150,6 +197,8 @@ impl Snapshots {
             compacted: Index(0),
             applied_bytes: 0,
             taking_bytes: 0,
+            latest_file_bytes,
+            pending_file_bytes: 0,
             retry_at: None,
         }
     }
@@ -194,10 +243,10 @@ impl Runtime {
             return;
         }
         let latest = self.node.snapshot().map_or(Index(0), |meta| meta.index);
-        if policy.entries > 0 && self.applied.0 >= latest.0 + policy.entries {
-            self.start_snapshot("entries");
-        } else if policy.log_bytes > 0 && self.snapshots.applied_bytes >= policy.log_bytes {
-            self.start_snapshot("log bytes");
+        let entries = self.applied.0.saturating_sub(latest.0);
+        let log_bytes = self.snapshots.applied_bytes;
+        if let Some(trigger) = policy.due(entries, log_bytes, self.snapshots.latest_file_bytes) {
+            self.start_snapshot(trigger);
         }
     }
 
@@ -290,6 +339,7 @@ impl Runtime {
     ) -> Result<(), skiff_wal::Error> {
         match event {
             SnapshotEvent::Written(meta, Ok(staged)) => {
+                self.snapshots.pending_file_bytes = staged.file_len();
                 let reports = self.storage_sender.clone();
                 self.wal.run(move |wal| {
                     let saved = wal.save_staged_snapshot(staged);
@@ -311,6 +361,7 @@ impl Runtime {
             }
             SnapshotEvent::Compacted(compacted) => compacted?,
             SnapshotEvent::Fetched(meta, Ok((staged, store))) => {
+                self.snapshots.pending_file_bytes = staged.file_len();
                 let reports = self.storage_sender.clone();
                 let index = meta.index;
                 self.wal.run(move |wal| {
@@ -341,6 +392,7 @@ impl Runtime {
     fn on_snapshot_saved(&mut self, meta: SnapshotMeta) {
         let (_, started) = self.snapshots.taking.take().expect("a snapshot was being taken");
         self.snapshots.taking_bytes = 0;
+        self.snapshots.latest_file_bytes = std::mem::take(&mut self.snapshots.pending_file_bytes);
         self.metrics.snapshot_save_duration.observe(started.elapsed().as_secs_f64());
         self.metrics.snapshot_index.set(meta.index.0 as i64);
         tracing::info!(%meta, elapsed = ?started.elapsed(), "took a snapshot");
@@ -384,6 +436,7 @@ impl Runtime {
         self.snapshots.fetching = None;
         // Nothing is applied while a fetch is out, and the new store is all snapshot.
         self.snapshots.applied_bytes = 0;
+        self.snapshots.latest_file_bytes = std::mem::take(&mut self.snapshots.pending_file_bytes);
         self.snapshots.compacted = self.snapshots.compacted.max(meta.index);
         self.metrics.applied_index.set(meta.index.0 as i64);
         self.metrics.snapshot_index.set(meta.index.0 as i64);
@@ -395,5 +448,52 @@ impl Runtime {
         }
         self.release_ready_reads();
         self.serve_snapshot_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn a_small_store_is_snapshotted_every_so_many_entries() {
+        let policy = SnapshotPolicy::default();
+        assert_eq!(policy.due(99_999, 30 * MIB, 3 * MIB), None);
+        assert_eq!(policy.due(100_000, 30 * MIB, 3 * MIB), Some("entries"));
+        // However little log the entries made: the snapshot is small.
+        assert_eq!(policy.due(100_000, MIB, LARGE_SNAPSHOT_BYTES), Some("entries"));
+        assert_eq!(policy.due(100_000, 0, 0), Some("entries"), "no snapshot yet");
+    }
+
+    #[test]
+    fn a_large_store_waits_for_half_its_size_of_log() {
+        let policy = SnapshotPolicy::default();
+        let store = 400 * MIB;
+        assert_eq!(policy.due(100_000, 30 * MIB, store), None, "13x the log's bytes");
+        assert_eq!(policy.due(600_000, 199 * MIB, store), None);
+        assert_eq!(policy.due(600_000, 200 * MIB, store), Some("entries"));
+        assert_eq!(policy.due(1, 200 * MIB, store), None, "not before the entries are in");
+    }
+
+    #[test]
+    fn the_log_bytes_bound_is_never_held_back() {
+        let policy = SnapshotPolicy::default();
+        let huge = 10 << 30;
+        assert_eq!(policy.due(900_000, 255 * MIB, huge), None);
+        assert_eq!(policy.due(900_000, 256 * MIB, huge), Some("log bytes"));
+        assert_eq!(policy.due(10, 256 * MIB, 0), Some("log bytes"));
+    }
+
+    #[test]
+    fn zero_turns_a_trigger_off() {
+        let entries_only = SnapshotPolicy { log_bytes: 0, ..SnapshotPolicy::default() };
+        assert_eq!(entries_only.due(99_999, u64::MAX, 0), None);
+        let bytes_only = SnapshotPolicy { entries: 0, ..SnapshotPolicy::default() };
+        assert_eq!(bytes_only.due(u64::MAX, 256 * MIB - 1, 0), None);
+        assert_eq!(bytes_only.due(1, 256 * MIB, 0), Some("log bytes"));
+        let never = SnapshotPolicy { entries: 0, log_bytes: 0, catchup_entries: 0 };
+        assert_eq!(never.due(u64::MAX, u64::MAX, 0), None, "only when asked");
     }
 }
