@@ -505,8 +505,9 @@ impl Runtime {
         // The state machine starts where its snapshot left it, and the core hands out nothing
         // at or below that (contract item 12).
         let applied = Index(parts.store.applied());
-        // What the snapshot policy weighs the log against (0, which holds nothing back, if the
-        // file cannot be read: the store was restored from it a moment ago).
+        // The size of the latest snapshot, which the snapshot policy weighs the log against.
+        // The store was restored from that file a moment ago; should it fail to open now, 0
+        // only means that the policy holds nothing back until the next snapshot.
         let latest_snapshot_bytes = parts
             .node
             .snapshot()
